@@ -1,0 +1,265 @@
+"""DBC-driven decoding of key-reader frames into the domain values of :mod:`key_session`.
+
+cantools does the bit work (the DBC is the single source of truth); this module adds the
+protocol's meaning: sentinels (declared as VAL_ tables in the DBC) become ``None``, and values
+outside their range become an :class:`InvalidSession` carrying the spec's reason code and a
+detail that names the frame and the field.
+"""
+
+from __future__ import annotations
+
+import re
+from calendar import monthrange
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from cantools.database.can import Database
+from cantools.database.namedsignalvalue import NamedSignalValue
+
+from protocols.can_frame import CanFrame
+from protocols.key_session import (
+    CheckControlMessage,
+    CheckControlStatus,
+    KeySession,
+    ServiceHistory,
+    ServiceItem,
+    StoredDtc,
+    UsageData,
+    VehicleData,
+)
+
+KEY_SESSION_START = 0x6F0
+KEY_VIN = 0x6F1
+KEY_VEHICLE = 0x6F2
+KEY_USAGE = 0x6F3
+KEY_CBS_STATUS = 0x6F4
+KEY_CBS_HISTORY = 0x6F5
+KEY_CHECK_CONTROL = 0x6F6
+KEY_DTC = 0x6F7
+KEY_SESSION_END = 0x6FF
+
+MESSAGE_NAMES = {
+    KEY_SESSION_START: "KEY_SESSION_START",
+    KEY_VIN: "KEY_VIN",
+    KEY_VEHICLE: "KEY_VEHICLE",
+    KEY_USAGE: "KEY_USAGE",
+    KEY_CBS_STATUS: "KEY_CBS_STATUS",
+    KEY_CBS_HISTORY: "KEY_CBS_HISTORY",
+    KEY_CHECK_CONTROL: "KEY_CHECK_CONTROL",
+    KEY_DTC: "KEY_DTC",
+    KEY_SESSION_END: "KEY_SESSION_END",
+}
+
+SUPPORTED_PROTOCOL_VERSION = 1
+VIN_PATTERN = re.compile(r"[A-HJ-NPR-Z0-9]{17}")
+FRAME_BYTES = 8
+
+Signals = dict[str, Any]
+
+
+class InvalidSession(Exception):
+    """Raised inside the codec for a session that cannot be accepted; the assembler turns it
+    into a rejection event and never lets it escape."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedFrame:
+    """A data frame of a session with its signals, decoded once on arrival."""
+
+    frame: CanFrame
+    position: int  # 1-based position among the session's data frames
+    signals: Signals
+
+    @property
+    def name(self) -> str:
+        return MESSAGE_NAMES[self.frame.arbitration_id]
+
+    def where(self, field: str | None = None) -> str:
+        base = f"{self.name} (data frame {self.position}, {self.frame})"
+        return f"{base} field {field}" if field else base
+
+
+def decode_signals(db: Database, frame: CanFrame) -> Signals:
+    """Decode one key-reader frame with the DBC. Raises :class:`InvalidSession`
+    (``invalid_value``) when the frame does not carry 8 data bytes."""
+    if len(frame.data) != FRAME_BYTES:
+        name = MESSAGE_NAMES.get(frame.arbitration_id, f"0x{frame.arbitration_id:03X}")
+        raise InvalidSession(
+            "invalid_value", f"{name} ({frame}) has {len(frame.data)} data bytes, 8 expected")
+    return db.decode_message(frame.arbitration_id, frame.data, decode_choices=True)
+
+
+def slot_of(frame_id: int, signals: Signals) -> tuple[int, int]:
+    """What makes a data frame unique in a session: its message and, where it has one, its index."""
+    if frame_id == KEY_VIN:
+        return frame_id, _raw(signals["VinPart"])
+    if frame_id in (KEY_CBS_STATUS, KEY_CBS_HISTORY):
+        return frame_id, _raw(signals["ItemIndex"])
+    if frame_id == KEY_CHECK_CONTROL:
+        return frame_id, _raw(signals["CcIndex"])
+    if frame_id == KEY_DTC:
+        return frame_id, _raw(signals["DtcIndex"])
+    return frame_id, 0
+
+
+def _raw(value: Any) -> Any:
+    return value.value if isinstance(value, NamedSignalValue) else value
+
+
+def _available(value: Any) -> Any:
+    """A sentinel (a DBC choice on that signal) means not available."""
+    return None if isinstance(value, NamedSignalValue) else value
+
+
+def _check(ok: bool, frame: DecodedFrame, field: str, message: str) -> None:
+    if not ok:
+        raise InvalidSession("invalid_value", f"{frame.where(field)}: {message}")
+
+
+def _month(value: Any, frame: DecodedFrame, field: str) -> int | None:
+    month = _available(value)
+    if month is None:
+        return None
+    _check(1 <= month <= 12, frame, field, f"month {month} is not 1-12")
+    return int(month)
+
+
+def _percentage(value: int, frame: DecodedFrame, field: str) -> int:
+    _check(value <= 100, frame, field, f"{value} % is above 100")
+    return int(value)
+
+
+def _vin_part(frame: DecodedFrame) -> tuple[int, str]:
+    s = frame.signals
+    part = _raw(s["VinPart"])
+    _check(part in (0, 1, 2), frame, "VinPart", f"part {part} is not 0, 1 or 2")
+    chars = bytes(s[f"VinChar{i}"] for i in range(7))
+    if part == 2:
+        _check(chars[3:] == b"\0\0\0\0", frame, "VinChars",
+               f"part 2 must end in four 0x00, got {chars[3:].hex().upper()}")
+        chars = chars[:3]
+    return part, chars.decode("latin-1")
+
+
+def _vehicle(frame: DecodedFrame) -> VehicleData:
+    s = frame.signals
+    year, month, day = s["DataYear"], s["DataMonth"], s["DataDay"]
+    _check(1 <= month <= 12, frame, "DataMonth", f"month {month} is not 1-12")
+    _check(1 <= day <= monthrange(year, month)[1], frame, "DataDay",
+           f"{year}-{month:02d}-{day:02d} is not a date")
+    fuel = _available(s["FuelLevelPct"])
+    if fuel is not None:
+        fuel = _percentage(fuel, frame, "FuelLevelPct")
+    return VehicleData(
+        mileage_km=s["MileageKm"], data_date=date(year, month, day), fuel_level_pct=fuel,
+        build_year=s["BuildYear"], build_month=_month(s["BuildMonth"], frame, "BuildMonth"))
+
+
+def _usage(frame: DecodedFrame) -> UsageData:
+    s = frame.signals
+    return UsageData(
+        ambient_avg_c=_available(s["AmbientAvg"]),
+        ambient_min_c=_available(s["AmbientMin"]),
+        ambient_max_c=_available(s["AmbientMax"]),
+        hot_share_pct=_percentage(s["HotSharePct"], frame, "HotSharePct"),
+        cold_share_pct=_percentage(s["ColdSharePct"], frame, "ColdSharePct"),
+        short_trip_pct=_percentage(s["ShortTripPct"], frame, "ShortTripPct"),
+        severe_duty_pct=_percentage(s["SevereDutyPct"], frame, "SevereDutyPct"),
+        avg_trip_km=round(s["AvgTripKm"], 1),
+    )
+
+
+def _service_item(frame: DecodedFrame, history: ServiceHistory | None) -> ServiceItem:
+    s = frame.signals
+    availability = _available(s["AvailabilityPct"])
+    if availability is not None:
+        _check(availability <= 250, frame, "AvailabilityPct", f"{availability} is reserved (251-254)")
+    return ServiceItem(
+        index=s["ItemIndex"], code=_raw(s["CbsType"]), availability_pct=availability,
+        remaining_km=_available(s["RemainingKm"]), due_year=s["DueYear"],
+        due_month=_month(s["DueMonth"], frame, "DueMonth"), service_count=s["ServiceCount"],
+        history=history)
+
+
+def _history(frame: DecodedFrame) -> ServiceHistory:
+    s = frame.signals
+    return ServiceHistory(
+        last_service_km=_available(s["LastServiceKm"]), last_service_year=s["LastServiceYear"],
+        last_service_month=_month(s["LastServiceMonth"], frame, "LastServiceMonth"),
+        interval_km=_available(s["IntervalKm"]), interval_months=_available(s["IntervalMonths"]))
+
+
+def _check_control(frame: DecodedFrame) -> CheckControlMessage:
+    s = frame.signals
+    status = _raw(s["CcStatus"])
+    _check(status in (1, 2), frame, "CcStatus", f"status {status} is neither 1 (active) nor 2 (stored)")
+    return CheckControlMessage(index=s["CcIndex"], cc_id=s["CcId"],
+                               status=CheckControlStatus(status), mileage_km=s["CcMileageKm"])
+
+
+def _dtc(frame: DecodedFrame) -> StoredDtc:
+    s = frame.signals
+    return StoredDtc(index=s["DtcIndex"], code=s["DtcCode"], status=s["DtcStatus"],
+                     ecu_address=s["EcuAddress"], occurrences=s["Occurrences"])
+
+
+def build_key_session(start: Signals, frames: list[DecodedFrame]) -> KeySession:
+    """The domain value of a session whose framing, count and CRC already checked out.
+
+    Raises :class:`InvalidSession` with ``invalid_value``, ``missing_vin``,
+    ``missing_vehicle`` or ``orphan_history``.
+    """
+    slot = start["KeySlot"]
+    if slot > 9:
+        raise InvalidSession("invalid_value", f"KEY_SESSION_START field KeySlot: {slot} is not 0-9")
+    vin_parts: dict[int, str] = {}
+    vehicle: VehicleData | None = None
+    usage: UsageData | None = None
+    status_frames: list[DecodedFrame] = []
+    histories: dict[int, tuple[DecodedFrame, ServiceHistory]] = {}
+    check_controls: list[CheckControlMessage] = []
+    dtcs: list[StoredDtc] = []
+    for frame in frames:
+        frame_id = frame.frame.arbitration_id
+        if frame_id == KEY_VIN:
+            part, text = _vin_part(frame)
+            vin_parts[part] = text
+        elif frame_id == KEY_VEHICLE:
+            vehicle = _vehicle(frame)
+        elif frame_id == KEY_USAGE:
+            usage = _usage(frame)
+        elif frame_id == KEY_CBS_STATUS:
+            status_frames.append(frame)
+        elif frame_id == KEY_CBS_HISTORY:
+            histories[frame.signals["ItemIndex"]] = (frame, _history(frame))
+        elif frame_id == KEY_CHECK_CONTROL:
+            check_controls.append(_check_control(frame))
+        elif frame_id == KEY_DTC:
+            dtcs.append(_dtc(frame))
+    missing = [str(p) for p in (0, 1, 2) if p not in vin_parts]
+    if missing:
+        raise InvalidSession("missing_vin", f"KEY_VIN part {', '.join(missing)} not received")
+    vin = "".join(vin_parts[p] for p in (0, 1, 2))
+    if not VIN_PATTERN.fullmatch(vin):
+        raise InvalidSession(
+            "invalid_value", f"KEY_VIN field VinChars: {vin!r} is not 17 characters of A-HJ-NPR-Z0-9")
+    if vehicle is None:
+        raise InvalidSession("missing_vehicle", "no KEY_VEHICLE frame in the session")
+    items = {f.signals["ItemIndex"]: f for f in status_frames}
+    for index, (frame, _) in histories.items():
+        if index not in items:
+            raise InvalidSession("orphan_history",
+                                 f"{frame.where('ItemIndex')}: no KEY_CBS_STATUS for item {index}")
+    services = tuple(
+        _service_item(items[i], histories[i][1] if i in histories else None) for i in sorted(items))
+    return KeySession(
+        session_seq=start["SessionSeq"], key_id=start["KeyId"], key_slot=slot, vin=vin,
+        vehicle=vehicle, usage=usage, services=services,
+        check_controls=tuple(sorted(check_controls, key=lambda c: c.index)),
+        dtcs=tuple(sorted(dtcs, key=lambda d: d.index)))

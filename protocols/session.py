@@ -1,0 +1,250 @@
+"""Session assembly (protocol section 1, "Session rules"): a stream of CAN frames in, accepted
+key sessions or rejections out.
+
+One assembler serves both transports: the serial reader feeds it the CAN_FRAME payloads and
+tells it about KEY_REMOVED; the CAN reader feeds it bus frames. It is sans-IO: time comes only
+from the frames' timestamps and from :meth:`SessionAssembler.poll`, so a capture replays
+exactly as it was read live.
+
+Readings of the spec that it implements (see docs/protocol-notes.md):
+
+* An identical repeat of a data frame (same message, index and bytes) is dropped silently: it
+  does not count towards FrameCount and is not part of the CRC-32, because the reader sent it
+  once. The same holds for an identical repeat of START.
+* ``duplicate_frame`` and ``unsupported_version`` reject at once; the rest of that session's
+  frames then count as stray. Every other rule is checked when END arrives, in the order
+  seq, frame count, CRC-32, then content (values, VIN, vehicle, history).
+"""
+
+from __future__ import annotations
+
+import enum
+import zlib
+from dataclasses import dataclass
+
+from cantools.database.can import Database
+
+from dbc import key_reader_database
+from protocols.can_frame import DATA_FRAME_IDS, SESSION_END_ID, SESSION_START_ID, CanFrame, is_key_reader_id
+from protocols.key_messages import (
+    SUPPORTED_PROTOCOL_VERSION,
+    DecodedFrame,
+    InvalidSession,
+    Signals,
+    build_key_session,
+    decode_signals,
+    slot_of,
+)
+from protocols.key_session import KeySession
+
+DEFAULT_TIMEOUT_S = 0.5
+
+
+class RejectReason(enum.StrEnum):
+    UNSUPPORTED_VERSION = "unsupported_version"
+    SEQ_MISMATCH = "seq_mismatch"
+    FRAME_COUNT_MISMATCH = "frame_count_mismatch"
+    CRC_MISMATCH = "crc_mismatch"
+    MISSING_VIN = "missing_vin"
+    MISSING_VEHICLE = "missing_vehicle"
+    DUPLICATE_FRAME = "duplicate_frame"
+    ORPHAN_HISTORY = "orphan_history"
+    INVALID_VALUE = "invalid_value"
+    TIMEOUT = "timeout"
+    INTERRUPTED = "interrupted"
+    KEY_REMOVED = "key_removed"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionAccepted:
+    session: KeySession
+    completed_at: float  # timestamp of the END frame
+    frames_received: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRejected:
+    reason: RejectReason
+    detail: str
+    key_id: int | None
+    frames_received: int
+    at: float
+
+
+SessionEvent = SessionAccepted | SessionRejected
+
+
+@dataclass(slots=True)
+class AssemblerCounters:
+    """Monotonic counters, published in ``status``."""
+
+    frames: int = 0  # key-reader frames fed
+    other_traffic: int = 0  # frames outside 0x6F0-0x6FF (shared bus), ignored
+    stray_frames: int = 0  # key-reader frames outside a session, or unknown key-reader ids
+    repeats_dropped: int = 0  # identical repeats dropped silently
+    accepted: int = 0
+    rejected: int = 0
+
+
+class _OpenSession:
+    __slots__ = ("start_data", "start", "frames", "slots", "crc", "last_at")
+
+    def __init__(self, start_data: bytes, start: Signals, at: float) -> None:
+        self.start_data = start_data
+        self.start = start
+        self.frames: list[DecodedFrame] = []
+        self.slots: dict[tuple[int, int], bytes] = {}
+        self.crc = 0
+        self.last_at = at
+
+
+class SessionAssembler:
+    """Turns CAN frames into :class:`SessionAccepted` / :class:`SessionRejected` events.
+
+    Never raises on any frame sequence. Memory is bounded: a session holds at most one frame
+    per (message, index) slot, at most 8 + 16 + 16 + 256 + 256 of them.
+    """
+
+    def __init__(self, *, timeout_s: float = DEFAULT_TIMEOUT_S, db: Database | None = None) -> None:
+        self.timeout_s = timeout_s
+        self._db = db if db is not None else key_reader_database()
+        self._open: _OpenSession | None = None
+        self.counters = AssemblerCounters()
+
+    @property
+    def in_session(self) -> bool:
+        return self._open is not None
+
+    def feed(self, frame: CanFrame) -> list[SessionEvent]:
+        """Take one frame; return the events it caused (zero, one or two)."""
+        if not is_key_reader_id(frame.arbitration_id):
+            self.counters.other_traffic += 1
+            return []
+        self.counters.frames += 1
+        events = self.poll(frame.timestamp)
+        if frame.arbitration_id == SESSION_START_ID:
+            self._on_start(frame, events)
+        elif self._open is None:
+            self.counters.stray_frames += 1
+        elif frame.arbitration_id == SESSION_END_ID:
+            self._on_end(frame, events)
+        elif frame.arbitration_id in DATA_FRAME_IDS:
+            self._on_data(frame, events)
+        else:
+            self.counters.stray_frames += 1  # reserved id 0x6F8-0x6FE: not part of version 1
+        if self._open is not None:
+            self._open.last_at = max(self._open.last_at, frame.timestamp)
+        return events
+
+    def poll(self, now: float) -> list[SessionEvent]:
+        """Apply the timeout rule at time ``now``; call it when the reader has been quiet."""
+        session = self._open
+        if session is not None and now - session.last_at > self.timeout_s:
+            return [self._reject(RejectReason.TIMEOUT,
+                                 f"no frame for {self.timeout_s * 1000:.0f} ms after data frame "
+                                 f"{len(session.frames)} of {session.start['FrameCount']}",
+                                 session.last_at + self.timeout_s)]
+        return []
+
+    def key_removed(self, at: float) -> list[SessionEvent]:
+        """The serial reader reported KEY_REMOVED: an open session is rejected."""
+        events = self.poll(at)
+        if self._open is not None:
+            events.append(self._reject(
+                RejectReason.KEY_REMOVED,
+                f"KEY_REMOVED after {len(self._open.frames)} of "
+                f"{self._open.start['FrameCount']} data frames, before KEY_SESSION_END", at))
+        return events
+
+    def reset(self) -> None:
+        """Forget an open session without an event (the reader itself went away)."""
+        self._open = None
+
+    # -- frame handlers -------------------------------------------------------------------
+
+    def _on_start(self, frame: CanFrame, events: list[SessionEvent]) -> None:
+        if len(frame.data) != 8:
+            self.counters.stray_frames += 1
+            return
+        if self._open is not None:
+            if frame.data == self._open.start_data:
+                self.counters.repeats_dropped += 1
+                return
+            events.append(self._reject(
+                RejectReason.INTERRUPTED,
+                f"new KEY_SESSION_START ({frame}) after {len(self._open.frames)} of "
+                f"{self._open.start['FrameCount']} data frames", frame.timestamp))
+        start = self._db.decode_message(frame.arbitration_id, frame.data, decode_choices=False)
+        self._open = _OpenSession(frame.data, start, frame.timestamp)
+        if start["ProtocolVersion"] != SUPPORTED_PROTOCOL_VERSION:
+            events.append(self._reject(
+                RejectReason.UNSUPPORTED_VERSION,
+                f"KEY_SESSION_START ({frame}) field ProtocolVersion: {start['ProtocolVersion']}, "
+                f"only {SUPPORTED_PROTOCOL_VERSION} is supported", frame.timestamp))
+
+    def _on_data(self, frame: CanFrame, events: list[SessionEvent]) -> None:
+        session = self._open
+        assert session is not None
+        try:
+            signals = decode_signals(self._db, frame)
+        except InvalidSession as exc:
+            events.append(self._reject(RejectReason(exc.reason), exc.detail, frame.timestamp))
+            return
+        slot = slot_of(frame.arbitration_id, signals)
+        seen = session.slots.get(slot)
+        if seen is not None:
+            if seen == frame.data:
+                self.counters.repeats_dropped += 1
+                return
+            decoded = DecodedFrame(frame, len(session.frames) + 1, signals)
+            events.append(self._reject(
+                RejectReason.DUPLICATE_FRAME,
+                f"{decoded.where()} repeats index {slot[1]} with different content "
+                f"(first {seen.hex().upper()})", frame.timestamp))
+            return
+        session.slots[slot] = frame.data
+        session.frames.append(DecodedFrame(frame, len(session.frames) + 1, signals))
+        session.crc = zlib.crc32(frame.data, session.crc)
+
+    def _on_end(self, frame: CanFrame, events: list[SessionEvent]) -> None:
+        session = self._open
+        assert session is not None
+        at = frame.timestamp
+        if len(frame.data) != 8:
+            events.append(self._reject(RejectReason.INVALID_VALUE,
+                                       f"KEY_SESSION_END ({frame}) has {len(frame.data)} data bytes, 8 expected", at))
+            return
+        end = self._db.decode_message(frame.arbitration_id, frame.data, decode_choices=False)
+        start = session.start
+        received = len(session.frames)
+        if end["SessionSeq"] != start["SessionSeq"]:
+            events.append(self._reject(
+                RejectReason.SEQ_MISMATCH,
+                f"KEY_SESSION_END ({frame}) field SessionSeq: {end['SessionSeq']}, "
+                f"KEY_SESSION_START said {start['SessionSeq']}", at))
+        elif end["FrameCount"] != start["FrameCount"] or received != start["FrameCount"]:
+            events.append(self._reject(
+                RejectReason.FRAME_COUNT_MISMATCH,
+                f"KEY_SESSION_END ({frame}) field FrameCount: END says {end['FrameCount']}, "
+                f"START said {start['FrameCount']}, {received} data frames received", at))
+        elif end["Crc32"] != session.crc:
+            events.append(self._reject(
+                RejectReason.CRC_MISMATCH,
+                f"KEY_SESSION_END ({frame}) field Crc32: 0x{end['Crc32']:08X}, "
+                f"computed 0x{session.crc:08X} over {received} data frames", at))
+        else:
+            try:
+                key_session = build_key_session(start, session.frames)
+            except InvalidSession as exc:
+                events.append(self._reject(RejectReason(exc.reason), exc.detail, at))
+            else:
+                self._open = None
+                self.counters.accepted += 1
+                events.append(SessionAccepted(key_session, at, received))
+
+    def _reject(self, reason: RejectReason, detail: str, at: float) -> SessionRejected:
+        session = self._open
+        assert session is not None
+        self._open = None
+        self.counters.rejected += 1
+        return SessionRejected(reason, detail, session.start["KeyId"], len(session.frames), at)
