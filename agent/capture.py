@@ -1,0 +1,102 @@
+"""Reading captures for ``cbs-agent decode``: raw serial bytes from a reader, or any CAN log
+python-can reads (candump ``.log``, Vector ``.asc``, ``.blf``, ``.trc``, ``.csv``).
+
+A capture yields the same :data:`~agent.reader.ReaderEvent` values as a live reader. A file
+that breaks off or turns to garbage mid-way yields what was readable and then raises
+:class:`CaptureError`, so the caller can still print what it decoded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import can
+
+from protocols.errors import CbsError
+from agent.reader import ReaderCounters, ReaderEvent
+from agent.serial_reader import serial_frame_events
+from protocols.can_frame import CanFrame
+from protocols.serial_framing import SerialFrameDecoder
+
+log = logging.getLogger(__name__)
+
+CAN_LOG_FORMATS = {"candump": ".log", "asc": ".asc", "blf": ".blf", "trc": ".trc", "csv": ".csv"}
+FORMATS = ("auto", "serial", *CAN_LOG_FORMATS)
+_READERS = {"candump": can.CanutilsLogReader, "asc": can.ASCReader, "blf": can.BLFReader,
+            "trc": can.TRCReader, "csv": can.CSVReader}
+
+
+class CaptureError(CbsError):
+    """The capture is unreadable, truncated or corrupt; the message says where."""
+
+
+def detect_format(path: Path) -> str:
+    """The format of ``path`` by its extension, else by a look at its first bytes."""
+    suffix = path.suffix.lower()
+    for name, ext in CAN_LOG_FORMATS.items():
+        if suffix == ext:
+            return name
+    try:
+        head = path.read_bytes()[:64]
+    except OSError as exc:
+        raise CaptureError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    return "candump" if head.lstrip().startswith(b"(") else "serial"
+
+
+def read_capture(path: Path, fmt: str, counters: ReaderCounters, *,
+                 serial_time: float) -> Iterator[ReaderEvent]:
+    """Events of the capture at ``path``. Serial captures carry no time: every frame gets
+    ``serial_time`` (the time of decoding)."""
+    if fmt == "auto":
+        fmt = detect_format(path)
+    if fmt == "serial":
+        yield from _read_serial(path, counters, serial_time)
+    elif fmt in _READERS:
+        yield from _read_can_log(path, fmt, counters)
+    else:
+        raise CaptureError(f"{path}: unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+
+
+def _read_serial(path: Path, counters: ReaderCounters, now: float) -> Iterator[ReaderEvent]:
+    decoder = SerialFrameDecoder()
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise CaptureError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    with handle:
+        while chunk := handle.read(65536):
+            yield from serial_frame_events(decoder.feed(chunk, now), counters)
+    counters.bad_frames += decoder.bad_frames
+    counters.ignored_bytes += decoder.ignored_bytes + decoder.buffered
+    if decoder.buffered:
+        raise CaptureError(f"{path}: truncated: the last {decoder.buffered} bytes are an incomplete frame")
+
+
+def _read_can_log(path: Path, fmt: str, counters: ReaderCounters) -> Iterator[ReaderEvent]:
+    try:
+        reader = _READERS[fmt](str(path))
+    except OSError as exc:
+        raise CaptureError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except Exception as exc:  # python-can readers raise what their parsers raise
+        raise CaptureError(f"{path}: not a readable {fmt} capture: {exc}") from exc
+    count = 0
+    try:
+        for message in reader:
+            count += 1
+            if message.is_error_frame:
+                counters.bus_errors += 1
+                continue
+            if message.is_extended_id or message.is_remote_frame or message.is_fd:
+                counters.dropped["other_traffic"] = counters.dropped.get("other_traffic", 0) + 1
+                continue
+            counters.frames += 1
+            yield CanFrame(message.arbitration_id, bytes(message.data), message.timestamp)
+    except Exception as exc:  # a corrupt record mid-file: keep what came before
+        raise CaptureError(f"{path}: corrupt {fmt} capture after message {count}: "
+                           f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        stop = getattr(reader, "stop", None)
+        if stop is not None:
+            stop()

@@ -1,0 +1,166 @@
+"""``cbs-agent``: run the daemon, decode captures offline, print the payload schemas.
+
+Every user error (bad option, broken config or DBC, unreadable certificate) is one line on
+stderr and exit code 2 — no traceback. Only this module configures logging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from agent.errors import ConfigError
+from protocols.errors import CbsError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (not the whole usage text) and exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="cbs-agent", description=__doc__.splitlines()[0] if __doc__ else None)
+    from agent import __version__
+    parser.add_argument("--version", action="version", version=f"cbs-agent {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="read keys and publish to MQTT (the daemon)")
+    _add_settings_options(run)
+
+    decode = commands.add_parser("decode", help="decode captures to JSON lines, offline")
+    decode.add_argument("--format", default="auto",
+                        choices=["auto", "serial", "candump", "asc", "blf", "trc", "csv"])
+    decode.add_argument("--site", default="offline")
+    decode.add_argument("--reader", default="decode")
+    decode.add_argument("--transport", choices=["serial", "can"], default=None,
+                        help="transport named in the payloads (default: serial for serial captures, else can)")
+    decode.add_argument("--state-dir", type=Path, default=None,
+                        help="keep and use vehicle history here, as the live agent does")
+    decode.add_argument("--config", type=Path, default=None, help="take forecast settings from this file")
+    decode.add_argument("files", nargs="+", type=Path, metavar="FILE")
+
+    schema = commands.add_parser("schema", help="print a payload's JSON Schema")
+    schema.add_argument("payload", choices=["readout", "rejected", "status"])
+
+    check = commands.add_parser("check-config", help="validate the configuration, reader and broker")
+    _add_settings_options(check)
+    return parser
+
+
+def _add_settings_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=None, help="TOML configuration file")
+    parser.add_argument("--serial", default=None, metavar="PORT", help="serial port of the key reader")
+    parser.add_argument("--baudrate", type=int, default=None, metavar="N")
+    parser.add_argument("--can-interface", default=None, metavar="NAME",
+                        help="python-can interface (socketcan, slcan, pcan, kvaser, virtual, ...)")
+    parser.add_argument("--can-channel", default=None, metavar="CH")
+    parser.add_argument("--can-bitrate", type=int, default=None, metavar="N")
+    parser.add_argument("--broker", default=None, metavar="URL", help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    parser.add_argument("--site", default=None, metavar="NAME")
+    parser.add_argument("--reader", default=None, metavar="NAME")
+    parser.add_argument("--state-dir", type=Path, default=None, metavar="DIR")
+    parser.add_argument("--log-format", choices=["text", "json"], default=None)
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default=None)
+
+
+def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    names = ("serial", "baudrate", "can_interface", "can_channel", "can_bitrate", "broker", "site",
+             "reader", "state_dir", "log_format", "log_level")
+    return {name: getattr(args, name) for name in names}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "decode":
+            return _decode(args)
+        if args.command == "schema":
+            return _schema(args.payload)
+        if args.command == "check-config":
+            from agent.check_config import check_config
+            from agent.config import load_settings
+            return check_config(load_settings(args.config, **_settings_overrides(args)), sys.stdout)
+    except (ConfigError, CbsError) as exc:
+        print(f"cbs-agent: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    return EXIT_USAGE
+
+
+def _schema(payload: str) -> int:
+    from agent.schemas import payload_schema
+    print(json.dumps(payload_schema(payload), indent=2, ensure_ascii=False))
+    return 0
+
+
+def _decode(args: argparse.Namespace) -> int:
+    from agent.config import parse_config_text
+    from agent.decode import decode_files
+    from agent.forecast import ForecastSettings
+    from agent.pipeline import ReadoutPipeline
+    from agent.topics import validate_name
+    from agent.vehicle_history import VehicleHistory
+
+    validate_name("site", args.site)
+    validate_name("reader", args.reader)
+    forecast = ForecastSettings()
+    if args.config is not None:
+        from agent.config import load_settings
+        forecast = load_settings(args.config, site=args.site, reader=args.reader).forecast
+    for path in args.files:
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such file")
+    transport = args.transport or ("serial" if args.format == "serial" or (
+        args.format == "auto" and all(_looks_serial(p) for p in args.files)) else "can")
+    history = None
+    if args.state_dir is not None:
+        args.state_dir.mkdir(parents=True, exist_ok=True)
+        history = VehicleHistory(args.state_dir / "history.sqlite3")
+    pipeline = ReadoutPipeline(site=args.site, reader=args.reader, transport=transport,
+                               forecast=forecast, history=history)
+    del parse_config_text
+    try:
+        return decode_files(args.files, args.format, pipeline, sys.stdout)
+    finally:
+        if history is not None:
+            history.close()
+
+
+def _looks_serial(path: Path) -> bool:
+    from agent.capture import detect_format
+    return detect_format(path) == "serial"
+
+
+def _run(args: argparse.Namespace) -> int:
+    from agent.config import load_settings
+    from agent.logging_setup import configure_logging
+    from agent.wiring import build_service
+
+    settings = load_settings(args.config, **_settings_overrides(args))
+    configure_logging(settings.log_level, settings.log_format)
+    service = build_service(settings)
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    service.run(stop)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

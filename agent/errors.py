@@ -1,0 +1,66 @@
+"""The agent's errors, rooted at :class:`protocols.errors.CbsError`.
+
+    CbsError (protocols.errors)
+    +-- ProtocolError                 (protocols.errors) a bad value given to an encoder
+    +-- ConfigError (+ ValueError)    bad configuration, found at start-up; the CLI exits 2
+    +-- OutboxError                   the durable outbox cannot store, read or delete a message
+    |   +-- OutboxFullError           the outbox could not make room for a message
+    +-- ReaderError                   the key reader (serial port / CAN interface) failed
+    |   +-- ReaderDisconnected (+ TransientError, OSError)
+    |                                 the reader went away; the service loop reopens it
+    +-- PublisherError                the MQTT publisher cannot work as configured
+
+    TransientError                    marker mixin: "try again later"; the service loop retries
+                                      an operation that raised it, with backoff, instead of stopping
+
+Start-up failures (``ConfigError``) differ from run-time failures: a run-time failure is
+counted, logged and reported in the status, and the agent keeps reading. Third-party errors
+(``sqlite3``, ``serial``, ``can``, ``paho``) are translated into these with ``raise ... from``
+so the cause stays in the traceback.
+"""
+
+from __future__ import annotations
+
+from protocols.errors import CbsError
+
+__all__ = [
+    "CbsError",
+    "ConfigError",
+    "OutboxError",
+    "OutboxFullError",
+    "PublisherError",
+    "ReaderDisconnected",
+    "ReaderError",
+    "TransientError",
+]
+
+
+class TransientError(Exception):
+    """Marker mixin for failures that may go away by themselves (a cable pulled, a broker
+    restarting). The service loop retries the operation instead of giving up."""
+
+
+class ConfigError(CbsError, ValueError):
+    """The configuration is unusable. Raised at start-up with one line that names the option
+    (or file) and what is wrong with it; the CLI prints it and exits with status 2."""
+
+
+class OutboxError(CbsError):
+    """The durable outbox failed: disk full, read-only state directory, corrupt database.
+    The message it names was *not* committed; the caller keeps it and reports the failure."""
+
+
+class OutboxFullError(OutboxError):
+    """The outbox is at its bound and could not make room (see docs/outbox.md)."""
+
+
+class ReaderError(CbsError):
+    """The key reader (serial port or CAN interface) failed."""
+
+
+class ReaderDisconnected(ReaderError, TransientError, OSError):
+    """The key reader went away (unplugged, interface down); the service loop reopens it."""
+
+
+class PublisherError(CbsError):
+    """The MQTT publisher cannot do what was asked (e.g. started twice, TLS files unusable)."""

@@ -1,0 +1,190 @@
+"""``forecast_session``: the contract's forecast of one key read, as a pure function.
+
+Order of work: the daily distance (history, else vehicle age, else the default), the climate
+factor (learned from history, else the usage model of agent/climate.py, else 1.0), then per
+item its own rates and its forecast (agent/forecast/items.py), then the summary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+
+from agent.climate import climate_factor as usage_climate_factor
+from agent.forecast.items import DISTANCE_DRIVEN, ItemRates, forecast_item
+from agent.forecast.readings import PastReading
+from agent.forecast.settings import ForecastSettings
+from agent.forecast.trends import (
+    HistoryAnomalies,
+    HistoryView,
+    availability_trend,
+    build_view,
+    history_km_per_day,
+    item_fall_rates,
+)
+from agent.models import Estimate, ForecastStatus, KmPerDayBasis, NextDue, ServiceForecast, Summary
+from protocols.cbs_types import CbsType
+from protocols.key_session import CheckControlStatus, KeySession, ServiceItem
+
+__all__ = ["ForecastResult", "forecast_session", "read_date_of"]
+
+_RANK: dict[ForecastStatus, int] = {"ok": 0, "due_soon": 1, "overdue": 2}
+
+
+@dataclass(frozen=True)
+class ForecastResult:
+    """Everything the readout payload needs from the forecast, plus diagnostics.
+
+    ``services`` maps item index to its forecast (None: the key gave nothing to forecast on).
+    ``item_rates`` says, per index, which rates the item was projected with.
+    """
+
+    services: dict[int, ServiceForecast | None]
+    estimate: Estimate
+    summary: Summary
+    anomalies: HistoryAnomalies = HistoryAnomalies()
+    item_rates: dict[int, ItemRates] = field(default_factory=dict)
+
+
+def read_date_of(read_at: datetime, settings: ForecastSettings) -> date:
+    """The read date: the day of ``read_at`` in the site's time zone."""
+    if read_at.tzinfo is None or read_at.utcoffset() is None:
+        raise ValueError("read_at must be timezone-aware")
+    return read_at.astimezone(settings.zone).date()
+
+
+def _vehicle_age_km_per_day(session: KeySession, settings: ForecastSettings) -> float | None:
+    vehicle = session.vehicle
+    if vehicle.build_month is None:
+        return None
+    built = date(vehicle.build_year, vehicle.build_month, settings.build_day)
+    age_days = (vehicle.data_date - built).days
+    if age_days < settings.min_vehicle_age_days:
+        return None
+    return vehicle.mileage_km / age_days
+
+
+def _daily_distance(session: KeySession, view: HistoryView,
+                    settings: ForecastSettings) -> tuple[float, KmPerDayBasis]:
+    by_age = _vehicle_age_km_per_day(session, settings)
+    observed = history_km_per_day(view, settings)
+    if observed is not None:
+        km, days = observed
+        prior = by_age if by_age is not None else settings.default_km_per_day
+        weight = settings.history_prior_days
+        return (km + weight * prior) / (days + weight), "history"
+    if by_age is not None:
+        return by_age, "vehicle_age"
+    return settings.default_km_per_day, "default"
+
+
+def _clamp(value: float, low: float, high: float) -> float:
+    return min(high, max(low, value))
+
+
+def _vehicle_factor(session: KeySession, learned: dict[tuple[int, int], tuple[float, int]],
+                    settings: ForecastSettings) -> float:
+    """Engine oil's learned rate if there is one, else the km-weighted mean of the learned
+    rates of distance-driven items, else the usage model."""
+    driven = {key: v for key, v in learned.items() if CbsType.from_code(key[1]) in DISTANCE_DRIVEN}
+    oil = [v for key, v in driven.items() if CbsType.from_code(key[1]) is CbsType.ENGINE_OIL]
+    if oil:
+        factor = oil[0][0]
+    elif driven:
+        factor = sum(r * km for r, km in driven.values()) / sum(km for _, km in driven.values())
+    else:
+        factor = usage_climate_factor(session.usage, settings.climate)
+    return round(_clamp(factor, 1.0, settings.max_climate_factor), 2)
+
+
+def _service_wear_trend(item: ServiceItem, session: KeySession, *, per_km: bool,
+                        settings: ForecastSettings) -> float | None:
+    """Availability lost per km (or day) since the last service, when availability starts at
+    100 % after a service; a never-serviced item counts from new (0 km, the build date)."""
+    availability = item.availability_pct
+    if availability is None or availability > 100:
+        return None
+    drop = 100 - availability
+    if drop < settings.min_wear_drop_pct:
+        return None
+    vehicle = session.vehicle
+    history = item.history
+    never_serviced = item.service_count == 0 and (history is None or history.last_service_km is None)
+    if per_km:
+        if history is not None and history.last_service_km is not None:
+            start_km = history.last_service_km
+        elif never_serviced:
+            start_km = 0
+        else:
+            return None
+        driven = vehicle.mileage_km - start_km
+        return drop / driven if driven >= settings.min_wear_km else None
+    if history is not None and history.last_service_km is not None:
+        if history.last_service_month is None:
+            return None
+        start = date(history.last_service_year, history.last_service_month, settings.build_day)
+    elif never_serviced and vehicle.build_month is not None:
+        start = date(vehicle.build_year, vehicle.build_month, settings.build_day)
+    else:
+        return None
+    days = (vehicle.data_date - start).days
+    return drop / days if days >= settings.min_wear_days else None
+
+
+def forecast_session(session: KeySession, read_at: datetime, history: Sequence[PastReading],
+                     settings: ForecastSettings) -> ForecastResult:
+    """The forecast of ``session`` read at ``read_at`` (tz-aware), given the vehicle's earlier
+    readouts on this site. Pure and deterministic; raises ValueError for a naive ``read_at``."""
+    read_date = read_date_of(read_at, settings)
+    current = PastReading.from_session(session, read_at.astimezone(timezone.utc), "")
+    view = build_view(history, current, settings)
+
+    km_per_day, basis = _daily_distance(session, view, settings)
+    km_per_day = round(km_per_day, 1)
+    learned = item_fall_rates(view, [i.key for i in current.items], settings)
+    factor = _vehicle_factor(session, learned, settings)
+    estimate = Estimate(km_per_day=km_per_day, km_per_day_basis=basis, climate_factor=factor)
+
+    services: dict[int, ServiceForecast | None] = {}
+    item_rates: dict[int, ItemRates] = {}
+    data_date = session.vehicle.data_date
+    for item in session.services:
+        key = (item.index, item.code)
+        driven = item.type in DISTANCE_DRIVEN
+        if key in learned:
+            fall = _clamp(learned[key][0], settings.min_item_ratio, settings.max_item_ratio)
+        else:
+            fall = factor if driven else 1.0
+        per_km = driven or item.remaining_km is not None
+        trend = availability_trend(view, key, per_km=per_km, settings=settings)
+        if trend is None:
+            trend = _service_wear_trend(item, session, per_km=per_km, settings=settings)
+        rates = ItemRates(km_per_day=km_per_day, fall_per_km=fall,
+                          wear_pct_per_km=trend if per_km else None,
+                          wear_pct_per_day=None if per_km else trend)
+        item_rates[item.index] = rates
+        services[item.index] = forecast_item(item, data_date=data_date, read_date=read_date,
+                                             rates=rates, settings=settings)
+    return ForecastResult(services=services, estimate=estimate,
+                          summary=summarize(session, services, settings),
+                          anomalies=view.anomalies, item_rates=item_rates)
+
+
+def summarize(session: KeySession, services: dict[int, ServiceForecast | None],
+              settings: ForecastSettings) -> Summary:
+    """Worst status, earliest due item (ties: lowest index) and express eligibility."""
+    forecast_items = [(item, f) for item in session.services
+                      if (f := services.get(item.index)) is not None]
+    if not forecast_items:
+        return Summary(status="ok", next_due=None, express_eligible=False)
+    status = max((f.status for _, f in forecast_items), key=_RANK.__getitem__)
+    first_item, first = min(forecast_items, key=lambda pair: (pair[1].due_date, pair[0].index))
+    flagged = [item for item, f in forecast_items if f.status != "ok"]
+    express = set(settings.express_types)
+    eligible = (bool(flagged)
+                and all(item.type.value in express for item in flagged)
+                and not any(cc.status is CheckControlStatus.ACTIVE for cc in session.check_controls)
+                and not any(dtc.confirmed for dtc in session.dtcs))
+    return Summary(status=status, next_due=NextDue(type=first_item.type.value, due_date=first.due_date),
+                   express_eligible=eligible)

@@ -1,0 +1,125 @@
+"""One item's forecast from its key figures and the vehicle's rates: the contract's three
+limits (distance, time, wear), the earliest of which wins, and the item's status.
+
+Conventions (docs/forecast.md):
+
+* A limit reached after ``x`` days of driving falls due on ``data_date + ceil(x)``: the day
+  the remaining km (or availability) runs out, counting the data date as day 0.
+* ``time`` is the last day of ``due_month``; a leap February ends on the 29th.
+* An item the key itself marks overdue (remaining km <= 0, availability 0) falls due no later
+  than the day before the read date, so ``days_left`` is negative whenever the status is
+  ``overdue``.
+* Ties between limits go to the first of distance, time, wear.
+"""
+
+from __future__ import annotations
+
+import calendar
+import math
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from agent.forecast.settings import ForecastSettings
+from agent.models import ForecastBasis, ForecastStatus, ServiceForecast
+from protocols.cbs_types import CbsType
+from protocols.key_session import ServiceItem
+
+__all__ = ["DISTANCE_DRIVEN", "ItemRates", "forecast_item", "last_day_of_month"]
+
+#: Items whose wear follows distance and the way it is driven: the climate factor applies to
+#: their remaining km, and their availability trend is per km. Other items with remaining km
+#: (vehicle_check, unknown types, ...) count km at face value until history shows otherwise.
+DISTANCE_DRIVEN: frozenset[CbsType] = frozenset({
+    CbsType.ENGINE_OIL, CbsType.BRAKE_PADS_FRONT, CbsType.BRAKE_PADS_REAR, CbsType.MICROFILTER,
+    CbsType.PARTICULATE_FILTER, CbsType.TRANSFER_CASE_OIL, CbsType.SPARK_PLUGS_ADAPTIVE,
+    CbsType.NOX_ADDITIVE, CbsType.SPARK_PLUGS, CbsType.PARTICULATE_FILTER_ADDITIVE,
+    CbsType.TRANSMISSION_OIL, CbsType.CLUTCH, CbsType.SHOCK_ABSORBERS,
+})
+
+_EPS = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRates:
+    """How fast one item runs out, as the session forecast estimated it."""
+
+    km_per_day: float
+    fall_per_km: float               # remaining km lost per km driven (climate factor or learned)
+    wear_pct_per_km: float | None    # availability trend, per km driven...
+    wear_pct_per_day: float | None   # ...or per day
+
+
+def last_day_of_month(year: int, month: int) -> date:
+    return date(year, month, calendar.monthrange(year, month)[1])
+
+
+def _after(start: date, days: float, settings: ForecastSettings) -> date:
+    """``start`` + ceil(days), never further than ``max_projection_days``."""
+    if math.isinf(days) or days > settings.max_projection_days:
+        return start + timedelta(days=settings.max_projection_days)
+    return start + timedelta(days=math.ceil(days - _EPS))
+
+
+def _distance(item: ServiceItem, data_date: date, read_date: date, rates: ItemRates,
+              settings: ForecastSettings) -> date | None:
+    remaining = item.remaining_km
+    if remaining is None:
+        return None
+    speed = rates.km_per_day * rates.fall_per_km
+    if remaining <= 0:
+        due = _after(data_date, remaining / speed, settings) if speed > 0 else data_date
+        return min(due, read_date - timedelta(days=1))
+    return _after(data_date, remaining / speed if speed > 0 else math.inf, settings)
+
+
+def _time(item: ServiceItem) -> date | None:
+    return None if item.due_month is None else last_day_of_month(item.due_year, item.due_month)
+
+
+def _wear(item: ServiceItem, data_date: date, read_date: date, rates: ItemRates,
+          settings: ForecastSettings) -> date | None:
+    availability = item.availability_pct
+    if availability is None:
+        return None
+    if availability == 0:
+        return min(data_date, read_date - timedelta(days=1))
+    availability_only = item.remaining_km is None and item.due_month is None
+    if not availability_only and (item.remaining_km is None or availability > 100):
+        # Time-only items: the due month is exact and their availability merely mirrors it.
+        return None
+    if rates.wear_pct_per_km is not None:
+        per_day = rates.wear_pct_per_km * rates.km_per_day
+        return _after(data_date, availability / per_day if per_day > 0 else math.inf, settings)
+    if rates.wear_pct_per_day is not None:
+        return _after(data_date, availability / rates.wear_pct_per_day, settings)
+    if availability_only:
+        return _after(data_date, availability / 100.0 * settings.nominal_wear_life_days, settings)
+    return None
+
+
+def forecast_item(item: ServiceItem, *, data_date: date, read_date: date, rates: ItemRates,
+                  settings: ForecastSettings) -> ServiceForecast | None:
+    """The item's forecast; None when the key gives no remaining km, no due month and no
+    availability."""
+    limits: list[tuple[date, ForecastBasis]] = []
+    for basis, due in (("distance", _distance(item, data_date, read_date, rates, settings)),
+                       ("time", _time(item)),
+                       ("wear", _wear(item, data_date, read_date, rates, settings))):
+        if due is not None:
+            limits.append((due, basis))  # type: ignore[arg-type]
+    if not limits:
+        return None
+    due_date, basis = min(limits, key=lambda limit: limit[0])  # first of equals wins
+    days_left = (due_date - read_date).days
+    overdue_by_key = ((item.remaining_km is not None and item.remaining_km <= 0)
+                      or item.availability_pct == 0)
+    status: ForecastStatus
+    if overdue_by_key or due_date < read_date:
+        status = "overdue"
+    elif days_left <= settings.horizon_days or (
+            item.remaining_km is not None and item.remaining_km <= settings.horizon_km):
+        status = "due_soon"
+    else:
+        status = "ok"
+    return ServiceForecast(status=status, due_date=due_date, basis=basis, days_left=days_left,
+                           km_left=item.remaining_km)

@@ -1,0 +1,188 @@
+"""What a vehicle's earlier readouts say about it: daily distance, per-item fall rates and
+availability trends. Pure functions of the readouts; no clock, no I/O.
+
+The readouts are put in the order they were read, the current one last, and walked once:
+
+* a readout whose data date is older than the one before it (or the same day with fewer km)
+  comes from a key that was not in use lately (a spare, a swapped key). Its figures are
+  stale, so it is ignored and counted as ``stale_keys``;
+* a readout with a later data date but fewer km than the one before is an odometer rollback
+  (instrument cluster replaced, tampering). No segment is formed across it; the series
+  restarts there (``odometer_rollbacks``);
+* a segment faster than ``max_plausible_km_per_day`` is a misread and also restarts the
+  series (``implausible_segments``).
+
+Every other pair of neighbours is a :class:`Segment`, weighted by recency: a segment
+``history_half_life_days`` older than the newest data date counts half.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from agent.forecast.readings import PastItem, PastReading
+from agent.forecast.settings import ForecastSettings
+
+__all__ = ["HistoryAnomalies", "HistoryView", "Segment", "availability_trend", "build_view",
+           "history_km_per_day", "item_fall_rates"]
+
+ItemKey = tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryAnomalies:
+    """Readouts the forecast ignored, by reason. Counted per forecast call: the same stale
+    readout is counted again at the next call (VehicleHistory counts each once, on record)."""
+
+    stale_keys: int = 0
+    odometer_rollbacks: int = 0
+    implausible_segments: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.stale_keys + self.odometer_rollbacks + self.implausible_segments
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """Two neighbouring readouts of one unbroken series."""
+
+    start: PastReading
+    end: PastReading
+    days: int
+    km: int
+    weight: float
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryView:
+    segments: tuple[Segment, ...]
+    anomalies: HistoryAnomalies
+    current_anomaly: str | None  # why the current readout broke the series, if it did
+
+
+def build_view(history: Iterable[PastReading], current: PastReading,
+               settings: ForecastSettings) -> HistoryView:
+    """The usable segments of ``history`` followed by ``current``.
+
+    Readouts of other VINs and readouts read after ``current`` are left out: the forecast
+    of a readout depends only on what was known when it was read.
+    """
+    earlier = [r for r in history if r.vin == current.vin and r.read_at <= current.read_at]
+    earlier.sort(key=lambda r: (r.read_at, r.data_date, r.mileage_km, r.readout_id))
+    points = [*earlier, current]
+    stale = rollbacks = implausible = 0
+    pairs: list[tuple[PastReading, PastReading]] = []
+    last: PastReading | None = None
+    current_anomaly: str | None = None
+    for point in points:
+        if last is None:
+            last = point
+            continue
+        if point.data_date < last.data_date or (
+                point.data_date == last.data_date and point.mileage_km < last.mileage_km):
+            stale += 1
+            if point is current:
+                current_anomaly = "stale_key"
+            continue
+        days = (point.data_date - last.data_date).days
+        km = point.mileage_km - last.mileage_km
+        if km < 0:
+            rollbacks += 1
+            if point is current:
+                current_anomaly = "odometer_rollback"
+        elif km > settings.max_plausible_km_per_day * max(days, 1):
+            implausible += 1
+            if point is current:
+                current_anomaly = "implausible_segment"
+        elif km > 0 or days > 0:
+            pairs.append((last, point))
+        last = point
+    newest = last.data_date if last is not None else current.data_date
+    half_life = settings.history_half_life_days
+    segments = []
+    for start, end in pairs:
+        days = (end.data_date - start.data_date).days
+        age_days = max(0.0, (newest - start.data_date).days - days / 2.0)
+        segments.append(Segment(start, end, days, end.mileage_km - start.mileage_km,
+                                0.5 ** (age_days / half_life)))
+    return HistoryView(tuple(segments), HistoryAnomalies(stale, rollbacks, implausible),
+                       current_anomaly)
+
+
+def _same_service(a: PastItem, b: PastItem) -> bool:
+    """False when the item was serviced between the two readouts (its count or the odometer
+    of its last service changed)."""
+    if a.service_count != b.service_count:
+        return False
+    return not (a.last_service_km is not None and b.last_service_km is not None
+                and a.last_service_km != b.last_service_km)
+
+
+def history_km_per_day(view: HistoryView, settings: ForecastSettings) -> tuple[float, float] | None:
+    """(recency-weighted km, recency-weighted days) of the segments, or None when they span
+    less than ``min_history_days`` or ``min_history_km``. The caller divides (and may add a
+    prior to both)."""
+    timed = [s for s in view.segments if s.days > 0]
+    if (sum(s.days for s in timed) < settings.min_history_days
+            or sum(s.km for s in timed) < settings.min_history_km):
+        return None
+    return (sum(s.weight * s.km for s in timed), sum(s.weight * s.days for s in timed))
+
+
+def _item_pairs(segments: Sequence[Segment], key: ItemKey) -> Iterable[tuple[Segment, PastItem, PastItem]]:
+    for seg in segments:
+        a, b = seg.start.item(key), seg.end.item(key)
+        if a is not None and b is not None and _same_service(a, b):
+            yield seg, a, b
+
+
+def item_fall_rates(view: HistoryView, keys: Iterable[ItemKey],
+                    settings: ForecastSettings) -> dict[ItemKey, tuple[float, int]]:
+    """Per item: (km of remaining distance lost per km driven, km watched), for items watched
+    over at least ``min_ratio_km`` without a service in between.
+
+    A rise of the remaining km without a service counts as no fall (not as a negative one), so
+    more remaining km never makes an item's rate higher.
+    """
+    out: dict[ItemKey, tuple[float, int]] = {}
+    for key in keys:
+        fall = driven = 0.0
+        watched = 0
+        for seg, a, b in _item_pairs(view.segments, key):
+            if a.remaining_km is None or b.remaining_km is None or seg.km <= 0:
+                continue
+            fall += seg.weight * max(0, a.remaining_km - b.remaining_km)
+            driven += seg.weight * seg.km
+            watched += seg.km
+        if watched >= settings.min_ratio_km and driven > 0:
+            out[key] = (fall / driven, watched)
+    return out
+
+
+def availability_trend(view: HistoryView, key: ItemKey, *, per_km: bool,
+                       settings: ForecastSettings) -> float | None:
+    """Availability lost (percentage points) per km driven (``per_km``) or per day, over the
+    segments without a service; None unless the trend spans ``min_wear_km`` / ``min_wear_days``
+    and shows a fall of at least ``min_wear_drop_pct``."""
+    fall = span_weighted = 0.0
+    span = 0
+    drop = 0
+    for seg, a, b in _item_pairs(view.segments, key):
+        if a.availability_pct is None or b.availability_pct is None:
+            continue
+        if a.availability_pct > 100 or b.availability_pct > 100:
+            continue
+        length = seg.km if per_km else seg.days
+        if length <= 0:
+            continue
+        step = max(0, a.availability_pct - b.availability_pct)
+        fall += seg.weight * step
+        span_weighted += seg.weight * length
+        span += length
+        drop += step
+    needed = settings.min_wear_km if per_km else settings.min_wear_days
+    if span < needed or drop < settings.min_wear_drop_pct or fall <= 0:
+        return None
+    return fall / span_weighted

@@ -1,0 +1,322 @@
+"""The durable outbox: a message counts as read once it is here, and leaves only on PUBACK.
+
+One SQLite file in the state directory (stdlib ``sqlite3``), one table in insertion order.
+The service thread writes (:meth:`Outbox.put`), the publisher thread reads and deletes
+(:meth:`Outbox.pending`, :meth:`Outbox.ack_many`); one connection serves both behind a lock.
+See docs/outbox.md for the operator's view.
+
+Durability (the fsync policy)
+    ``journal_mode=WAL`` with ``synchronous=FULL``: every commit appends to the write-ahead
+    log and fsyncs it before returning, so a message :meth:`put` returned for survives a crash
+    or power loss. Checkpoints (automatic, every ~1000 pages, and on close) fsync the
+    database file. Deletes (acks) are commits too and are fsynced the same way; the publisher
+    acks in batches so that this costs one fsync per batch, not per message. Losing an ack
+    would only mean a duplicate delivery, which the contract allows (at least once).
+
+Order
+    ``row_id`` is an ``AUTOINCREMENT`` key, so ids only grow, even after the newest row was
+    deleted: the publisher's cursor (``pending(after_row=...)``) can never skip a new row.
+
+Bounds (when full)
+    The outbox holds at most ``max_messages`` messages, none older than ``max_age_s``.
+    It never refuses a new message because of its bounds: the newest data is the most useful
+    to the dealership, and the reader must keep reading. Instead:
+
+    * a message older than ``max_age_s`` is deleted (expired) when the next message is put;
+    * when a new message would exceed ``max_messages``, the oldest *retained* message
+      (``{prefix}/{site}/vehicles/{vin}``: a copy of a readout that travels on ``readout``
+      too) is evicted first; only when none is left, the oldest message of any kind.
+
+    Every expiry and eviction is logged as a warning naming the message and counted
+    (:attr:`Outbox.evicted`); :attr:`Outbox.full` says the bound has been reached (the
+    service reports both in its status). Messages in flight when evicted are simply not
+    acknowledged twice.
+
+Failures
+    Disk full, a read-only state directory or a damaged file raise :class:`OutboxError` with
+    the path and SQLite's reason; the message was *not* stored and the caller keeps it. The
+    outbox object stays usable: the next call tries again.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
+
+from agent.errors import OutboxError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+DEFAULT_MAX_MESSAGES = 100_000
+DEFAULT_MAX_AGE_S = 30 * 86400.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    row_id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic      TEXT    NOT NULL,
+    payload    BLOB    NOT NULL,
+    retain     INTEGER NOT NULL,
+    schema     TEXT    NOT NULL,
+    message_id TEXT    NOT NULL,
+    created_at REAL    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_retained ON outbox (row_id) WHERE retain = 1;
+"""
+_COLUMNS = "row_id, topic, payload, retain, schema, message_id, created_at"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """A message to store (see :meth:`Outbox.put_many`)."""
+
+    topic: str
+    payload: bytes
+    retain: bool
+    schema: str
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """A stored message. ``created_at`` is the wall clock (Unix seconds) at :meth:`put`."""
+
+    row_id: int
+    topic: str
+    payload: bytes
+    retain: bool
+    schema: str
+    message_id: str
+    created_at: float
+
+
+class Outbox:
+    """Durable FIFO of MQTT messages waiting for the broker's PUBACK.
+
+    Safe for one writer thread and one publisher thread (every call takes a lock). Belongs to
+    one process: two agents must not share a state directory.
+
+    Raises :class:`OutboxError` if the file cannot be opened or was written by a newer agent.
+    """
+
+    def __init__(self, path: str | Path, *, max_messages: int = DEFAULT_MAX_MESSAGES,
+                 max_age_s: float = DEFAULT_MAX_AGE_S,
+                 clock: Callable[[], float] = time.time) -> None:
+        if max_messages < 1:
+            raise ValueError("max_messages must be at least 1")
+        if max_age_s <= 0:
+            raise ValueError("max_age_s must be positive")
+        self.path = Path(path)
+        self.max_messages = max_messages
+        self.max_age_s = max_age_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._evicted = 0
+        self._depth = 0
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise OutboxError(f"outbox {self.path}: cannot open: {exc}") from exc
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise OutboxError(f"outbox {self.path}: written by a newer agent (schema "
+                                  f"{version}, this agent knows {SCHEMA_VERSION})")
+            self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._depth = int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise OutboxError(f"outbox {self.path}: cannot open: {exc}") from exc
+        except OutboxError:
+            self._db.close()
+            raise
+        log.debug("outbox %s open: %d messages waiting", self.path, self._depth)
+
+    # -- writing --------------------------------------------------------------------------
+
+    def put(self, topic: str, payload: bytes, *, retain: bool, schema: str, message_id: str,
+            now: float | None = None) -> int:
+        """Store one message; it is on disk (fsynced) when this returns its row id.
+        May expire or evict older messages to stay within bounds. Raises OutboxError."""
+        return self.put_many([OutboxMessage(topic, payload, retain, schema, message_id)],
+                             now=now)[0]
+
+    def put_many(self, messages: Sequence[OutboxMessage], *, now: float | None = None) -> list[int]:
+        """Store several messages in one transaction (one fsync): all or none. Returns their
+        row ids in order. Raises OutboxError (nothing stored)."""
+        if not messages:
+            return []
+        created_at = self._clock() if now is None else now
+        rows = [(m.topic, bytes(m.payload), int(m.retain), m.schema, m.message_id, created_at)
+                for m in messages]
+        what = messages[0].message_id if len(messages) == 1 else f"{len(messages)} messages"
+        with self._locked(f"cannot store {what}") as db:
+            with _transaction(db):
+                expired = self._expired(db, created_at)
+                room_needed = self._depth - len(expired) + len(rows) - self.max_messages
+                evicted = self._evictable(db, room_needed, skip=expired) if room_needed > 0 else []
+                _delete(db, expired + evicted)
+                ids = [int(db.execute("INSERT INTO outbox (topic, payload, retain, schema, "
+                                      "message_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                                      row).lastrowid or 0)
+                       for row in rows]
+            # Counts and warnings only once the commit succeeded.
+            self._depth += len(rows) - len(expired) - len(evicted)
+            self._report(expired, evicted)
+        return ids
+
+    def expire(self, now: float | None = None) -> int:
+        """Delete messages older than ``max_age_s``; returns how many. :meth:`put` does this
+        itself; call it to keep the bound while nothing new arrives. Raises OutboxError."""
+        when = self._clock() if now is None else now
+        with self._locked("cannot expire old messages") as db:
+            with _transaction(db):
+                expired = self._expired(db, when)
+                _delete(db, expired)
+            self._depth -= len(expired)
+            self._report(expired, [])
+        return len(expired)
+
+    def _expired(self, db: sqlite3.Connection, now: float) -> list[_Victim]:
+        cutoff = now - self.max_age_s
+        head = db.execute("SELECT created_at FROM outbox ORDER BY row_id LIMIT 1").fetchone()
+        if head is None or head[0] >= cutoff:
+            return []
+        return db.execute("SELECT row_id, topic, message_id FROM outbox WHERE created_at < ? "
+                          "ORDER BY row_id", (cutoff,)).fetchall()
+
+    def _evictable(self, db: sqlite3.Connection, count: int,
+                   skip: list[_Victim]) -> list[_Victim]:
+        """The ``count`` messages to give up: the oldest retained first, then the oldest."""
+        skipped = {victim[0] for victim in skip}
+        chosen: list[_Victim] = []
+        for retained in (1, 0):
+            cursor = db.execute("SELECT row_id, topic, message_id FROM outbox WHERE retain = ? "
+                                "ORDER BY row_id", (retained,))
+            for victim in cursor:
+                if len(chosen) == count:
+                    break
+                if victim[0] not in skipped:
+                    chosen.append(victim)
+            cursor.close()
+        return chosen
+
+    def _report(self, expired: list[_Victim], evicted: list[_Victim]) -> None:
+        self._evicted += len(expired) + len(evicted)
+        if expired:
+            log.warning("outbox: %d message(s) older than %.0f s expired unsent (rows %d..%d, "
+                        "first %s on %s)", len(expired), self.max_age_s, expired[0][0],
+                        expired[-1][0], expired[0][2], expired[0][1])
+        for row_id, topic, message_id in evicted:
+            log.warning("outbox full (%d messages): evicted row %d, %s on %s, unsent",
+                        self.max_messages, row_id, message_id, topic)
+
+    # -- reading and acknowledging ----------------------------------------------------------
+
+    def pending(self, after_row: int = 0, limit: int = 100) -> list[OutboxEntry]:
+        """Up to ``limit`` stored messages with ``row_id > after_row``, oldest first."""
+        with self._locked("cannot read") as db:
+            rows = db.execute(f"SELECT {_COLUMNS} FROM outbox WHERE row_id > ? "
+                              "ORDER BY row_id LIMIT ?", (after_row, limit)).fetchall()
+        return [OutboxEntry(row_id, topic, bytes(payload), bool(retain), schema, message_id,
+                            created_at)
+                for row_id, topic, payload, retain, schema, message_id, created_at in rows]
+
+    def ack(self, row_id: int) -> None:
+        """Delete a message the broker acknowledged. An unknown id (already acked, evicted)
+        is ignored. Raises OutboxError."""
+        self.ack_many([row_id])
+
+    def ack_many(self, row_ids: Iterable[int]) -> None:
+        """Delete several acknowledged messages in one transaction (one fsync)."""
+        ids = [(row_id,) for row_id in row_ids]
+        if not ids:
+            return
+        with self._locked(f"cannot delete {len(ids)} acknowledged message(s)") as db:
+            before = db.total_changes
+            with _transaction(db):
+                db.executemany("DELETE FROM outbox WHERE row_id = ?", ids)
+            self._depth -= db.total_changes - before
+
+    # -- status ---------------------------------------------------------------------------
+
+    def depth(self) -> int:
+        """Messages waiting (stored and not acknowledged)."""
+        return self._depth
+
+    def oldest_age_s(self, now: float | None = None) -> float | None:
+        """Age of the oldest waiting message in seconds (wall clock), None when empty."""
+        when = self._clock() if now is None else now
+        with self._locked("cannot read") as db:
+            head = db.execute("SELECT created_at FROM outbox ORDER BY row_id LIMIT 1").fetchone()
+        return None if head is None else max(0.0, when - float(head[0]))
+
+    @property
+    def evicted(self) -> int:
+        """Messages expired or evicted unsent since this outbox was opened."""
+        return self._evicted
+
+    @property
+    def full(self) -> bool:
+        """True when the count bound is reached: the next put evicts a message."""
+        return self._depth >= self.max_messages
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the file (SQLite checkpoints the log into it). Idempotent."""
+        with self._lock:
+            try:
+                self._db.close()
+            except sqlite3.Error as exc:
+                log.warning("outbox %s: close failed: %s", self.path, exc)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- internals ------------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self, doing: str) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                yield self._db
+            except sqlite3.Error as exc:
+                raise OutboxError(f"outbox {self.path}: {doing}: {exc}") from exc
+
+
+
+_Victim = tuple[int, str, str]  # row_id, topic, message_id
+
+
+def _delete(db: sqlite3.Connection, victims: list[_Victim]) -> None:
+    db.executemany("DELETE FROM outbox WHERE row_id = ?", ((victim[0],) for victim in victims))
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error (the caller holds the lock)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error as exc:  # the original error is the one to report
+                log.debug("outbox rollback failed: %s", exc)
+        raise

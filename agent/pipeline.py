@@ -1,0 +1,45 @@
+"""From session events to the contract's payloads, shared by ``run`` and ``decode`` so that a
+capture decodes exactly as the live agent would have published it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from agent.forecast import ForecastSettings, forecast_session
+from agent.models import Readout, Rejected, Transport
+from agent.payloads import build_readout, build_rejection, event_time
+from agent.vehicle_history import VehicleHistory
+from protocols.key_session import KeySession
+from protocols.session import SessionAccepted, SessionRejected
+
+
+class ReadoutPipeline:
+    """Builds payloads; forecasts from the vehicle's history when one is kept.
+
+    ``remember`` is separate from ``readout`` so the live agent can commit the readout to its
+    outbox first: a crash in between then costs a history entry, never a readout.
+    """
+
+    def __init__(self, *, site: str, reader: str, transport: Transport,
+                 forecast: ForecastSettings, history: VehicleHistory | None = None) -> None:
+        self.site = site
+        self.reader = reader
+        self.transport: Transport = transport
+        self.forecast_settings = forecast
+        self.history = history
+
+    def readout(self, event: SessionAccepted, read_at: datetime | None = None) -> Readout:
+        moment = read_at if read_at is not None else event_time(event.completed_at)
+        session = event.session
+        past = self.history.readings(session.vin) if self.history is not None else []
+        result = forecast_session(session, moment, past, self.forecast_settings)
+        return build_readout(session, site=self.site, reader=self.reader, transport=self.transport,
+                             read_at=moment, forecast=result)
+
+    def rejection(self, event: SessionRejected, at: datetime | None = None) -> Rejected:
+        return build_rejection(event, site=self.site, reader=self.reader,
+                               transport=self.transport, at=at)
+
+    def remember(self, session: KeySession, readout: Readout) -> None:
+        if self.history is not None:
+            self.history.record(session, readout.read_at, readout.readout_id)

@@ -1,0 +1,455 @@
+"""The MQTT publisher: drains the durable outbox to the broker, at least once and in order.
+
+The only module that knows paho-mqtt (2.x, callback API v2). Two threads do the work:
+
+* paho's network thread (``loop_start``) connects, reconnects with exponential backoff
+  (``reconnect_min_s`` doubling up to ``reconnect_max_s``) and calls our callbacks. The
+  callbacks only append an event to a queue and wake the pump; they never touch the outbox.
+* the pump thread (:meth:`MqttPublisher.start`) is the only one that reads and deletes outbox
+  rows and the only caller of ``client.publish`` while running.
+
+Delivery
+    The pump hands rows to paho in ``row_id`` order at QoS 1, at most ``max_inflight`` (or the
+    broker's MQTT 5 *Receive Maximum*, if lower) waiting for PUBACK. It maps paho's message id
+    (mid) to the row as soon as ``publish()`` returns; because PUBACK events are handled by the
+    same thread, after that, a PUBACK that arrives before ``publish()`` returns (the race
+    aiomqtt guards against) simply waits in the queue until the row is registered.
+
+    A row leaves the outbox only on a PUBACK with a success reason code (< 0x80; "no
+    matching subscribers", 0x10, is success). Acks of one pump turn are deleted in one
+    transaction (one fsync).
+
+    After a reconnect, paho itself resends every message it has not seen a PUBACK for, in the
+    order they were first sent and with the DUP flag, before anything new; the pump then
+    carries on after the last row it handed over. Every unacknowledged row is therefore resent
+    from the first one, and nothing is sent twice within one connection. After an agent restart
+    the pump starts again at the first row of the outbox.
+
+Refusals (MQTT 5)
+    A PUBACK with an error reason code (0x80 and above, e.g. 0x87 *not authorized* when an ACL
+    denies the topic, 0x97 *quota exceeded*, 0x99 *payload format invalid*) means the broker
+    has decided not to take that message; resending it would block the ordered queue behind it
+    forever. The publisher logs it as an error naming the message id, topic and reason, counts
+    it in :attr:`MqttPublisher.failed`, and drops the row. The same goes for a message paho
+    refuses to send at all (an invalid topic). MQTT 3.1.1 has no such codes: a broker that
+    denies a publish still acknowledges it (mosquitto does), so the message is lost without a
+    trace at the client; use MQTT 5 to see ACL refusals.
+
+Status and last will
+    ``{prefix}/{site}/{reader}/status`` is published retained at QoS 1 outside the outbox (only
+    the latest matters): on every connect (from the ``status_provider`` given to
+    :meth:`start`), whenever :meth:`publish_status` is called, and as
+    ``{"schema": "cbs.status/1", "state": "offline"}`` by :meth:`stop`. The same payload is the
+    last will, so the broker publishes it if the agent dies.
+
+With MQTT 5 every message carries content type ``application/json``, payload format
+indicator 1 (UTF-8) and the user property ``("schema", <schema>)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from agent.errors import ConfigError, OutboxError, PublisherError
+from agent.models import OFFLINE_STATUS_JSON, STATUS_SCHEMA
+from agent.mqtt_settings import MqttSettings
+from agent.outbox import Outbox, OutboxEntry
+from agent.topics import Topics
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "application/json"
+QOS = 1
+_IDLE_WAKE_S = 1.0  # the pump retries failed outbox reads/acks this often when nothing happens
+
+
+class _PahoNoise(logging.Filter):
+    """paho 2.2 logs "Client is not connected" at ERROR after every disconnect, even a
+    clean one; we log connection changes ourselves, so drop it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Client is not connected")
+
+
+_PAHO_LOG = logging.getLogger(f"{__name__}.paho")
+_PAHO_LOG.addFilter(_PahoNoise())
+
+
+@dataclass(frozen=True, slots=True)
+class _Up:
+    receive_maximum: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Down:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Acked:
+    mid: int
+    reason_code: int
+    reason: str
+
+
+_Event = _Up | _Down | _Acked
+
+
+class MqttPublisher:
+    """Publishes the outbox and the status of one agent (one site, one reader).
+
+    ``MqttPublisher(settings, outbox, topics)`` builds and configures the paho client (raises
+    :class:`ConfigError` if the TLS files cannot be loaded); :meth:`start` connects in the
+    background and starts the pump; :meth:`notify` wakes the pump after a put; :meth:`stop`
+    publishes ``offline`` and disconnects. Thread-safe.
+    """
+
+    def __init__(self, settings: MqttSettings, outbox: Outbox, topics: Topics) -> None:
+        self.settings = settings
+        self.outbox = outbox
+        self.topics = topics
+        self.client_id = settings.client_id_for(topics.site, topics.reader)
+        self._mqtt5 = settings.protocol == "5"
+        self._properties_by_schema: dict[str, Properties | None] = {}
+        self._client = self._make_client()
+
+        self._wake = threading.Condition()
+        self._events: deque[_Event] = deque()  # bounded by inflight + connection changes
+        self._poked = False
+        self._stopping = False
+        self._connected = False
+        self._status_json: str | None = None  # from publish_status, not yet sent
+        self._status_due = False
+        self._status_provider: Callable[[], str] | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+        # Owned by the pump thread.
+        self._link_up = False
+        self._limit = settings.max_inflight
+        self._inflight: dict[int, OutboxEntry] = {}
+        self._status_mids: set[int] = set()
+        self._cursor = 0
+        self._unacked_done: list[int] = []
+        self._last_status_json: str | None = None
+        self._outbox_problem: str | None = None
+
+        self.published = 0  # outbox rows handed to paho (resends by paho not counted)
+        self.acked = 0  # rows the broker acknowledged and the outbox deleted
+        self.failed = 0  # rows the broker (or paho) refused and the publisher dropped
+        self.connects = 0
+        self.connect_failures = 0
+        self.last_error: str | None = None
+
+    # -- the client -----------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        s = self.settings
+        if self._mqtt5:
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                                 protocol=mqtt.MQTTv5)
+        else:
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                                 protocol=mqtt.MQTTv311, clean_session=True)
+        client.enable_logger(_PAHO_LOG)
+        if s.tls:
+            try:
+                client.tls_set(ca_certs=_str(s.ca_file), certfile=_str(s.certfile),
+                               keyfile=_str(s.keyfile), cert_reqs=ssl.CERT_REQUIRED,
+                               tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                raise ConfigError(f"mqtt TLS files cannot be used (ca_file={s.ca_file}, "
+                                  f"certfile={s.certfile}, keyfile={s.keyfile}): {exc}") from exc
+            client.tls_insecure_set(s.tls_insecure)
+        if s.username is not None:
+            client.username_pw_set(s.username, s.password_value())
+        client.will_set(self.topics.status, OFFLINE_STATUS_JSON, qos=QOS, retain=True,
+                        properties=self._message_properties(STATUS_SCHEMA, PacketTypes.WILLMESSAGE))
+        client.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)  # type: ignore[arg-type]
+        # paho's own limit stays above ours (+1 for a status message): the pump is the limiter.
+        client.max_inflight_messages_set(s.max_inflight + 1)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        return client
+
+    def _message_properties(self, schema: str,
+                            packet_type: int = PacketTypes.PUBLISH) -> Properties | None:
+        if not self._mqtt5:
+            return None
+        properties = Properties(packet_type)  # type: ignore[no-untyped-call]
+        properties.ContentType = CONTENT_TYPE
+        properties.PayloadFormatIndicator = 1
+        properties.UserProperty = [("schema", schema)]
+        return properties
+
+    def _publish_properties(self, schema: str) -> Properties | None:
+        # One immutable Properties per schema: paho keeps it with the message for resends.
+        if schema not in self._properties_by_schema:
+            self._properties_by_schema[schema] = self._message_properties(schema)
+        return self._properties_by_schema[schema]
+
+    # -- public API -----------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """True while the broker has accepted our connection."""
+        return self._connected
+
+    def start(self, status_provider: Callable[[], str] | None = None) -> None:
+        """Connect in the background (retrying with backoff) and start the pump.
+
+        ``status_provider`` returns the current status JSON; it is called on every connect
+        (from the pump thread). Raises :class:`PublisherError` if started twice."""
+        if self._thread is not None or self._stopped:
+            raise PublisherError("the publisher can be started once")
+        self._status_provider = status_provider
+        s = self.settings
+        log.info("MQTT: connecting to %s as %s (MQTT %s)", s.url, self.client_id, s.protocol)
+        if self._mqtt5:
+            self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s, clean_start=True)
+        else:
+            self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
+        self._client.loop_start()
+        self._thread = threading.Thread(target=self._pump, name="cbs-publisher", daemon=True)
+        self._thread.start()
+
+    def notify(self) -> None:
+        """Wake the pump: the outbox has new rows."""
+        with self._wake:
+            self._poked = True
+            self._wake.notify()
+
+    def publish_status(self, payload_json: str) -> None:
+        """Publish this status (retained, QoS 1) as soon as connected; a newer one replaces
+        one not yet sent."""
+        with self._wake:
+            self._status_json = payload_json
+            self._status_due = True
+            self._poked = True
+            self._wake.notify()
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        """Block until connected or ``timeout_s`` passed; returns :attr:`connected`."""
+        with self._wake:
+            self._wake.wait_for(lambda: self._connected, timeout=timeout_s)
+            return self._connected
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stop the pump, publish the ``offline`` status and wait for its PUBACK (at most
+        ``timeout_s``, default ``settings.stop_timeout_s``), then disconnect cleanly so the
+        last will is not sent. Rows still in the outbox stay there for the next start.
+        Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        timeout = self.settings.stop_timeout_s if timeout_s is None else timeout_s
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=max(timeout, 1.0))
+            if self._connected:
+                self._publish_offline(timeout)
+            self._client.disconnect()
+            self._client.loop_stop()
+        self._connected = False
+        log.info("MQTT: stopped (%d published, %d acknowledged, %d refused, %d waiting in the "
+                 "outbox)", self.published, self.acked, self.failed, self.outbox.depth())
+
+    def _publish_offline(self, timeout_s: float) -> None:
+        try:
+            info = self._client.publish(self.topics.status, OFFLINE_STATUS_JSON, qos=QOS,
+                                        retain=True, properties=self._publish_properties(STATUS_SCHEMA))
+            info.wait_for_publish(timeout_s)
+        except (RuntimeError, ValueError) as exc:
+            log.warning("MQTT: offline status not delivered: %s", exc)
+            return
+        if not info.is_published():
+            log.warning("MQTT: offline status not acknowledged within %.1f s", timeout_s)
+
+    # -- paho callbacks (network thread): record and wake, nothing else ---------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object,
+                    reason_code: ReasonCode, properties: Properties | None) -> None:
+        if reason_code.is_failure:
+            self.connect_failures += 1
+            self._note_error(f"broker refused the connection: {reason_code}")
+            return
+        receive_maximum = getattr(properties, "ReceiveMaximum", None) if properties else None
+        with self._wake:
+            self._connected = True
+            self.connects += 1
+            self._events.append(_Up(receive_maximum))
+            self._wake.notify_all()
+        self.last_error = None
+        log.info("MQTT: connected to %s", self.settings.url)
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
+        self.connect_failures += 1
+        self._note_error(f"cannot connect to {self.settings.url}")
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object,
+                       reason_code: ReasonCode, properties: Properties | None) -> None:
+        with self._wake:
+            was_connected = self._connected
+            self._connected = False
+            self._events.append(_Down(str(reason_code)))
+            self._wake.notify_all()
+        if was_connected and not self._stopping:
+            log.warning("MQTT: connection lost (%s); reconnecting", reason_code)
+
+    def _on_publish(self, client: mqtt.Client, userdata: object, mid: int,
+                    reason_code: ReasonCode, properties: Properties | None) -> None:
+        with self._wake:
+            self._events.append(_Acked(mid, reason_code.value, str(reason_code)))
+            self._wake.notify()
+
+    def _note_error(self, message: str) -> None:
+        # Once per outage at WARNING; the retries (with backoff) at DEBUG.
+        if message != self.last_error:
+            log.warning("MQTT: %s; retrying with backoff", message)
+        else:
+            log.debug("MQTT: %s; retrying", message)
+        self.last_error = message
+
+    # -- the pump thread --------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        try:
+            while True:
+                with self._wake:
+                    if not (self._events or self._poked or self._stopping):
+                        self._wake.wait(timeout=_IDLE_WAKE_S)
+                    events = list(self._events)
+                    self._events.clear()
+                    self._poked = False
+                    stopping = self._stopping
+                self._handle(events)
+                if stopping:
+                    return
+                if self._link_up:
+                    self._send_status()
+                    self._send_rows()
+        except Exception:  # a bug here must not silently stop publishing
+            log.exception("MQTT: publisher pump failed; no more messages will be sent")
+            raise
+
+    def _handle(self, events: list[_Event]) -> None:
+        done = self._unacked_done
+        for event in events:
+            if isinstance(event, _Acked):
+                self._acked(event, done)
+            elif isinstance(event, _Up):
+                self._link_up = True
+                self._limit = min(self.settings.max_inflight,
+                                  event.receive_maximum or self.settings.max_inflight)
+                with self._wake:
+                    self._status_due = True
+            else:
+                self._link_up = False
+        if done:
+            try:
+                self.outbox.ack_many(done)
+            except OutboxError as exc:
+                self._outbox_failed(exc)  # kept in self._unacked_done, retried next turn
+            else:
+                self._unacked_done = []
+                self._outbox_recovered()
+
+    def _acked(self, event: _Acked, done: list[int]) -> None:
+        if event.mid in self._status_mids:
+            self._status_mids.discard(event.mid)
+            if event.reason_code >= 0x80:
+                log.error("MQTT: broker refused the status on %s: %s", self.topics.status,
+                          event.reason)
+            return
+        entry = self._inflight.pop(event.mid, None)
+        if entry is None:
+            log.debug("MQTT: PUBACK for unknown mid %d", event.mid)
+            return
+        done.append(entry.row_id)
+        if event.reason_code < 0x80:
+            self.acked += 1
+        else:
+            self.failed += 1
+            log.error("MQTT: broker refused %s on %s (%s, 0x%02X); dropped from the outbox",
+                      entry.message_id, entry.topic, event.reason, event.reason_code)
+
+    def _send_status(self) -> None:
+        with self._wake:
+            if not self._status_due:
+                return
+            self._status_due = False
+            payload, self._status_json = self._status_json, None
+        if payload is None and self._status_provider is not None:
+            try:
+                payload = self._status_provider()
+            except Exception:
+                log.exception("MQTT: status provider failed")
+        payload = payload or self._last_status_json
+        if payload is None:
+            return
+        info = self._client.publish(self.topics.status, payload, qos=QOS, retain=True,
+                                    properties=self._publish_properties(STATUS_SCHEMA))
+        self._status_mids.add(info.mid)
+        self._last_status_json = payload
+
+    def _send_rows(self) -> None:
+        room = self._limit - len(self._inflight)
+        if room <= 0:
+            return
+        try:
+            rows = self.outbox.pending(after_row=self._cursor, limit=room)
+        except OutboxError as exc:
+            self._outbox_failed(exc)
+            return
+        for entry in rows:
+            try:
+                info = self._client.publish(entry.topic, entry.payload, qos=QOS,
+                                            retain=entry.retain,
+                                            properties=self._publish_properties(entry.schema))
+            except ValueError as exc:  # the topic or payload can never be sent
+                self.failed += 1
+                self._unacked_done.append(entry.row_id)
+                self._cursor = entry.row_id
+                log.error("MQTT: cannot publish %s on %s (%s); dropped from the outbox",
+                          entry.message_id, entry.topic, exc)
+                continue
+            if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                # Not taken by paho (its queue is full): try this row again next turn.
+                log.warning("MQTT: paho did not take %s: %s", entry.message_id,
+                            mqtt.error_string(info.rc))
+                return
+            # SUCCESS or NO_CONN: paho holds the message and sends it once (re)connected.
+            self._inflight[info.mid] = entry
+            self._cursor = entry.row_id
+            self.published += 1
+            log.debug("MQTT: sent row %d (%s) on %s as mid %d", entry.row_id, entry.message_id,
+                      entry.topic, info.mid)
+
+    def _outbox_failed(self, exc: OutboxError) -> None:
+        if self._outbox_problem != str(exc):
+            log.error("MQTT: %s (retrying)", exc)
+            self._outbox_problem = str(exc)
+
+    def _outbox_recovered(self) -> None:
+        if self._outbox_problem is not None:
+            log.warning("MQTT: outbox usable again")
+            self._outbox_problem = None
+
+
+def _str(path: object) -> str | None:
+    return None if path is None else str(path)

@@ -1,0 +1,75 @@
+"""Assembling a running agent from its settings: the one place that knows every concrete class.
+
+Readers are chosen lazily (python-can is imported only for a CAN reader) to keep start-up fast.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from agent.config import AgentSettings
+from agent.errors import ConfigError
+from agent.outbox import Outbox
+from agent.pipeline import ReadoutPipeline
+from agent.publisher import MqttPublisher
+from agent.reader import KeyReader
+from agent.service import AgentService
+from agent.topics import Topics
+from agent.vehicle_history import VehicleHistory
+from dbc import DbcError, key_reader_database
+from protocols.key_messages import MESSAGE_NAMES
+from protocols.session import SessionAssembler
+
+log = logging.getLogger(__name__)
+
+
+def load_database(settings: AgentSettings):  # type: ignore[no-untyped-def]
+    """The key reader's DBC (shipped, or the configured file), checked to describe every
+    message of the protocol; raises ConfigError naming the file and what is missing."""
+    path = str(settings.dbc_file) if settings.dbc_file else None
+    try:
+        db = key_reader_database(path)
+    except DbcError as exc:
+        raise ConfigError(str(exc)) from exc
+    for frame_id, name in MESSAGE_NAMES.items():
+        try:
+            db.get_message_by_frame_id(frame_id)
+        except KeyError:
+            raise ConfigError(f"{path or 'dbc'}: message {name} (0x{frame_id:03X}) is missing") from None
+    return db
+
+
+def build_reader(settings: AgentSettings) -> KeyReader:
+    if settings.can_interface:
+        from agent.can_reader import CanKeyReader
+        return CanKeyReader(settings.can_interface, settings.can_channel or "",
+                            bitrate=settings.can_bitrate)
+    if not settings.serial:
+        raise ConfigError("no reader configured: set serial (--serial PORT) or can_interface "
+                          "and can_channel (--can-interface NAME --can-channel CH)")
+    from agent.serial_reader import SerialKeyReader
+    return SerialKeyReader(settings.serial, baudrate=settings.baudrate)
+
+
+def build_service(settings: AgentSettings) -> AgentService:
+    db = load_database(settings)
+    reader = build_reader(settings)
+    try:
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"state_dir {settings.state_dir}: cannot create: {exc.strerror}") from exc
+    mqtt = settings.effective_mqtt()
+    topics = Topics(mqtt.prefix, settings.site, settings.reader)
+    outbox = Outbox(settings.state_dir / "outbox.sqlite3",
+                    max_messages=settings.outbox.max_messages,
+                    max_age_s=settings.outbox.max_age_days * 86400)
+    history = VehicleHistory(settings.state_dir / "history.sqlite3",
+                             retention_days=settings.history.retention_days,
+                             max_per_vehicle=settings.history.max_per_vehicle)
+    publisher = MqttPublisher(mqtt, outbox, topics)
+    pipeline = ReadoutPipeline(site=settings.site, reader=settings.reader,
+                               transport=settings.transport, forecast=settings.forecast,
+                               history=history)
+    return AgentService(reader=reader, assembler=SessionAssembler(timeout_s=settings.session_timeout_s, db=db),
+                        pipeline=pipeline, outbox=outbox, publisher=publisher, topics=topics,
+                        retain_vehicles=mqtt.retain_vehicles, status_interval_s=mqtt.status_interval_s)

@@ -1,0 +1,393 @@
+"""Hypothesis properties of the protocol layer: serial framing, the DBC codec, session assembly.
+
+Serial streams and garbage. Without byte stuffing, garbage that starts a candidate (0x02, a
+valid LEN) right before a real frame swallows that frame's first bytes until the candidate's
+declared length has arrived; only then does its CRC fail and scanning resume. At the end of a
+stream nothing more arrives, so such a candidate is resolved only by the decoder's stale
+timeout. The properties below therefore say two things, both exactly:
+
+* stream timed as on the wire (each chunk stamped with the arrival time of its last byte at
+  115200 baud 8N1), then the reader goes quiet: after the stale timeout has given up every
+  pending candidate, every intact frame has been found, in order;
+* no timeout at all (every chunk at the same instant): the frames found are the first k real
+  frames, and each one not (yet) found lies in the bytes the decoder still buffers.
+
+Extra frames found inside garbage are allowed (garbage is arbitrary bytes); what is not
+covered is garbage that, together with the start of a real frame, happens to form a frame
+with a valid CRC-16 and ETX (about 2^-24 per false start; no receiver can tell it apart).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dbc import key_reader_database
+from protocols.can_frame import CanFrame
+from protocols.encoder import data_frame_payloads, encode_raw, encode_session, frame_session
+from protocols.key_session import KeySession
+from protocols.serial_framing import MAX_FRAME_BYTES, SerialFrame, SerialFrameDecoder, encode_frame
+from protocols.session import SessionAccepted, SessionAssembler, SessionRejected
+from samples import EXAMPLE_SESSION, spec_frames
+from spec_layout import SPEC_FIELDS, field_ranges, pack_spec, unpack_spec, used_mask
+from strategies import OTHER_TRAFFIC_IDS, data_frame_count, key_sessions, protocols_settings
+
+BYTE_TIME_S = 10 / 115_200  # one byte at 8N1
+# one frame per (message, index) slot: VIN part (u8), vehicle, usage, item (u4) status and
+# history, check control (u8), DTC (u8)
+MAX_SESSION_SLOTS = 256 + 1 + 1 + 16 + 16 + 256 + 256
+
+# -- serial framing --------------------------------------------------------------------------
+
+frame_types = st.integers(0, 255)
+small_payloads = st.binary(max_size=24)
+serial_frames = st.tuples(frame_types, st.binary(max_size=249) | small_payloads)
+
+
+@st.composite
+def truncated_frames(draw: st.DrawFn) -> bytes:
+    """The start of a real-looking frame, cut short: a false start with a plausible LEN."""
+    frame = encode_frame(draw(frame_types), draw(st.binary(max_size=60)))
+    return frame[:draw(st.integers(1, len(frame) - 1))]
+
+
+@st.composite
+def corrupted_frames(draw: st.DrawFn) -> bytes:
+    frame = bytearray(encode_frame(draw(frame_types), draw(small_payloads)))
+    frame[draw(st.integers(1, len(frame) - 1))] ^= draw(st.integers(1, 255))
+    return bytes(frame)
+
+
+garbage_pieces = st.one_of(
+    st.binary(max_size=30),
+    st.binary(max_size=30).map(lambda b: b"\x02" + b),
+    st.tuples(st.integers(1, 250), st.binary(max_size=8)).map(lambda t: bytes((2, t[0])) + t[1]),
+    st.lists(st.sampled_from(b"\x02\x03\x01\xfa\x00"), max_size=12).map(bytes),
+    truncated_frames(),
+    corrupted_frames(),
+)
+garbage = st.lists(garbage_pieces, max_size=4).map(b"".join)
+
+
+@st.composite
+def framed_streams(draw: st.DrawFn, garbage: st.SearchStrategy[bytes] = garbage):
+    """(frames, start offset of each, the stream, the stream cut into chunks)."""
+    frames = draw(st.lists(serial_frames, max_size=6))
+    parts: list[bytes] = []
+    starts: list[int] = []
+    offset = 0
+    for frame_type, payload in frames:
+        junk = draw(garbage)
+        starts.append(offset + len(junk))
+        encoded = encode_frame(frame_type, payload)
+        parts += [junk, encoded]
+        offset += len(junk) + len(encoded)
+    parts.append(draw(garbage))
+    stream = b"".join(parts)
+    cuts = sorted(set(draw(st.lists(st.integers(0, len(stream)), max_size=24))))
+    bounds = [0, *cuts, len(stream)]
+    chunks = [stream[a:b] for a, b in zip(bounds, bounds[1:])]
+    return frames, starts, stream, chunks
+
+
+def matched_prefix(expected: list[tuple[int, bytes]], found: list[SerialFrame]) -> int:
+    """How many of ``expected`` appear in ``found`` as an ordered subsequence (greedy)."""
+    k = 0
+    for frame in found:
+        if k < len(expected) and (frame.frame_type, frame.payload) == expected[k]:
+            k += 1
+    return k
+
+
+def check_accounting(decoder: SerialFrameDecoder, fed: int, found: list[SerialFrame]) -> None:
+    """Every byte fed is in a frame, counted as ignored, or still buffered."""
+    in_frames = sum(len(f.payload) + 6 for f in found)
+    assert decoder.frames == len(found)
+    assert in_frames + decoder.ignored_bytes + decoder.buffered == fed
+
+
+@protocols_settings(300)
+@given(framed_streams())
+def test_serial_frames_survive_any_split_and_garbage(case) -> None:
+    frames, _, stream, chunks = case
+    decoder = SerialFrameDecoder()
+    found: list[SerialFrame] = []
+    received = 0
+    for chunk in chunks:
+        received += len(chunk)
+        found += decoder.feed(chunk, now=received * BYTE_TIME_S)
+        assert decoder.buffered < MAX_FRAME_BYTES
+    # The reader goes quiet: each feed after the stale timeout gives up one pending candidate.
+    now = received * BYTE_TIME_S
+    for _ in range(len(stream) + 1):
+        if decoder.buffered <= 1:  # a lone trailing 0x02 waits for its LEN; it hides nothing
+            break
+        now += 2 * decoder.stale_after_s
+        found += decoder.feed(b"", now)
+    assert decoder.buffered <= 1
+    assert matched_prefix(frames, found) == len(frames), "an intact frame was lost"
+    check_accounting(decoder, len(stream), found)
+
+
+@protocols_settings(300)
+@given(framed_streams())
+def test_without_timeout_only_the_buffered_tail_is_pending(case) -> None:
+    frames, starts, stream, chunks = case
+    decoder = SerialFrameDecoder()
+    found = [f for chunk in chunks for f in decoder.feed(chunk, now=0.0)]
+    k = matched_prefix(frames, found)
+    tail_start = len(stream) - decoder.buffered
+    assert all(start >= tail_start for start in starts[k:]), "a frame outside the buffer was lost"
+    check_accounting(decoder, len(stream), found)
+
+
+@protocols_settings(200)
+@given(framed_streams(garbage=st.binary(max_size=40).map(lambda b: b.replace(b"\x02", b"\x00"))))
+def test_garbage_without_stx_is_skipped_exactly(case) -> None:
+    frames, _, stream, chunks = case
+    decoder = SerialFrameDecoder()
+    found = [f for chunk in chunks for f in decoder.feed(chunk, now=0.0)]
+    assert [(f.frame_type, f.payload) for f in found] == frames
+    assert decoder.bad_frames == 0 and decoder.buffered == 0
+    assert decoder.ignored_bytes == len(stream) - sum(len(p) + 6 for _, p in frames)
+
+
+stx_heavy_bytes = st.lists(st.sampled_from(b"\x02\x03\x01\xfa\xff\x00"), max_size=600).map(bytes)
+
+
+@protocols_settings(300)
+@given(st.lists(st.tuples(st.binary(max_size=600) | stx_heavy_bytes,
+                          st.floats(-1.0, 1.0, allow_nan=False)), max_size=30),
+       st.booleans())
+def test_decoder_buffer_stays_bounded(chunks: list[tuple[bytes, float]], flush: bool) -> None:
+    decoder = SerialFrameDecoder()
+    found: list[SerialFrame] = []
+    now = fed = 0
+    for chunk, dt in chunks:  # time may even go backwards
+        now += dt
+        fed += len(chunk)
+        found += decoder.feed(chunk, now)
+        assert decoder.buffered <= MAX_FRAME_BYTES + len(chunk)  # the documented bound
+        assert decoder.buffered < MAX_FRAME_BYTES  # what the scan actually keeps
+        check_accounting(decoder, fed, found)
+    for frame in found:  # never invents a frame
+        assert encode_frame(frame.frame_type, frame.payload) in b"".join(c for c, _ in chunks)
+    if flush:
+        decoder.flush()
+        assert decoder.buffered == 0
+        check_accounting(decoder, fed, found)
+
+
+# -- the DBC codec over the full range of every field -------------------------------------------
+
+MESSAGE_IDS = sorted(SPEC_FIELDS)
+
+
+@st.composite
+def raw_messages(draw: st.DrawFn) -> tuple[int, dict[str, int]]:
+    frame_id = draw(st.sampled_from(MESSAGE_IDS))
+    return frame_id, {name: draw(st.integers(lo, hi))
+                      for name, (lo, hi) in field_ranges(frame_id).items()}
+
+
+@protocols_settings(500)
+@given(raw_messages())
+def test_raw_round_trip_matches_the_spec_layout(message: tuple[int, dict[str, int]]) -> None:
+    frame_id, raw = message
+    data = encode_raw(frame_id, raw)
+    assert data == pack_spec(frame_id, raw)
+    decoded = key_reader_database().decode_message(frame_id, data, decode_choices=False,
+                                                   scaling=False)
+    assert decoded == raw
+    assert encode_raw(frame_id, decoded) == data
+
+
+@protocols_settings(300)
+@given(st.sampled_from(MESSAGE_IDS), st.binary(min_size=8, max_size=8))
+def test_any_8_bytes_decode_as_the_spec_says(frame_id: int, data: bytes) -> None:
+    decoded = key_reader_database().decode_message(frame_id, data, decode_choices=False,
+                                                   scaling=False)
+    assert decoded == unpack_spec(frame_id, data)
+    # re-encoding keeps every field and clears the reserved bits
+    assert encode_raw(frame_id, decoded) == bytes(b & m for b, m in zip(data, used_mask(frame_id)))
+
+
+# -- key sessions ----------------------------------------------------------------------------
+
+def assemble(frames: list[CanFrame]) -> list:
+    assembler = SessionAssembler()
+    return [e for f in frames for e in assembler.feed(f)]
+
+
+def accepted_sessions(events: list) -> list[KeySession]:
+    return [e.session for e in events if isinstance(e, SessionAccepted)]
+
+
+@protocols_settings(150)
+@given(key_sessions(), st.floats(0, 2e9), st.floats(0, 0.4))
+def test_key_session_round_trip(session: KeySession, start_time: float, gap_s: float) -> None:
+    frames = encode_session(session, start_time=start_time, frame_gap_s=gap_s)
+    assert len(frames) == data_frame_count(session) + 2
+    assembler = SessionAssembler()
+    events = [e for f in frames for e in assembler.feed(f)]
+    assert len(events) == 1 and isinstance(events[0], SessionAccepted), events
+    assert events[0].session == session
+    assert events[0].frames_received == data_frame_count(session)
+
+
+@protocols_settings(10)
+@given(key_sessions(max_check_controls=255, max_dtcs=255))
+def test_key_session_round_trip_large(session: KeySession) -> None:
+    frames = encode_session(session)
+    assert accepted_sessions(assemble(frames)) == [session]
+
+
+def test_largest_session_round_trip() -> None:
+    import dataclasses
+
+    from hypothesis import find
+    session = find(key_sessions(max_check_controls=255, max_dtcs=255),
+                   lambda s: data_frame_count(s) == 255 and s.usage is not None
+                   and len(s.services) == 16 and all(i.history for i in s.services),
+                   settings=protocols_settings(2000, database=None))
+    frames = encode_session(session)
+    assert frames[0].data[2] == 255 and frames[-1].data[1] == 255
+    assert accepted_sessions(assemble(frames)) == [session]
+    assert dataclasses.replace(session) == session
+
+
+@st.composite
+def mixed_traffic(draw: st.DrawFn):
+    """Valid sessions with shuffled data frames, identical repeats inside them, other traffic
+    anywhere and stray key-reader frames between sessions; plus what should be counted."""
+    sessions = draw(st.lists(key_sessions(max_check_controls=3, max_dtcs=3), min_size=1,
+                             max_size=3))
+    stream: list[tuple[int, bytes]] = []
+    counts = {"other": 0, "stray": 0, "repeats": 0}
+    any_dlc = st.integers(0, 8).flatmap(lambda n: st.binary(min_size=n, max_size=n))
+
+    def other_traffic() -> list[tuple[int, bytes]]:
+        frames = draw(st.lists(st.tuples(OTHER_TRAFFIC_IDS, any_dlc), max_size=2))
+        counts["other"] += len(frames)
+        return frames
+
+    for session in sessions:
+        strays = draw(st.lists(st.tuples(st.integers(0x6F1, 0x6FF), any_dlc), max_size=2))
+        counts["stray"] += len(strays)
+        stream += strays + other_traffic()
+        data = draw(st.permutations(data_frame_payloads(session)))
+        framed = [(f.arbitration_id, f.data) for f in frame_session(session, data)]
+        body = framed[:-1]
+        for _ in range(draw(st.integers(0, 3))):  # identical repeats of START or a data frame
+            i = draw(st.integers(0, len(body) - 1))
+            j = draw(st.integers(i + 1, len(body)))
+            body.insert(j, body[i])
+            counts["repeats"] += 1
+        for _ in range(draw(st.integers(0, 3))):
+            j = draw(st.integers(1, len(body)))
+            for frame in other_traffic():
+                body.insert(j, frame)
+        stream += body + [framed[-1]]
+    gaps = draw(st.lists(st.floats(0, 0.4), min_size=len(stream), max_size=len(stream)))
+    t = 0.0
+    frames = []
+    for (frame_id, data), gap in zip(stream, gaps):
+        t += gap
+        frames.append(CanFrame(frame_id, data, t))
+    return sessions, frames, counts
+
+
+@protocols_settings(100)
+@given(mixed_traffic())
+def test_sessions_survive_shuffling_repeats_and_other_traffic(case) -> None:
+    sessions, frames, counts = case
+    assembler = SessionAssembler()
+    events = [e for f in frames for e in assembler.feed(f)]
+    assert not [e for e in events if isinstance(e, SessionRejected)], events
+    assert accepted_sessions(events) == sessions
+    c = assembler.counters
+    assert (c.other_traffic, c.stray_frames, c.repeats_dropped) == (
+        counts["other"], counts["stray"], counts["repeats"])
+    assert c.accepted == len(sessions) and c.rejected == 0
+
+
+# -- the assembler never raises --------------------------------------------------------------
+
+timestamps = st.floats(allow_nan=True, allow_infinity=True) | st.floats(0, 5)
+near_ids = st.integers(0x6E8, 0x707) | st.sampled_from([0x6F0, 0x6FF]) | st.integers(0, 0x7FF)
+arbitrary_frames = st.builds(CanFrame, near_ids,
+                             st.integers(0, 8).flatmap(lambda n: st.binary(min_size=n, max_size=n)),
+                             timestamps)
+
+
+@st.composite
+def example_fragments(draw: st.DrawFn) -> CanFrame:
+    """A frame of the worked example, maybe with one byte changed or cut short."""
+    frame = draw(st.sampled_from(spec_frames()))
+    data = bytearray(frame.data)
+    if draw(st.booleans()):
+        data[draw(st.integers(0, 7))] ^= draw(st.integers(1, 255))
+    if draw(st.integers(0, 9)) == 0:
+        data = data[:draw(st.integers(0, 7))]
+    return CanFrame(frame.arbitration_id, bytes(data), draw(timestamps))
+
+
+actions = st.one_of(
+    st.tuples(st.just("feed"), arbitrary_frames | example_fragments()),
+    st.tuples(st.just("feed-example"), st.floats(0, 1e6)),
+    st.tuples(st.just("poll"), timestamps),
+    st.tuples(st.just("key_removed"), timestamps),
+)
+
+
+def example_at(t: float) -> Iterator[CanFrame]:
+    for frame in spec_frames():
+        yield CanFrame(frame.arbitration_id, frame.data, t)
+
+
+@protocols_settings(300)
+@given(st.lists(actions, max_size=60))
+def test_assembler_never_raises_and_stays_consistent(script) -> None:
+    assembler = SessionAssembler()
+    fed = 0
+    accepted = rejected = 0
+    for action, arg in script:
+        if action == "feed":
+            events = assembler.feed(arg)
+            fed += 1
+        elif action == "feed-example":
+            was_open = assembler.in_session
+            events = [e for f in example_at(arg) for e in assembler.feed(f)]
+            fed += 12
+            if not was_open:  # a clean, complete session: accepted whatever came before
+                assert accepted_sessions(events) == [EXAMPLE_SESSION]
+        elif action == "poll":
+            events = assembler.poll(arg)
+        else:
+            events = assembler.key_removed(arg)
+        for event in events:
+            assert isinstance(event, SessionAccepted | SessionRejected)
+            if isinstance(event, SessionRejected):
+                assert event.key_id is not None and event.detail
+        accepted += sum(isinstance(e, SessionAccepted) for e in events)
+        rejected += sum(isinstance(e, SessionRejected) for e in events)
+        c = assembler.counters
+        assert (c.accepted, c.rejected) == (accepted, rejected)
+        assert c.frames + c.other_traffic == fed
+        open_session = assembler._open  # white box: the memory bound
+        if open_session is not None:
+            assert len(open_session.frames) == len(open_session.slots) <= MAX_SESSION_SLOTS
+
+
+def test_shuffled_example_sessions_are_accepted() -> None:
+    """A deterministic spot check of the shuffle property on the worked example."""
+    rng = random.Random(1)
+    data = data_frame_payloads(EXAMPLE_SESSION)
+    for _ in range(20):
+        rng.shuffle(data)
+        frames = frame_session(EXAMPLE_SESSION, list(data))
+        assert accepted_sessions(assemble(frames)) == [
+            EXAMPLE_SESSION]
