@@ -41,6 +41,7 @@ Failures
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -123,7 +124,7 @@ class Outbox:
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
-            raise OutboxError(f"outbox {self.path}: cannot open: {exc}") from exc
+            raise OutboxError(f"outbox {self.path}: cannot open: {_why(self.path, exc)}") from exc
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
@@ -136,7 +137,7 @@ class Outbox:
             self._depth = int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
         except sqlite3.Error as exc:
             self._db.close()
-            raise OutboxError(f"outbox {self.path}: cannot open: {exc}") from exc
+            raise OutboxError(f"outbox {self.path}: cannot open: {_why(self.path, exc)}") from exc
         except OutboxError:
             self._db.close()
             raise
@@ -298,8 +299,17 @@ class Outbox:
                 raise OutboxError(f"outbox {self.path}: {doing}: {exc}") from exc
 
 
-
 _Victim = tuple[int, str, str]  # row_id, topic, message_id
+
+
+def _why(path: Path, exc: sqlite3.Error) -> str:
+    """SQLite's reason for a failed open ("unable to open database file") made specific."""
+    directory = path.parent
+    if not directory.is_dir():
+        return f"{exc} (directory {directory} does not exist)"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"{exc} (directory {directory} is not writable: read-only file system or permissions)"
+    return str(exc)
 
 
 def _delete(db: sqlite3.Connection, victims: list[_Victim]) -> None:

@@ -25,6 +25,7 @@ from agent.models import (
     to_json,
 )
 from agent.outbox import Outbox
+from agent.payloads import event_time
 from agent.pipeline import ReadoutPipeline
 from agent.publisher import MqttPublisher
 from agent.reader import KeyReader, KeyRemoved
@@ -60,6 +61,9 @@ class AgentService:
         self.outbox_error: str | None = None
         # Payloads the outbox could not take (disk full, read-only): kept, bounded, retried.
         self._uncommitted: deque[tuple[str, bytes, bool, str, str]] = deque()
+        # Frame time minus wall time at the latest frame: CAN interfaces may stamp frames with
+        # their own clock; the session timeout runs on frame time, read_at on the agent's clock.
+        self._frame_clock_offset = 0.0
         self._status_dirty = threading.Event()
         reader.on_connection_change = lambda _connected: self._status_dirty.set()
 
@@ -99,22 +103,31 @@ class AgentService:
         finally:
             self.reader.close()
             self.publisher.stop()
+            self.outbox.close()
+            if self.pipeline.history is not None:
+                self.pipeline.history.close()
 
     def step(self, timeout_s: float) -> None:
         """One turn: read what the reader has, assemble, commit what completed."""
-        for event in self.reader.read(timeout_s):
+        events = self.reader.read(timeout_s)
+        if events:
+            last = events[-1]
+            self._frame_clock_offset = (last.timestamp if isinstance(last, CanFrame) else last.at) \
+                - self._wall_clock()
+        for event in events:
             if isinstance(event, CanFrame):
                 self._handle(self.assembler.feed(event))
             elif isinstance(event, KeyRemoved):
                 self._handle(self.assembler.key_removed(event.at))
-        self._handle(self.assembler.poll(self._wall_clock()))
+        self._handle(self.assembler.poll(self._wall_clock() + self._frame_clock_offset))
         if self._uncommitted:
             self._retry_uncommitted()
 
     def _handle(self, events: list[SessionEvent]) -> None:
         for event in events:
             if isinstance(event, SessionAccepted):
-                readout = self.pipeline.readout(event)
+                readout = self.pipeline.readout(
+                    event, event_time(event.completed_at - self._frame_clock_offset))
                 payload = to_json(readout).encode()
                 self.readouts += 1
                 log.info("readout %s: VIN %s, %d km, %d items, %s", readout.readout_id,
@@ -129,12 +142,12 @@ class AgentService:
                 except Exception as exc:  # history is an aid to the forecast, never a reason to stop
                     log.error("vehicle history not updated for %s: %s", readout.vehicle.vin, exc)
             else:
-                rejection = self.pipeline.rejection(event)
+                rejection = self.pipeline.rejection(
+                    event, event_time(event.at - self._frame_clock_offset))
                 self.rejected += 1
                 log.warning("rejected session (%s): %s", rejection.reason, rejection.detail)
                 self._commit(self.topics.rejected, to_json(rejection).encode(), False,
                              REJECTED_SCHEMA, rejection.rejection_id)
-            self._status_dirty.set()
         if events:
             self.publisher.notify()
 

@@ -16,8 +16,10 @@ The world, in short (docs/forecast.md, "The simulated fleet", has the figures):
   swing and persistent noise; cold days (< 0 °C) and hot days (max > 30 °C); dust.
 * The key's CBS items run down at hidden per-km rates: engine oil with the day's severity
   (short trips, cold, heat, towing/dust) and a per-car fuel factor, falling faster below 50 %
-  (BMW's CBS4 oil forecast does); brake pads with the car's city share and driving style;
-  microfilter with dust; brake fluid and the statutory inspection by time only.
+  (BMW's CBS4 oil forecast does); microfilter with dust; brake pads with the car's city share
+  and driving style, their remaining km being the car's own projection (thickness left at the
+  wear pace seen since the pads were fitted); brake fluid and the statutory inspection by
+  time only. Availability is the share of nominal life (pad thickness) left.
 * Visits: when the car's display asks for service (remaining <= 2,000 km, due within a
   month, availability <= 5 %) the owner comes after a personal delay; also seasonal tyre
   changes and random repairs. At a visit the workshop reads the key at reception, services
@@ -238,61 +240,97 @@ class _Drive:
         return self.odo[self.day(d)]
 
 
+_TWO_PI = 2 * math.pi
+#: Seasonal shapes by day of the year (1-366): coldest around 20 January, most driving in May.
+_WINTER = [0.0] + [-math.cos(_TWO_PI * (doy - 20) / 365.25) for doy in range(1, 367)]
+_SEASON_KM = [1.0] + [1.0 + 0.1 * math.sin(_TWO_PI * (doy - 110) / 365.25) for doy in range(1, 367)]
+
+
 def _simulate_drive(p: VehicleProfile, config: FleetConfig, last: date) -> _Drive:
+    """Day by day from the build to ``last``. The hot loop works on ordinals and locals: a
+    fleet of 1,000 vehicles is about four million vehicle-days."""
     rng = random.Random(f"drive/{config.seed}/{p.index}")
+    gauss, uniform01 = rng.gauss, rng.random
+    exp = math.exp
     drive = _Drive(first=p.build)
-    for name in _RATES:
-        drive.wear[name] = array("d")
-    odo = 0.0
-    cum = dict.fromkeys(_RATES, 0.0)
+    odo_s: list[float] = []
+    wear_s: dict[str, list[float]] = {name: [] for name in _RATES}
+    temp_s: list[float] = []
+    cold_s: list[int] = []
+    hot_s: list[int] = []
+    oil_s, pf_s, pr_s, micro_s, spark_s = (wear_s[n] for n in ("oil", "pads_front", "pads_rear", "micro", "spark"))
+    odo = oil = pads_f = pads_r = micro = spark = 0.0
     level = 1.0                      # drift of the base rate (log random walk)
     noise_c = 0.0                    # persistent weather anomaly
     weekly = _WEEKLY[p.pattern]
-    region = p.region
-    holiday_start: dict[int, tuple[int, bool]] = {}
+    t_mean, t_swing = p.region.temp_mean_c, p.region.temp_swing_c
+    base = p.base_km_per_day
     short_dist = min(1.0, p.short_trip_share * 4.5 / p.avg_trip_km)
-    day = p.build
-    while day <= last:
-        year = day.year
-        if year not in holiday_start:
-            holiday_start[year] = (rng.randrange(170, 230), rng.random() < 0.6)
-        if rng.random() < 1 / 30:
-            level *= math.exp(rng.gauss(0.0, 0.06))
-        if rng.random() < 1 / 1500:                          # new job, new owner, ...
-            level *= math.exp(rng.gauss(0.0, 0.45))
-        level = min(3.0, max(0.3, level))
-        doy = day.timetuple().tm_yday
-        noise_c = 0.75 * noise_c + rng.gauss(0.0, 2.0)
-        temp = region.temp_mean_c - region.temp_swing_c * math.cos(2 * math.pi * (doy - 20) / 365.25) + noise_c
-        km = p.base_km_per_day * level * weekly[day.weekday()]
-        km *= 1.0 + 0.1 * math.sin(2 * math.pi * (doy - 110) / 365.25)
-        if (day.month, day.day) in _HOLIDAYS:
+    mild = 1.0 - p.severe_share
+    oil_k = p.oil_fuel_factor
+    pf_k = p.brake_style * (0.55 + 1.3 * p.city_share)
+    pr_k = p.brake_style * (0.65 + 0.9 * p.city_share)
+    micro_k = 1.0 + 2.0 * p.region.dust
+    year = p.build.year
+    year_start = date(year, 1, 1).toordinal()
+    next_year = date(year + 1, 1, 1).toordinal()
+    holidays: set[int] = set()
+    trip: tuple[int, bool] = (0, False)
+
+    def new_year(y: int) -> tuple[set[int], tuple[int, bool]]:
+        first = date(y, 1, 1).toordinal()
+        days = {date(y, m, d).toordinal() - first + 1 for m, d in _HOLIDAYS}
+        return days, (rng.randrange(170, 230), uniform01() < 0.6)
+
+    holidays, trip = new_year(year)
+    for ordinal in range(p.build.toordinal(), last.toordinal() + 1):
+        if ordinal >= next_year:
+            year += 1
+            year_start, next_year = next_year, date(year + 1, 1, 1).toordinal()
+            holidays, trip = new_year(year)
+        doy = ordinal - year_start + 1
+        if uniform01() < 1 / 30:
+            level *= exp(gauss(0.0, 0.06))
+            if uniform01() < 30 / 1500:                      # new job, new owner, ...
+                level *= exp(gauss(0.0, 0.45))
+            level = min(3.0, max(0.3, level))
+        noise_c = 0.75 * noise_c + gauss(0.0, 2.0)
+        temp = t_mean + t_swing * _WINTER[doy] + noise_c
+        km = base * level * weekly[(ordinal - 1) % 7] * _SEASON_KM[doy]
+        if doy in holidays:
             km *= 0.6
-        start, away = holiday_start[year]
+        start, away = trip
         if start <= doy < start + 16:
             km *= (6.0 if doy in (start, start + 15) else 0.5) if away else 0.1
-        km *= math.exp(rng.gauss(0.0, 0.45) - 0.1)
-        if rng.random() < 0.08:
+        if uniform01() < 0.08:
             km = 0.0
-        km = float(round(km))
+        else:
+            km = float(round(km * exp(gauss(0.0, 0.45) - 0.1)))
         cold = temp < 0.0
-        hot = temp + 6.0 > 30.0
-        short_today = min(1.0, short_dist * (1.6 if cold else 1.0))
-        severity = 1 - (1 - p.severe_share) * (1 - short_today) * (1 - 0.4 * hot) * (1 - 0.2 * cold)
+        hot = temp > 24.0                                    # daily maximum above 30 °C
+        short_today = short_dist * 1.6 if cold else short_dist
+        severity = 1.0 - mild * (1.0 - min(1.0, short_today)) * (0.6 if hot else 1.0) * (0.8 if cold else 1.0)
         odo += km
-        cum["oil"] += km * p.oil_fuel_factor * (1 + 0.9 * severity)
-        cum["pads_front"] += km * p.brake_style * (0.55 + 1.3 * p.city_share) * (1.1 if hot else 1.0)
-        cum["pads_rear"] += km * p.brake_style * (0.65 + 0.9 * p.city_share)
-        cum["micro"] += km * (1 + 2.0 * region.dust + 0.3 * severity)
-        cum["spark"] += km * (1 + 0.3 * severity)
-        cum["flat"] += km
-        drive.odo.append(odo)
-        for name in _RATES:
-            drive.wear[name].append(cum[name])
-        drive.temp.append(temp)
-        drive.cold.append(cold)
-        drive.hot.append(hot)
-        day += timedelta(days=1)
+        oil += km * oil_k * (1.0 + 0.9 * severity)
+        pads_f += km * pf_k * (1.1 if hot else 1.0)
+        pads_r += km * pr_k
+        micro += km * (micro_k + 0.3 * severity)
+        spark += km * (1.0 + 0.3 * severity)
+        odo_s.append(odo)
+        oil_s.append(oil)
+        pf_s.append(pads_f)
+        pr_s.append(pads_r)
+        micro_s.append(micro)
+        spark_s.append(spark)
+        temp_s.append(temp)
+        cold_s.append(cold)
+        hot_s.append(hot)
+    drive.odo = array("d", odo_s)
+    drive.wear = {name: array("d", series) for name, series in wear_s.items() if name != "flat"}
+    drive.wear["flat"] = drive.odo
+    drive.temp = array("d", temp_s)
+    drive.cold = array("b", cold_s)
+    drive.hot = array("b", hot_s)
     return drive
 
 
@@ -310,8 +348,9 @@ class _ItemState:
     count: int
 
 
-def _remaining(state: _ItemState, drive: _Drive, idx: int, speedup: float) -> float | None:
-    """True remaining km at the end of drive day ``idx`` (negative when overdue)."""
+def _life_left(state: _ItemState, drive: _Drive, idx: int, speedup: float) -> float | None:
+    """Nominal km of life left at the end of drive day ``idx`` (negative when overdue): what a
+    fluid's or filter's CBS shows as remaining km, and the pad thickness in km of nominal wear."""
     if state.interval_km is None:
         return None
     used = drive.wear[state.spec.rate][idx] - state.base_wear
@@ -319,6 +358,22 @@ def _remaining(state: _ItemState, drive: _Drive, idx: int, speedup: float) -> fl
     if state.spec.rate == "oil" and used > half:
         return half - (used - half) * (1 + speedup)
     return state.interval_km - used
+
+
+def _remaining(state: _ItemState, drive: _Drive, idx: int, speedup: float) -> float | None:
+    """The remaining km the car shows at the end of drive day ``idx``.
+
+    Fluids and filters count nominal km that severe use consumes faster (BMW's oil CBS
+    follows fuel burned). Brake pads show the thickness left divided by the wear rate the
+    car has seen since the pads were fitted (its wear model), i.e. km at the current pace.
+    """
+    left = _life_left(state, drive, idx, speedup)
+    if left is None or not state.spec.rate.startswith("pads"):
+        return left
+    driven = drive.odo[idx] - drive.odo[state.base_day]
+    used = drive.wear[state.spec.rate][idx] - state.base_wear
+    pace = used / driven if driven >= 1000 else 1.0
+    return left / pace if pace > 0 else left
 
 
 def _distance_due(state: _ItemState, drive: _Drive, speedup: float) -> int | None:
@@ -573,8 +628,9 @@ class _Vehicle:
             spec = state.spec
             remaining = _remaining(state, self.drive, idx, speedup)
             availability: int | None = None
-            if spec.availability == "distance" and remaining is not None and state.interval_km:
-                availability = min(100, max(0, round(100 * remaining / state.interval_km)))
+            left = _life_left(state, self.drive, idx, speedup)
+            if spec.availability == "distance" and left is not None and state.interval_km:
+                availability = min(100, max(0, round(100 * left / state.interval_km)))
             elif spec.availability == "time" and state.due is not None:
                 months = spec.interval_months if state.count else spec.first_months
                 left = (_month_end(*state.due) - day).days

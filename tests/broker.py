@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -200,7 +200,7 @@ class MosquittoBroker:
         except FileNotFoundError:
             return ""
 
-    def start(self, timeout_s: float = START_TIMEOUT_S) -> MosquittoBroker:
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> Self:
         """Start (or restart) on :attr:`port`; returns once it accepts TCP connections."""
         if self.running:
             raise RuntimeError("mosquitto is already running")
@@ -251,7 +251,7 @@ class MosquittoBroker:
         if self._process is not None and self._process.stderr is not None:
             self._process.stderr.close()
 
-    def __enter__(self) -> MosquittoBroker:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -335,12 +335,12 @@ class Subscriber:
             options.setdefault("ca_file", broker.tls.ca_cert)
         return cls(broker.host, broker.port, tuple(topics), **options)
 
-    def start(self, timeout_s: float = WAIT_TIMEOUT_S) -> Subscriber:
+    def start(self, timeout_s: float = WAIT_TIMEOUT_S) -> Self:
         """Connect and return once the broker has answered the first SUBSCRIBE."""
         if self._mqtt5:
             properties = None
             if self.persistent:
-                properties = Properties(PacketTypes.CONNECT)
+                properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
                 properties.SessionExpiryInterval = 3600
             self.client.connect_async(self.host, self.port, keepalive=10,
                                       clean_start=not self.persistent, properties=properties)
@@ -357,7 +357,7 @@ class Subscriber:
         self.client.disconnect()
         self.client.loop_stop()
 
-    def __enter__(self) -> Subscriber:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

@@ -13,7 +13,14 @@ The model and its figures are in docs/forecast.md.
 from __future__ import annotations
 
 from agent.forecast.core import ForecastResult, forecast_session, read_date_of, summarize
-from agent.forecast.items import DISTANCE_DRIVEN, ItemRates, forecast_item, last_day_of_month
+from agent.forecast.items import (
+    DISTANCE_DRIVEN,
+    SEVERITY_DRIVEN,
+    WEAR_MODELLED,
+    ItemRates,
+    forecast_item,
+    last_day_of_month,
+)
 from agent.forecast.readings import PastItem, PastReading
 from agent.forecast.settings import ForecastSettings
 from agent.forecast.trends import HistoryAnomalies
@@ -22,6 +29,8 @@ __all__ = [
     "DISTANCE_DRIVEN",
     "ForecastResult",
     "ForecastSettings",
+    "SEVERITY_DRIVEN",
+    "WEAR_MODELLED",
     "HistoryAnomalies",
     "ItemRates",
     "PastItem",

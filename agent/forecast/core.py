@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 
 from agent.climate import climate_factor as usage_climate_factor
-from agent.forecast.items import DISTANCE_DRIVEN, ItemRates, forecast_item
+from agent.forecast.items import DISTANCE_DRIVEN, SEVERITY_DRIVEN, ItemRates, forecast_item
 from agent.forecast.readings import PastReading
 from agent.forecast.settings import ForecastSettings
 from agent.forecast.trends import (
@@ -86,8 +86,8 @@ def _clamp(value: float, low: float, high: float) -> float:
 def _vehicle_factor(session: KeySession, learned: dict[tuple[int, int], tuple[float, int]],
                     settings: ForecastSettings) -> float:
     """Engine oil's learned rate if there is one, else the km-weighted mean of the learned
-    rates of distance-driven items, else the usage model."""
-    driven = {key: v for key, v in learned.items() if CbsType.from_code(key[1]) in DISTANCE_DRIVEN}
+    rates of the other severity-driven items, else the usage model."""
+    driven = {key: v for key, v in learned.items() if CbsType.from_code(key[1]) in SEVERITY_DRIVEN}
     oil = [v for key, v in driven.items() if CbsType.from_code(key[1]) is CbsType.ENGINE_OIL]
     if oil:
         factor = oil[0][0]
@@ -151,12 +151,11 @@ def forecast_session(session: KeySession, read_at: datetime, history: Sequence[P
     data_date = session.vehicle.data_date
     for item in session.services:
         key = (item.index, item.code)
-        driven = item.type in DISTANCE_DRIVEN
         if key in learned:
             fall = _clamp(learned[key][0], settings.min_item_ratio, settings.max_item_ratio)
         else:
-            fall = factor if driven else 1.0
-        per_km = driven or item.remaining_km is not None
+            fall = factor if item.type in SEVERITY_DRIVEN else 1.0
+        per_km = item.type in DISTANCE_DRIVEN or item.remaining_km is not None
         trend = availability_trend(view, key, per_km=per_km, settings=settings)
         if trend is None:
             trend = _service_wear_trend(item, session, per_km=per_km, settings=settings)

@@ -24,17 +24,24 @@ from agent.models import ForecastBasis, ForecastStatus, ServiceForecast
 from protocols.cbs_types import CbsType
 from protocols.key_session import ServiceItem
 
-__all__ = ["DISTANCE_DRIVEN", "ItemRates", "forecast_item", "last_day_of_month"]
+__all__ = ["DISTANCE_DRIVEN", "SEVERITY_DRIVEN", "WEAR_MODELLED", "ItemRates", "forecast_item", "last_day_of_month"]
 
-#: Items whose wear follows distance and the way it is driven: the climate factor applies to
-#: their remaining km, and their availability trend is per km. Other items with remaining km
-#: (vehicle_check, unknown types, ...) count km at face value until history shows otherwise.
-DISTANCE_DRIVEN: frozenset[CbsType] = frozenset({
-    CbsType.ENGINE_OIL, CbsType.BRAKE_PADS_FRONT, CbsType.BRAKE_PADS_REAR, CbsType.MICROFILTER,
-    CbsType.PARTICULATE_FILTER, CbsType.TRANSFER_CASE_OIL, CbsType.SPARK_PLUGS_ADAPTIVE,
-    CbsType.NOX_ADDITIVE, CbsType.SPARK_PLUGS, CbsType.PARTICULATE_FILTER_ADDITIVE,
-    CbsType.TRANSMISSION_OIL, CbsType.CLUTCH, CbsType.SHOCK_ABSORBERS,
+#: Items whose CBS counts nominal km that severe use consumes faster (BMW's oil forecast
+#: follows fuel burned; filters and fluids age with dust, heat and short trips): the climate
+#: factor applies to their remaining km.
+SEVERITY_DRIVEN: frozenset[CbsType] = frozenset({
+    CbsType.ENGINE_OIL, CbsType.MICROFILTER, CbsType.PARTICULATE_FILTER,
+    CbsType.TRANSFER_CASE_OIL, CbsType.SPARK_PLUGS_ADAPTIVE, CbsType.NOX_ADDITIVE,
+    CbsType.SPARK_PLUGS, CbsType.PARTICULATE_FILTER_ADDITIVE, CbsType.TRANSMISSION_OIL,
 })
+#: Items whose remaining km the car already computes from a wear model (brake pads: two
+#: wear-sensor stages plus a computed wear rate), so their km count at face value; their
+#: availability (thickness left) gives the wear trend.
+WEAR_MODELLED: frozenset[CbsType] = frozenset({
+    CbsType.BRAKE_PADS_FRONT, CbsType.BRAKE_PADS_REAR, CbsType.CLUTCH, CbsType.SHOCK_ABSORBERS,
+})
+#: Items that wear with distance: their availability trend is counted per km driven.
+DISTANCE_DRIVEN: frozenset[CbsType] = SEVERITY_DRIVEN | WEAR_MODELLED
 
 _EPS = 1e-9
 

@@ -21,14 +21,24 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from datetime import date
 
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from dbc import key_reader_database
 from protocols.can_frame import CanFrame
 from protocols.encoder import data_frame_payloads, encode_raw, encode_session, frame_session
-from protocols.key_session import KeySession
+from protocols.key_session import (
+    CheckControlMessage,
+    CheckControlStatus,
+    KeySession,
+    ServiceHistory,
+    ServiceItem,
+    StoredDtc,
+    UsageData,
+    VehicleData,
+)
 from protocols.serial_framing import MAX_FRAME_BYTES, SerialFrame, SerialFrameDecoder, encode_frame
 from protocols.session import SessionAccepted, SessionAssembler, SessionRejected
 from samples import EXAMPLE_SESSION, spec_frames
@@ -122,12 +132,15 @@ def test_serial_frames_survive_any_split_and_garbage(case) -> None:
         assert decoder.buffered < MAX_FRAME_BYTES
     # The reader goes quiet: each feed after the stale timeout gives up one pending candidate.
     now = received * BYTE_TIME_S
+    before_quiet = len(found)
     for _ in range(len(stream) + 1):
         if decoder.buffered <= 1:  # a lone trailing 0x02 waits for its LEN; it hides nothing
             break
         now += 2 * decoder.stale_after_s
         found += decoder.feed(b"", now)
     assert decoder.buffered <= 1
+    event(f"frames found only after the quiet period: {len(found) > before_quiet}")
+    event(f"candidates given up: {min(decoder.bad_frames, 3)}+")
     assert matched_prefix(frames, found) == len(frames), "an intact frame was lost"
     check_accounting(decoder, len(stream), found)
 
@@ -140,6 +153,7 @@ def test_without_timeout_only_the_buffered_tail_is_pending(case) -> None:
     found = [f for chunk in chunks for f in decoder.feed(chunk, now=0.0)]
     k = matched_prefix(frames, found)
     tail_start = len(stream) - decoder.buffered
+    event(f"real frames still pending: {len(frames) - k > 0}")
     assert all(start >= tail_start for start in starts[k:]), "a frame outside the buffer was lost"
     check_accounting(decoder, len(stream), found)
 
@@ -226,7 +240,7 @@ def accepted_sessions(events: list) -> list[KeySession]:
     return [e.session for e in events if isinstance(e, SessionAccepted)]
 
 
-@protocols_settings(150)
+@protocols_settings(100)
 @given(key_sessions(), st.floats(0, 2e9), st.floats(0, 0.4))
 def test_key_session_round_trip(session: KeySession, start_time: float, gap_s: float) -> None:
     frames = encode_session(session, start_time=start_time, frame_gap_s=gap_s)
@@ -246,17 +260,21 @@ def test_key_session_round_trip_large(session: KeySession) -> None:
 
 
 def test_largest_session_round_trip() -> None:
-    import dataclasses
-
-    from hypothesis import find
-    session = find(key_sessions(max_check_controls=255, max_dtcs=255),
-                   lambda s: data_frame_count(s) == 255 and s.usage is not None
-                   and len(s.services) == 16 and all(i.history for i in s.services),
-                   settings=protocols_settings(2000, database=None))
+    """255 data frames, every index range at its top, every field at its maximum."""
+    history = ServiceHistory(0xFFFFFE, 2127, 12, 102_300, 127)
+    session = KeySession(
+        session_seq=255, key_id=0xFFFFFFFF, key_slot=9, vin="ZZZZZZZZZZZZZZZZZ",
+        vehicle=VehicleData(0xFFFFFF, date(2127, 12, 31), 100, 2127, 12),
+        usage=UsageData(87.0, 87.0, 87.0, 100, 100, 100, 100, 409.5),
+        services=tuple(ServiceItem(i, 0xFF, 250, 524_287, 2127, 12, 31, history)
+                       for i in range(16)),
+        check_controls=tuple(CheckControlMessage(255 - i, 0xFFFF, CheckControlStatus.STORED,
+                                                 0xFFFFFF) for i in reversed(range(109))),
+        dtcs=tuple(StoredDtc(255 - i, 0xFFFFFF, 0xFF, 0xFF, 0xFFFF) for i in reversed(range(109))))
+    assert data_frame_count(session) == 255
     frames = encode_session(session)
     assert frames[0].data[2] == 255 and frames[-1].data[1] == 255
     assert accepted_sessions(assemble(frames)) == [session]
-    assert dataclasses.replace(session) == session
 
 
 @st.composite
@@ -291,16 +309,21 @@ def mixed_traffic(draw: st.DrawFn):
             for frame in other_traffic():
                 body.insert(j, frame)
         stream += body + [framed[-1]]
+    # Key-reader frames at most 0.4 s apart (the timeout is 0.5 s). Other traffic does not
+    # count as a frame of the session, so it gets its own time and never advances the clock.
     gaps = draw(st.lists(st.floats(0, 0.4), min_size=len(stream), max_size=len(stream)))
     t = 0.0
     frames = []
     for (frame_id, data), gap in zip(stream, gaps):
-        t += gap
-        frames.append(CanFrame(frame_id, data, t))
+        if 0x6F0 <= frame_id <= 0x6FF:
+            t += gap
+            frames.append(CanFrame(frame_id, data, t))
+        else:
+            frames.append(CanFrame(frame_id, data, t + gap))
     return sessions, frames, counts
 
 
-@protocols_settings(100)
+@protocols_settings(60)
 @given(mixed_traffic())
 def test_sessions_survive_shuffling_repeats_and_other_traffic(case) -> None:
     sessions, frames, counts = case
