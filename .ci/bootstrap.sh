@@ -6,17 +6,19 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${CBS_VENV:-$ROOT/.venv}"
 
-if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
-  echo "bootstrap: mosquitto is not installed; installing it from Debian's packages" >&2
+# Debian packages the project needs: the broker (tests and demo start their own on free ports),
+# mosquitto_passwd (password-file tests), openssl (test certificates), tmux (the reception view
+# is tested in a real terminal).
+need=()
+{ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; } || need+=(mosquitto)
+{ command -v mosquitto_passwd >/dev/null 2>&1 || [ -x /usr/bin/mosquitto_passwd ]; } || need+=(mosquitto)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v tmux >/dev/null 2>&1 || need+=(tmux)
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "bootstrap: installing ${need[*]} from Debian's packages" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mosquitto mosquitto-clients >/dev/null
-  # We start our own brokers on free ports; do not leave Debian's service holding 1883 if it was not there.
-fi
-if ! command -v mosquitto_passwd >/dev/null 2>&1 && [ ! -x /usr/bin/mosquitto_passwd ]; then
-  echo "bootstrap: installing mosquitto-clients/mosquitto_passwd" >&2
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mosquitto mosquitto-clients >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
 stamp="$VENV/.installed-$(sha1sum "$ROOT/pyproject.toml" | cut -c1-12)"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import tomllib
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
@@ -116,15 +117,20 @@ def _fail(source: str, where: str, message: str) -> CatalogueError:
                           else f"catalogue {source}: {message}")
 
 
+def _shown(value: Any) -> str:
+    """A value as the file wrote it: 0.5, not Decimal('0.5')."""
+    return str(value) if isinstance(value, Decimal) else repr(value)
+
+
 def _decimal(value: Any, source: str, where: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (Decimal, int, str)):
-        raise _fail(source, where, f"expected a decimal number such as 12.90, got {value!r}")
+        raise _fail(source, where, f"expected a decimal number such as 12.90, got {_shown(value)}")
     try:
         number = Decimal(value.strip() if isinstance(value, str) else value)
     except InvalidOperation:
-        raise _fail(source, where, f"expected a decimal number such as 12.90, got {value!r}") from None
+        raise _fail(source, where, f"expected a decimal number such as 12.90, got {_shown(value)}") from None
     if not number.is_finite():
-        raise _fail(source, where, f"must be a finite number, got {value!r}")
+        raise _fail(source, where, f"must be a finite number, got {_shown(value)}")
     return number
 
 
@@ -142,6 +148,7 @@ def _unknown_keys(table: Mapping[str, Any], allowed: set[str], source: str, wher
 
 
 def _description(value: Any, source: str, where: str) -> dict[str, str]:
+    texts: dict[str, str]
     if isinstance(value, str):
         texts = {DEFAULT_LANGUAGE: value}
     elif isinstance(value, Mapping):
@@ -151,11 +158,11 @@ def _description(value: Any, source: str, where: str) -> dict[str, str]:
                 raise _fail(source, f"{where}.{lang}",
                             f"unknown language (choose from {', '.join(LANGUAGES)})")
             if not isinstance(text, str):
-                raise _fail(source, f"{where}.{lang}", f"expected text, got {text!r}")
+                raise _fail(source, f"{where}.{lang}", f"expected text, got {_shown(text)}")
         if DEFAULT_LANGUAGE not in texts:
             raise _fail(source, where, f"needs an '{DEFAULT_LANGUAGE}' text (the fallback)")
     else:
-        raise _fail(source, where, f"expected text or a table of languages, got {value!r}")
+        raise _fail(source, where, f"expected text or a table of languages, got {_shown(value)}")
     for lang, text in texts.items():
         if not text.strip():
             raise _fail(source, f"{where}.{lang}" if isinstance(value, Mapping) else where,
@@ -165,14 +172,14 @@ def _description(value: Any, source: str, where: str) -> dict[str, str]:
 
 def _part(raw: Any, places: int, source: str, where: str) -> CataloguePart:
     if not isinstance(raw, Mapping):
-        raise _fail(source, where, f"expected a table ([[...parts]]), got {raw!r}")
+        raise _fail(source, where, f"expected a table ([[...parts]]), got {_shown(raw)}")
     _unknown_keys(raw, _PART_KEYS, source, where)
     for key in ("number", "description", "unit_price"):
         if key not in raw:
             raise _fail(source, f"{where}.{key}", "is missing")
     number = raw["number"]
     if not isinstance(number, str) or not number.strip():
-        raise _fail(source, f"{where}.number", f"expected a part number as text, got {number!r}")
+        raise _fail(source, f"{where}.number", f"expected a part number as text, got {_shown(number)}")
     quantity = _decimal(raw.get("quantity", 1), source, f"{where}.quantity")
     if quantity <= 0:
         raise _fail(source, f"{where}.quantity", f"must be greater than 0, got {quantity}")
@@ -193,14 +200,14 @@ def _entry(type_name: str, raw: Any, places: int, source: str) -> CatalogueEntry
         raise _fail(source, where, "not a CBS service type of the protocol's table "
                                    "(engine_oil, brake_fluid, ...; see docs/proposal.md)")
     if not isinstance(raw, Mapping):
-        raise _fail(source, where, f"expected a table, got {raw!r}")
+        raise _fail(source, where, f"expected a table, got {_shown(raw)}")
     _unknown_keys(raw, _ENTRY_KEYS, source, where)
     if "labour_minutes" not in raw:
         raise _fail(source, f"{where}.labour_minutes", "is missing")
     minutes = raw["labour_minutes"]
     if isinstance(minutes, bool) or not isinstance(minutes, int) or minutes < 0:
         raise _fail(source, f"{where}.labour_minutes",
-                    f"expected a whole number of minutes >= 0, got {minutes!r}")
+                    f"expected a whole number of minutes >= 0, got {_shown(minutes)}")
     raw_parts = raw.get("parts", [])
     if not isinstance(raw_parts, list):
         raise _fail(source, f"{where}.parts", "expected an array of tables ([[...parts]])")
@@ -229,10 +236,10 @@ def parse_catalogue(text: str, *, source: str = "<catalogue>") -> Catalogue:
     currency = raw["currency"]
     if not isinstance(currency, str) or len(currency) != 3 or not currency.isascii() \
             or not currency.isupper() or not currency.isalpha():
-        raise _fail(source, "currency", f"expected an ISO 4217 code such as EUR, got {currency!r}")
+        raise _fail(source, "currency", f"expected an ISO 4217 code such as EUR, got {_shown(currency)}")
     places = raw.get("decimal_places", 2)
     if isinstance(places, bool) or not isinstance(places, int) or not 0 <= places <= 4:
-        raise _fail(source, "decimal_places", f"expected 0 to 4, got {places!r}")
+        raise _fail(source, "decimal_places", f"expected 0 to 4, got {_shown(places)}")
     rate = _decimal(raw["labour_rate_per_hour"], source, "labour_rate_per_hour")
     if rate < 0:
         raise _fail(source, "labour_rate_per_hour", f"must not be negative, got {rate}")
@@ -244,11 +251,12 @@ def parse_catalogue(text: str, *, source: str = "<catalogue>") -> Catalogue:
         raise _fail(source, "tax_rate_pct", f"must be at least 0 and below 100, got {tax}")
     title = raw.get("title", "")
     if not isinstance(title, str):
-        raise _fail(source, "title", f"expected text, got {title!r}")
+        raise _fail(source, "title", f"expected text, got {_shown(title)}")
     services = raw["services"]
     if not isinstance(services, Mapping) or not services:
         raise _fail(source, "services", "expected at least one [services.<type>] table")
-    entries = {name: _entry(name, value, places, source) for name, value in services.items()}
+    entries = types.MappingProxyType(
+        {name: _entry(name, value, places, source) for name, value in services.items()})
     return Catalogue(currency=currency, labour_rate_per_hour=rate, tax_rate_pct=tax,
                      decimal_places=places, entries=entries, source=source, title=title)
 

@@ -1,4 +1,4 @@
-"""``cbs-agent``: run the daemon, decode captures offline, print the payload schemas.
+"""``cbs-agent``: run the daemon, decode captures offline, print the payload schemas, watch.
 
 Every user error (bad option, broken config or DBC, unreadable certificate) is one line on
 stderr and exit code 2 — no traceback. Only this module configures logging.
@@ -49,10 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("files", nargs="+", type=Path, metavar="FILE")
 
     schema = commands.add_parser("schema", help="print a payload's JSON Schema")
-    schema.add_argument("payload", choices=["readout", "rejected", "status"])
+    schema.add_argument("payload", choices=["readout", "rejected", "status", "reminder"])
 
     check = commands.add_parser("check-config", help="validate the configuration, reader and broker")
     _add_settings_options(check)
+
+    watch = commands.add_parser("watch", help="reception view: show each vehicle as it is read")
+    watch.add_argument("--config", type=Path, default=None, help="take broker, [mqtt] and site from it")
+    watch.add_argument("--broker", default=None, metavar="URL", help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    watch.add_argument("--site", default=None, metavar="NAME", help="only this site (default: every site)")
+    watch.add_argument("--reader", default=None, metavar="NAME", help="only this reader (default: every reader)")
+    watch.add_argument("--language", choices=["en", "de", "zh"], default=None)
+    watch.add_argument("--no-color", action="store_true", help="no colours (also when NO_COLOR is set)")
     return parser
 
 
@@ -87,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
             return _decode(args)
         if args.command == "schema":
             return _schema(args.payload)
+        if args.command == "watch":
+            from agent.watch import watch_command
+            return watch_command(args)
         if args.command == "check-config":
             from agent.check_config import check_config
             from agent.config import load_settings
@@ -106,7 +117,6 @@ def _schema(payload: str) -> int:
 
 
 def _decode(args: argparse.Namespace) -> int:
-    from agent.config import parse_config_text
     from agent.decode import decode_files
     from agent.forecast import ForecastSettings
     from agent.pipeline import ReadoutPipeline
@@ -116,9 +126,12 @@ def _decode(args: argparse.Namespace) -> int:
     validate_name("site", args.site)
     validate_name("reader", args.reader)
     forecast = ForecastSettings()
+    proposal = None
     if args.config is not None:
         from agent.config import load_settings
-        forecast = load_settings(args.config, site=args.site, reader=args.reader).forecast
+        from agent.proposal import proposal_context
+        settings = load_settings(args.config, site=args.site, reader=args.reader)
+        forecast, proposal = settings.forecast, proposal_context(settings)
     for path in args.files:
         if not path.is_file():
             raise ConfigError(f"{path}: no such file")
@@ -129,8 +142,7 @@ def _decode(args: argparse.Namespace) -> int:
         args.state_dir.mkdir(parents=True, exist_ok=True)
         history = VehicleHistory(args.state_dir / "history.sqlite3")
     pipeline = ReadoutPipeline(site=args.site, reader=args.reader, transport=transport,
-                               forecast=forecast, history=history)
-    del parse_config_text
+                               forecast=forecast, history=history, proposal=proposal)
     try:
         return decode_files(args.files, args.format, pipeline, sys.stdout)
     finally:

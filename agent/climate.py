@@ -37,23 +37,23 @@ class ClimateModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_factor: float = Field(
-        2.0, ge=1.0, le=4.0,
+        default=2.0, ge=1.0, le=4.0,
         description="Factor of fully severe use. Sourced: severe-service schedules halve distance "
                     "intervals.")
     short_trip_threshold_km: float = Field(
-        8.0, gt=0, description="KEY_USAGE counts trips shorter than this (protocol); schedules use "
+        default=8.0, gt=0, description="KEY_USAGE counts trips shorter than this (protocol); schedules use "
                                "the same 8 km (5 miles).")
     short_trip_mean_km: float = Field(
-        4.0, gt=0, description="Assumption: mean length of a short trip, half the threshold; turns "
+        default=4.0, gt=0, description="Assumption: mean length of a short trip, half the threshold; turns "
                                "the share of trips into a share of distance.")
     cold_short_trip_multiplier: float = Field(
-        2.0, ge=1.0, description="Sourced: in freezing weather schedules count trips up to 16 km, "
+        default=2.0, ge=1.0, description="Sourced: in freezing weather schedules count trips up to 16 km, "
                                  "twice the threshold; assumed to double the short-trip distance "
                                  "share during cold driving.")
     hot_weight: float = Field(
-        0.5, ge=0, le=1, description="Assumption: a km in heat above 30 °C counts as half severe.")
+        default=0.5, ge=0, le=1, description="Assumption: a km in heat above 30 °C counts as half severe.")
     cold_weight: float = Field(
-        0.25, ge=0, le=1, description="Assumption: a km below 0 °C (outside short trips) counts as a "
+        default=0.25, ge=0, le=1, description="Assumption: a km below 0 °C (outside short trips) counts as a "
                                       "quarter severe.")
 
 

@@ -15,9 +15,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from agent.catalogue import CatalogueSettings
 from agent.errors import ConfigError
 from agent.forecast import ForecastSettings
+from agent.i18n import Language
 from agent.mqtt_settings import MqttSettings
+from agent.proposal import ProposalSettings
+from agent.reminders import ReminderSettings
 from agent.topics import validate_name
 
 
@@ -56,12 +60,28 @@ class AgentSettings(BaseSettings):
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)
+    catalogue: CatalogueSettings = Field(default_factory=CatalogueSettings)
+    proposal: ProposalSettings = Field(default_factory=ProposalSettings)
+    reminders: ReminderSettings = Field(default_factory=ReminderSettings)
+    language: Language = Field("en", description="Language of the reception view and the "
+                                                 "proposal: en, de or zh.")
 
     @field_validator("site", "reader")
     @classmethod
     def _name(cls, value: str, info: Any) -> str:
         validate_name(info.field_name, value)
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _broker_is_the_mqtt_url(cls, data: Any) -> Any:
+        """``broker`` is ``[mqtt] url``: apply it before ``[mqtt]`` is validated, so that TLS
+        options there (ca_file, ...) are checked against the URL that will be used."""
+        if isinstance(data, dict) and data.get("broker") is not None:
+            mqtt = data.get("mqtt")
+            if mqtt is None or isinstance(mqtt, dict):
+                data = {**data, "mqtt": {**(mqtt or {}), "url": data["broker"]}}
+        return data
 
     @model_validator(mode="after")
     def _one_reader(self) -> AgentSettings:
@@ -76,8 +96,11 @@ class AgentSettings(BaseSettings):
         return "can" if self.can_interface else "serial"
 
     def effective_mqtt(self) -> MqttSettings:
-        """The MQTT settings with the top-level ``broker`` applied."""
-        return self.mqtt.model_copy(update={"url": self.broker})
+        """The MQTT settings with the top-level ``broker`` applied (``[mqtt] url`` counts only
+        when no ``broker`` is given anywhere)."""
+        if "broker" not in self.model_fields_set or self.mqtt.url == self.broker:
+            return self.mqtt
+        return self.mqtt.with_url(self.broker)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],

@@ -8,13 +8,17 @@ version only adds keys, so integrators must ignore keys they do not know.
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
-from typing import Literal
+from decimal import Decimal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, field_serializer
+
+from agent.i18n import Language
 
 READOUT_SCHEMA = "cbs.readout/1"
 REJECTED_SCHEMA = "cbs.rejected/1"
 STATUS_SCHEMA = "cbs.status/1"
+REMINDER_SCHEMA = "cbs.reminder/1"
 
 ForecastStatus = Literal["ok", "due_soon", "overdue"]
 ForecastBasis = Literal["distance", "time", "wear"]
@@ -26,6 +30,19 @@ def format_timestamp(moment: datetime) -> str:
     """UTC with milliseconds and a ``Z``: ``2026-11-27T09:15:02.123Z``."""
     moment = moment.astimezone(timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _decimal_text(value: Decimal) -> str:
+    return format(value, "f")  # never exponent notation ("1E+2")
+
+
+# Money and quantities are exact decimals, published as JSON strings ("129.90"): a JSON number
+# would be read back as a binary float by most parsers, and cents would drift.
+DecimalText = Annotated[
+    Decimal,
+    PlainSerializer(_decimal_text, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}),
+]
 
 
 class _Payload(BaseModel):
@@ -126,6 +143,74 @@ class Summary(_Payload):
                     "check-control message and no confirmed DTC.")
 
 
+class ProposalPart(_Payload):
+    number: str = Field(description="Part number, as in the catalogue.")
+    description: str = Field(description="Part description in the proposal's language.")
+    quantity: DecimalText = Field(description="Quantity (decimal string; litres may be fractional).")
+    unit_price: DecimalText = Field(description="Net price per unit (decimal string, e.g. \"17.90\").")
+    amount: DecimalText = Field(description="quantity x unit_price, rounded half-up to the currency's "
+                                            "minor unit (decimal string).")
+
+
+class ProposalItem(_Payload):
+    index: int = Field(description="Item index on the key (0-15), as in services[].", ge=0, le=15)
+    type: str = Field(description="Service type name from the protocol's CBS table, or 'unknown'.")
+    code: int = Field(description="BMW CBS type code (CBSKENNUNG).", ge=0, le=255)
+    name: str = Field(description="Service name in the proposal's language.")
+    status: ForecastStatus = Field(description="The item's forecast status.")
+    due_date: date = Field(description="The item's forecast due day.")
+    days_left: int = Field(description="Days from the read date to due_date; negative when overdue.")
+    note: str = Field(description="One line for the advisor in the proposal's language, e.g. "
+                                  "\"Brake fluid due in 60 days: do it now and save a visit\".")
+    priced: bool = Field(description="False when the catalogue has no entry for the type: labour, "
+                                     "parts and net are then null/empty (price on request).")
+    labour_minutes: int | None = Field(description="Standard labour time, minutes.", ge=0)
+    labour: DecimalText | None = Field(description="labour_rate_per_hour x labour_minutes / 60, "
+                                                   "rounded half-up (decimal string, net).")
+    parts: list[ProposalPart] = Field(description="Parts of the standard service.")
+    net: DecimalText | None = Field(description="labour + sum of parts[].amount (decimal string).")
+
+
+class ProposalTotals(_Payload):
+    labour_minutes: int = Field(description="Sum of the priced items' labour time, minutes.", ge=0)
+    labour: DecimalText = Field(description="Sum of the items' labour (decimal string, net).")
+    parts: DecimalText = Field(description="Sum of the items' parts (decimal string, net).")
+    net: DecimalText = Field(description="labour + parts (decimal string).")
+    tax: DecimalText = Field(description="net x tax_rate_pct / 100, rounded half-up once on the "
+                                         "total (decimal string).")
+    gross: DecimalText = Field(description="net + tax: what the customer pays (decimal string).")
+    complete: bool = Field(description="False when an item is not in the catalogue: the totals "
+                                       "then leave it out.")
+
+
+class ExpressLane(_Payload):
+    budget_minutes: int = Field(description="The express lane's time budget, minutes (configured).",
+                                ge=0)
+    minutes: int = Field(description="Labour time of the required items, minutes.", ge=0)
+    fits: bool = Field(description="The required items are all priced and minutes <= budget_minutes.")
+    with_optional_minutes: int = Field(description="Labour time of required and optional items.", ge=0)
+    with_optional_fits: bool = Field(description="The same check with the optional items added.")
+    eligible: bool = Field(description="summary.express_eligible and fits: the visit can go to the "
+                                       "express lane.")
+
+
+class Proposal(_Payload):
+    """A priced service proposal for the desk (docs/proposal.md)."""
+
+    language: Language = Field(description="Language of name, note and parts[].description.")
+    currency: str = Field(description="ISO 4217 currency of every amount.", pattern=r"^[A-Z]{3}$")
+    labour_rate_per_hour: DecimalText = Field(description="Net labour rate of the catalogue.")
+    tax_rate_pct: DecimalText = Field(description="Tax rate applied to the totals, % (decimal string).")
+    look_ahead_days: int = Field(description="Optional items fall due within this many days.", ge=0)
+    required: list[ProposalItem] = Field(
+        description="Items due soon or overdue, earliest due first.")
+    optional: list[ProposalItem] = Field(
+        description="Items not yet due soon that fall due within look_ahead_days, earliest first.")
+    totals: ProposalTotals = Field(description="Totals of the required items.")
+    totals_with_optional: ProposalTotals = Field(description="Totals of required and optional items.")
+    express: ExpressLane
+
+
 class Readout(_Payload):
     """``{prefix}/{site}/{reader}/readout`` and ``{prefix}/{site}/vehicles/{vin}``."""
 
@@ -143,10 +228,51 @@ class Readout(_Payload):
     dtcs: list[DtcEntry] = Field(description="Ordered by index.")
     estimate: Estimate
     summary: Summary
+    proposal: Proposal | None = Field(
+        None, description="Priced service proposal (added in a compatible revision of cbs.readout/1; "
+                          "null only when the agent prices nothing).")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @field_serializer("read_at")
+    def _ts(self, value: datetime) -> str:
+        return format_timestamp(value)
+
+
+class ReminderItem(_Payload):
+    index: int = Field(description="Item index on the key (0-15).", ge=0, le=15)
+    type: str = Field(description="Service type name from the protocol's CBS table, or 'unknown'.")
+    code: int = Field(description="BMW CBS type code (CBSKENNUNG).", ge=0, le=255)
+    name: str = Field(description="Service name in the configured language.")
+    service_count: int = Field(description="Times the service had been done at the readout; the due "
+                                           "event is the next one.", ge=0)
+
+
+class Reminder(_Payload):
+    """``{prefix}/{site}/reminders``: an item of a known vehicle falls due within the window."""
+
+    schema_: Literal["cbs.reminder/1"] = Field(REMINDER_SCHEMA, alias="schema")
+    reminder_id: str = Field(description="One per vehicle, item and due event; the same on every "
+                                         "redelivery and from every agent of the site. Deduplicate on it.")
+    site: str
+    reader: str = Field(description="The agent that sent it.")
+    created_at: datetime = Field(description="When the reminder pass ran (UTC, ms precision).")
+    vin: str = Field(description="The vehicle.", pattern=r"^[A-HJ-NPR-Z0-9]{17}$")
+    due_date: date = Field(description="Forecast day the item falls due.")
+    days_left: int = Field(description="Days from created_at's date (site time zone) to due_date; "
+                                       "negative when overdue.")
+    window_days: int = Field(description="The configured reminder window, days.", ge=0)
+    service: ReminderItem
+    forecast: ServiceForecast = Field(description="The item's forecast as published at read_at.")
+    readout_id: str = Field(description="The readout the forecast comes from.")
+    read_at: datetime = Field(description="When that readout was taken (UTC, ms precision).")
+    mileage_km: int = Field(description="Odometer at that readout, km.", ge=0)
+    proposal: Proposal = Field(description="The priced proposal for this item alone (required), at "
+                                           "today's catalogue prices.")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_serializer("created_at", "read_at")
     def _ts(self, value: datetime) -> str:
         return format_timestamp(value)
 
@@ -183,6 +309,13 @@ class ReaderStatus(_Payload):
 class OutboxStatus(_Payload):
     depth: int = Field(description="Messages waiting for the broker's PUBACK.", ge=0)
     oldest_age_s: float | None = Field(description="Age of the oldest waiting message, s; null when empty.")
+    # Additive keys (the schema stays cbs.status/1): how the outbox copes with its bounds and disk.
+    evicted: int = Field(0, description="Messages dropped by the outbox's bounds since start (see docs/outbox.md).",
+                         ge=0)
+    full: bool = Field(False, description="The outbox has reached its size bound.")
+    error: str | None = Field(None, description="Why the outbox cannot commit right now (disk full, "
+                                                "read-only); null when it works. Messages are held in "
+                                                "memory meanwhile and counted in depth.")
 
 
 class Counters(_Payload):

@@ -8,6 +8,7 @@ from datetime import datetime
 from agent.forecast import ForecastSettings, forecast_session
 from agent.models import Readout, Rejected, Transport
 from agent.payloads import build_readout, build_rejection, event_time
+from agent.proposal import ProposalContext, default_proposal_context
 from agent.vehicle_history import VehicleHistory
 from protocols.key_session import KeySession
 from protocols.session import SessionAccepted, SessionRejected
@@ -18,23 +19,31 @@ class ReadoutPipeline:
 
     ``remember`` is separate from ``readout`` so the live agent can commit the readout to its
     outbox first: a crash in between then costs a history entry, never a readout.
+
+    ``proposal`` prices the readout (agent/proposal.py); without one, the shipped catalogue
+    with default settings in English.
     """
 
     def __init__(self, *, site: str, reader: str, transport: Transport,
-                 forecast: ForecastSettings, history: VehicleHistory | None = None) -> None:
+                 forecast: ForecastSettings, history: VehicleHistory | None = None,
+                 proposal: ProposalContext | None = None) -> None:
         self.site = site
         self.reader = reader
         self.transport: Transport = transport
         self.forecast_settings = forecast
         self.history = history
+        self.proposal = proposal if proposal is not None else default_proposal_context()
 
     def readout(self, event: SessionAccepted, read_at: datetime | None = None) -> Readout:
         moment = read_at if read_at is not None else event_time(event.completed_at)
         session = event.session
         past = self.history.readings(session.vin) if self.history is not None else []
         result = forecast_session(session, moment, past, self.forecast_settings)
-        return build_readout(session, site=self.site, reader=self.reader, transport=self.transport,
-                             read_at=moment, forecast=result)
+        readout = build_readout(session, site=self.site, reader=self.reader,
+                                transport=self.transport, read_at=moment, forecast=result)
+        proposal = self.proposal.propose(readout.services,
+                                         express_eligible=readout.summary.express_eligible)
+        return readout.model_copy(update={"proposal": proposal})
 
     def rejection(self, event: SessionRejected, at: datetime | None = None) -> Rejected:
         return build_rejection(event, site=self.site, reader=self.reader,

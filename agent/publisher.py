@@ -33,7 +33,8 @@ Refusals (MQTT 5)
     it in :attr:`MqttPublisher.failed`, and drops the row. The same goes for a message paho
     refuses to send at all (an invalid topic). MQTT 3.1.1 has no such codes: a broker that
     denies a publish still acknowledges it (mosquitto does), so the message is lost without a
-    trace at the client; use MQTT 5 to see ACL refusals.
+    trace at the client; use MQTT 5 to see ACL refusals. mosquitto 2.0 also drops the
+    connection right after a denied publish; the publisher reconnects like after any outage.
 
 Status and last will
     ``{prefix}/{site}/{reader}/status`` is published retained at QoS 1 outside the outbox (only
@@ -358,6 +359,8 @@ class MqttPublisher:
                                   event.receive_maximum or self.settings.max_inflight)
                 with self._wake:
                     self._status_due = True
+                    if self._status_provider is not None:
+                        self._status_json = None  # ask the provider for the current one
             else:
                 self._link_up = False
         if done:
@@ -408,7 +411,7 @@ class MqttPublisher:
         self._last_status_json = payload
 
     def _send_rows(self) -> None:
-        room = self._limit - len(self._inflight)
+        room = self._limit - len(self._inflight) - len(self._status_mids)
         if room <= 0:
             return
         try:

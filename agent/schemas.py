@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.models import Readout, Rejected, Status
+from agent.models import Readout, Rejected, Reminder, Status
 
-PAYLOAD_MODELS = {"readout": Readout, "rejected": Rejected, "status": Status}
+PAYLOAD_MODELS = {"readout": Readout, "rejected": Rejected, "status": Status, "reminder": Reminder}
 
 
 def payload_schema(name: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ session's ``read_at`` is the agent's clock at the END frame.
 from __future__ import annotations
 
 import logging
+import select
 import time
 from collections.abc import Callable, Iterable
 
@@ -48,8 +49,9 @@ class SerialKeyReader(KeyReader):
 
     def _open(self) -> None:
         try:
+            # Non-blocking: the read waits with select, so the tty is configured once.
             self._serial = serial.Serial(self._port, self._baudrate, bytesize=8, parity="N",
-                                         stopbits=1, timeout=0.05, exclusive=True)
+                                         stopbits=1, timeout=0, exclusive=True)
         except (serial.SerialException, OSError, ValueError) as exc:
             raise ReaderError(f"cannot open {self._port}: {exc}") from exc
         self.send(FrameType.PING)
@@ -67,13 +69,16 @@ class SerialKeyReader(KeyReader):
         port = self._serial
         assert port is not None
         try:
-            port.timeout = timeout_s
-            first = port.read(1)
-            waiting = port.in_waiting if first else 0
-            data = first + (port.read(min(waiting, READ_CHUNK_BYTES)) if waiting else b"")
-        except (serial.SerialException, OSError, TypeError) as exc:
-            # pyserial raises SerialException ("device reports readiness to read but returned
-            # no data") when a pty's other side closed; TypeError on a port closed under it.
+            waiting = port.in_waiting
+            if not waiting:
+                readable, _, _ = select.select([port.fileno()], [], [], timeout_s)
+                waiting = port.in_waiting if readable else 0
+                if readable and not waiting:
+                    raise ReaderError("the port went away (hang-up)")
+            data = port.read(min(waiting, READ_CHUNK_BYTES)) if waiting else b""
+        except (serial.SerialException, OSError, TypeError, ValueError) as exc:
+            # A vanished USB adapter or a pty whose other side closed fails here; TypeError
+            # and ValueError come from a port closed under pyserial.
             raise ReaderError(f"read failed: {exc}") from exc
         now = self._wall_clock()
         decoder = self.decoder

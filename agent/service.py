@@ -18,17 +18,19 @@ from agent.errors import OutboxError
 from agent.models import (
     READOUT_SCHEMA,
     REJECTED_SCHEMA,
+    Readout,
     Counters,
     OutboxStatus,
     ReaderStatus,
     Status,
     to_json,
 )
-from agent.outbox import Outbox
+from agent.outbox import Outbox, OutboxMessage
 from agent.payloads import event_time
 from agent.pipeline import ReadoutPipeline
 from agent.publisher import MqttPublisher
 from agent.reader import KeyReader, KeyRemoved
+from agent.reminders import ReminderService
 from agent.topics import Topics
 from protocols.can_frame import CanFrame
 from protocols.session import SessionAccepted, SessionAssembler, SessionEvent
@@ -45,6 +47,7 @@ class AgentService:
     def __init__(self, *, reader: KeyReader, assembler: SessionAssembler, pipeline: ReadoutPipeline,
                  outbox: Outbox, publisher: MqttPublisher, topics: Topics,
                  retain_vehicles: bool = True, status_interval_s: float = 30.0,
+                 reminders: ReminderService | None = None,
                  wall_clock: Callable[[], float] = time.time) -> None:
         self.reader = reader
         self.assembler = assembler
@@ -53,6 +56,7 @@ class AgentService:
         self.publisher = publisher
         self.topics = topics
         self.retain_vehicles = retain_vehicles
+        self.reminders = reminders
         self.status_interval_s = status_interval_s
         self._wall_clock = wall_clock
         self.since = datetime.now(timezone.utc)
@@ -60,7 +64,8 @@ class AgentService:
         self.rejected = 0
         self.outbox_error: str | None = None
         # Payloads the outbox could not take (disk full, read-only): kept, bounded, retried.
-        self._uncommitted: deque[tuple[str, bytes, bool, str, str]] = deque()
+        self._uncommitted: deque[OutboxMessage] = deque()
+        self.dropped = 0
         # Frame time minus wall time at the latest frame: CAN interfaces may stamp frames with
         # their own clock; the session timeout runs on frame time, read_at on the agent's clock.
         self._frame_clock_offset = 0.0
@@ -78,7 +83,9 @@ class AgentService:
             reader=ReaderStatus(transport=reader.transport, port=reader.port_name,
                                 connected=reader.connected),
             outbox=OutboxStatus(depth=self.outbox.depth() + len(self._uncommitted),
-                                oldest_age_s=self.outbox.oldest_age_s(now)),
+                                oldest_age_s=self.outbox.oldest_age_s(now),
+                                evicted=self.outbox.evicted + self.dropped, full=self.outbox.full,
+                                error=self.outbox_error),
             counters=Counters(
                 readouts=self.readouts, rejected=self.rejected, frames=counters.frames,
                 bad_frames=counters.bad_frames, ignored_bytes=counters.ignored_bytes,
@@ -106,6 +113,8 @@ class AgentService:
             self.outbox.close()
             if self.pipeline.history is not None:
                 self.pipeline.history.close()
+            if self.reminders is not None:
+                self.reminders.close()
 
     def step(self, timeout_s: float) -> None:
         """One turn: read what the reader has, assemble, commit what completed."""
@@ -122,8 +131,21 @@ class AgentService:
         self._handle(self.assembler.poll(self._wall_clock() + self._frame_clock_offset))
         if self._uncommitted:
             self._retry_uncommitted()
+        if self.reminders is not None:
+            self.reminders.poll(datetime.now(timezone.utc), self._put_reminder)
+
+    def _put_reminder(self, topic: str, payload: bytes, retain: bool, schema: str,
+                      message_id: str) -> None:
+        self._commit([OutboxMessage(topic, payload, retain, schema, message_id)])
+        self.publisher.notify()
 
     def _handle(self, events: list[SessionEvent]) -> None:
+        """Build the payloads of ``events`` and commit them to the outbox in one transaction
+        (one fsync for everything a read turn completed: group commit)."""
+        if not events:
+            return
+        batch: list[OutboxMessage] = []
+        accepted: list[tuple[SessionAccepted, Readout]] = []
         for event in events:
             if isinstance(event, SessionAccepted):
                 readout = self.pipeline.readout(
@@ -133,54 +155,59 @@ class AgentService:
                 log.info("readout %s: VIN %s, %d km, %d items, %s", readout.readout_id,
                          readout.vehicle.vin, readout.vehicle.mileage_km, len(readout.services),
                          readout.summary.status)
-                self._commit(self.topics.readout, payload, False, READOUT_SCHEMA, readout.readout_id)
+                batch.append(OutboxMessage(self.topics.readout, payload, False, READOUT_SCHEMA,
+                                           readout.readout_id))
                 if self.retain_vehicles:
-                    self._commit(self.topics.vehicle(readout.vehicle.vin), payload, True,
-                                 READOUT_SCHEMA, readout.readout_id)
-                try:
-                    self.pipeline.remember(event.session, readout)
-                except Exception as exc:  # history is an aid to the forecast, never a reason to stop
-                    log.error("vehicle history not updated for %s: %s", readout.vehicle.vin, exc)
+                    batch.append(OutboxMessage(self.topics.vehicle(readout.vehicle.vin), payload,
+                                               True, READOUT_SCHEMA, readout.readout_id))
+                accepted.append((event, readout))
             else:
                 rejection = self.pipeline.rejection(
                     event, event_time(event.at - self._frame_clock_offset))
                 self.rejected += 1
                 log.warning("rejected session (%s): %s", rejection.reason, rejection.detail)
-                self._commit(self.topics.rejected, to_json(rejection).encode(), False,
-                             REJECTED_SCHEMA, rejection.rejection_id)
-        if events:
-            self.publisher.notify()
+                batch.append(OutboxMessage(self.topics.rejected, to_json(rejection).encode(),
+                                           False, REJECTED_SCHEMA, rejection.rejection_id))
+        self._commit(batch)
+        self.publisher.notify()
+        for event, readout in accepted:
+            try:
+                self.pipeline.remember(event.session, readout)
+                if self.reminders is not None:
+                    self.reminders.observe(readout)
+            except Exception as exc:  # history is an aid to the forecast, never a reason to stop
+                log.error("vehicle history not updated for %s: %s", readout.vehicle.vin, exc)
 
-    def _commit(self, topic: str, payload: bytes, retain: bool, schema: str, message_id: str) -> None:
+    def _commit(self, batch: list[OutboxMessage]) -> None:
         if self._uncommitted:  # keep order behind what is already waiting
-            self._hold((topic, payload, retain, schema, message_id))
+            self._hold(batch)
             return
         try:
-            self.outbox.put(topic, payload, retain=retain, schema=schema, message_id=message_id)
+            self.outbox.put_many(batch)
         except OutboxError as exc:
             self._outbox_failed(exc)
-            self._hold((topic, payload, retain, schema, message_id))
+            self._hold(batch)
 
-    def _hold(self, item: tuple[str, bytes, bool, str, str]) -> None:
-        if len(self._uncommitted) >= MAX_UNCOMMITTED:
+    def _hold(self, batch: list[OutboxMessage]) -> None:
+        self._uncommitted.extend(batch)
+        while len(self._uncommitted) > MAX_UNCOMMITTED:
             dropped = self._uncommitted.popleft()
-            log.error("outbox unavailable and %d payloads held: dropped the oldest (%s)",
-                      MAX_UNCOMMITTED, dropped[4])
-        self._uncommitted.append(item)
+            self.dropped += 1
+            log.error("outbox unavailable and %d payloads held in memory: dropped the oldest "
+                      "(%s on %s)", MAX_UNCOMMITTED, dropped.message_id, dropped.topic)
 
     def _retry_uncommitted(self) -> None:
-        while self._uncommitted:
-            topic, payload, retain, schema, message_id = self._uncommitted[0]
-            try:
-                self.outbox.put(topic, payload, retain=retain, schema=schema, message_id=message_id)
-            except OutboxError as exc:
-                self._outbox_failed(exc)
-                return
-            self._uncommitted.popleft()
-        if self.outbox_error is not None:
-            log.warning("outbox writable again: %s recovered", self.outbox_error)
-            self.outbox_error = None
-            self._status_dirty.set()
+        held = list(self._uncommitted)
+        try:
+            self.outbox.put_many(held)
+        except OutboxError as exc:
+            self._outbox_failed(exc)
+            return
+        self._uncommitted.clear()
+        log.warning("outbox writable again (%s); %d held messages committed",
+                    self.outbox_error, len(held))
+        self.outbox_error = None
+        self._status_dirty.set()
         self.publisher.notify()
 
     def _outbox_failed(self, exc: OutboxError) -> None:

@@ -8,8 +8,9 @@ never half of it. ``synchronous=FULL`` (the default) makes a committed readout s
 loss; ``NORMAL`` is faster and may lose the last few readouts on power loss, never consistency.
 
 The history is bounded in two ways, both configurable: readouts older than ``retention_days``
-(counted back from the newest recorded ``read_at``, not the wall clock, so the history is
-independent of the clock) and more than ``max_per_vehicle`` per VIN (the oldest go).
+(counted back from the ``read_at`` of the readout being recorded, not from the wall clock, so
+replaying a capture gives the same history) and more than ``max_per_vehicle`` per VIN (the
+oldest go). Both are enforced in the transaction that records a readout.
 
 The history is advisory: losing it costs forecast quality, never a readout. A file that is
 not a SQLite database is moved aside (``*.corrupt-N``) and a new one started, with an error
@@ -24,9 +25,9 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
 from agent.forecast import ForecastSettings, PastItem, PastReading
 from agent.forecast.trends import build_view
@@ -52,7 +53,7 @@ CREATE TABLE IF NOT EXISTS readings (
 CREATE INDEX IF NOT EXISTS readings_by_vin ON readings (vin, read_at_us);
 CREATE INDEX IF NOT EXISTS readings_by_time ON readings (read_at_us);
 """
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class HistoryError(CbsError):
@@ -177,8 +178,8 @@ class VehicleHistory:
         """Keep this readout (idempotent on ``readout_id``) and prune; an anomaly against the
         earlier readouts (stale key, odometer rollback) is logged and counted, and the readout
         is kept all the same: the forecast ignores it where it matters."""
-        reading = PastReading.from_session(session, read_at.astimezone(timezone.utc), readout_id)
-        at_us = _to_us(reading.read_at)
+        at_us = _to_us(read_at)
+        reading = PastReading.from_session(session, read_at.astimezone(UTC), readout_id)
         items = json.dumps([[i.index, i.code, i.remaining_km, i.availability_pct, i.service_count,
                              i.last_service_km] for i in reading.items], separators=(",", ":"))
         with self._transaction() as conn:
@@ -213,7 +214,7 @@ class VehicleHistory:
         with self._lock:
             self._conn.close()
 
-    def __enter__(self) -> VehicleHistory:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -12,7 +12,9 @@ from agent.errors import ConfigError
 from agent.outbox import Outbox
 from agent.pipeline import ReadoutPipeline
 from agent.publisher import MqttPublisher
+from agent.proposal import proposal_context
 from agent.reader import KeyReader
+from agent.reminders import open_reminders
 from agent.service import AgentService
 from agent.topics import Topics
 from agent.vehicle_history import VehicleHistory
@@ -65,11 +67,15 @@ def build_service(settings: AgentSettings) -> AgentService:
                     max_age_s=settings.outbox.max_age_days * 86400)
     history = VehicleHistory(settings.state_dir / "history.sqlite3",
                              retention_days=settings.history.retention_days,
-                             max_per_vehicle=settings.history.max_per_vehicle)
+                             max_per_vehicle=settings.history.max_per_vehicle,
+                             synchronous="NORMAL")
     publisher = MqttPublisher(mqtt, outbox, topics)
+    pricing = proposal_context(settings)
     pipeline = ReadoutPipeline(site=settings.site, reader=settings.reader,
                                transport=settings.transport, forecast=settings.forecast,
-                               history=history)
+                               history=history, proposal=pricing)
+    reminders = open_reminders(settings, pricing, prefix=mqtt.prefix)
     return AgentService(reader=reader, assembler=SessionAssembler(timeout_s=settings.session_timeout_s, db=db),
                         pipeline=pipeline, outbox=outbox, publisher=publisher, topics=topics,
-                        retain_vehicles=mqtt.retain_vehicles, status_interval_s=mqtt.status_interval_s)
+                        retain_vehicles=mqtt.retain_vehicles, status_interval_s=mqtt.status_interval_s,
+                        reminders=reminders)

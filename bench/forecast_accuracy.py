@@ -27,16 +27,16 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.forecast import ForecastSettings, forecast_session, last_day_of_month  # noqa: E402
-from agent.vehicle_history import VehicleHistory  # noqa: E402
-from simulators.fleet_over_time import (  # noqa: E402
+from agent.forecast import ForecastSettings, forecast_session, last_day_of_month
+from agent.vehicle_history import VehicleHistory
+from simulators.fleet_over_time import (
     FleetConfig,
     FleetReadout,
     VehicleProfile,
@@ -146,7 +146,7 @@ def _lead_bucket(days: int) -> str:
 
 
 def tables(samples: Sequence[Sample]) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
-    groupings = {
+    groupings: dict[str, Callable[[Sample], str | None]] = {
         "all items": lambda s: "all",
         "items with remaining km": lambda s: "all" if s.has_distance else None,
         "by forecast basis": lambda s: s.basis,

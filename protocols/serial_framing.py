@@ -128,15 +128,18 @@ class SerialFrameDecoder:
     def feed(self, data: bytes, now: float = 0.0) -> list[SerialFrame]:
         """Take ``data`` received at ``now``; return the frames it completed, in order.
 
-        When the pending candidate has waited longer than ``stale_after_s`` (by ``now``), it
-        is given up first, as if its CRC had failed. ``feed(b"", now)`` just applies that rule.
+        A candidate still incomplete once ``data`` has been scanned, and waiting longer than
+        ``stale_after_s`` (by ``now``), is then given up as if its CRC had failed. The new
+        bytes are looked at first, so a frame that straddled two reads of a caller that
+        stalled in between is not lost. ``feed(b"", now)`` just applies the rule.
         """
-        if (self._candidate_since is not None
-                and now - self._candidate_since > self.stale_after_s and self._buffer):
-            self._drop_candidate()
         self._buffer += data
         out: list[SerialFrame] = []
         self._scan(out, now)
+        if (self._candidate_since is not None
+                and now - self._candidate_since > self.stale_after_s and self._buffer):
+            self._drop_candidate()
+            self._scan(out, now)
         return out
 
     def flush(self) -> None:

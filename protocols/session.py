@@ -102,7 +102,8 @@ class SessionAssembler:
     """Turns CAN frames into :class:`SessionAccepted` / :class:`SessionRejected` events.
 
     Never raises on any frame sequence. Memory is bounded: a session holds at most one frame
-    per (message, index) slot, at most 8 + 16 + 16 + 256 + 256 of them.
+    per (message, index) slot, at most 256 + 1 + 1 + 16 + 16 + 256 + 256 = 802 of them (VinPart
+    is a u8 until END checks it; item indexes are 4 bits).
     """
 
     def __init__(self, *, timeout_s: float = DEFAULT_TIMEOUT_S, db: Database | None = None) -> None:

@@ -4,6 +4,7 @@
     cbs-sim can ...      SLCAN USB-CAN adapter on a pseudo-terminal (python-can "slcan")
     cbs-sim fleet ...    print generated sessions as JSON lines
     cbs-sim faults ...   list the faults, their transports and expected outcomes
+    cbs-sim fleet-over-time ...  vehicles over the years (simulators/fleet_over_time.py)
 
 ``serial`` and ``can`` print the pty path as the first line of stdout (and a new line
 after each simulated re-plug); logs go to stderr.
@@ -25,6 +26,7 @@ from protocols.key_session_json import session_to_dict
 from simulators.errors import FaultSpecError
 from simulators.faults import CATALOGUE, FaultRates, Transport
 from simulators.fleet import Fleet
+from simulators.fleet_over_time import add_fleet_subcommand
 from simulators.runtime import SimOptions
 
 if TYPE_CHECKING:
@@ -36,6 +38,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
     return value
 
 
@@ -58,7 +67,7 @@ def _fleet_arguments(p: argparse.ArgumentParser) -> None:
 
 def _sim_arguments(p: argparse.ArgumentParser) -> None:
     _fleet_arguments(p)
-    p.add_argument("--sessions", type=int, default=0, metavar="N",
+    p.add_argument("--sessions", type=_non_negative_int, default=0, metavar="N",
                    help="key reads to play, then drain and exit (or --linger); 0: forever")
     p.add_argument("--interval-s", type=_non_negative_float, default=2.0,
                    help="idle time between key reads (default 2.0)")
@@ -120,11 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     fleet = sub.add_parser("fleet", help="print generated sessions as JSON lines")
     _fleet_arguments(fleet)
-    fleet.add_argument("--sessions", type=int, default=10, help="how many (default 10)")
-    fleet.add_argument("--start", type=int, default=0, help="first read index (default 0)")
+    fleet.add_argument("--sessions", type=_non_negative_int, default=10,
+                       help="how many (default 10)")
+    fleet.add_argument("--start", type=_non_negative_int, default=0,
+                       help="first read index (default 0)")
 
     faults = sub.add_parser("faults", help="list the faults")
     faults.add_argument("--transport", choices=[t.value for t in Transport], default=None)
+
+    add_fleet_subcommand(sub)  # cbs-sim fleet-over-time (simulators/fleet_over_time.py)
     return parser
 
 
@@ -148,6 +161,8 @@ def _options(args: argparse.Namespace, transport: Transport) -> SimOptions:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "func", None) is not None:  # subcommands registered by other modules
+        return int(args.func(args))
     if args.command == "faults":
         for info in CATALOGUE.values():
             transports = sorted(info.transports)

@@ -59,7 +59,13 @@ from typing import Literal
 from cantools.database.can import Database
 
 from protocols.can_frame import SESSION_END_ID, SESSION_START_ID, CanFrame
-from protocols.encoder import data_frame_payloads, encode_raw, end_payload, frame_session, session_crc32
+from protocols.encoder import (
+    data_frame_payloads,
+    encode_raw,
+    end_payload,
+    frame_session,
+    session_crc32,
+)
 from protocols.key_messages import (
     KEY_CBS_HISTORY,
     KEY_CBS_STATUS,
@@ -453,9 +459,11 @@ class _Injector:
 
     def _patch(self, data: list[tuple[int, bytes]], position: int, **raw: int) -> None:
         fid, payload = data[position]
-        signals = self.db.decode_message(fid, payload, decode_choices=False, scaling=False)
+        decoded = self.db.decode_message(fid, payload, decode_choices=False, scaling=False)
+        assert isinstance(decoded, dict)  # raw integers of a plain (non-container) message
+        signals = {name: int(value) for name, value in decoded.items()}  # type: ignore[arg-type]
         signals.update(raw)
-        data[position] = (fid, encode_raw(fid, signals, db=self.db))  # type: ignore[arg-type]
+        data[position] = (fid, encode_raw(fid, signals, db=self.db))
         self.note(f"0x{fid:03X} {raw}")
 
     def _invalid_value(self, data: list[tuple[int, bytes]]) -> dict[str, int]:

@@ -281,7 +281,7 @@ class _ReadBuilder:
         self.vehicle = vehicle
         self.rng = rng
 
-    def edge(self, value: int | float, *edges: int | float) -> int | float:
+    def edge(self, value: float, *edges: float) -> float:
         """``value``, or with probability ``edge_rate`` one of the range edges."""
         return self.rng.choice(edges) if self.rng.random() < self.fleet.edge_rate else value
 

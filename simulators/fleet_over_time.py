@@ -43,7 +43,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -59,6 +59,7 @@ from protocols.key_session import (
     UsageData,
     VehicleData,
 )
+from protocols.key_session_json import session_to_dict
 
 __all__ = ["FleetConfig", "FleetReadout", "Region", "VehicleProfile", "add_fleet_subcommand",
            "simulate_fleet", "simulate_vehicle"]
@@ -227,17 +228,14 @@ class _Drive:
     """Day-by-day driving of one vehicle, as cumulative series indexed by day - build."""
 
     first: date
-    odo: array = field(default_factory=lambda: array("d"))          # km at the end of the day
-    wear: dict[str, array] = field(default_factory=dict)            # cumulative per-km wear
-    temp: array = field(default_factory=lambda: array("d"))
-    cold: array = field(default_factory=lambda: array("b"))
-    hot: array = field(default_factory=lambda: array("b"))
+    odo: array[float] = field(default_factory=lambda: array("d"))   # km at the end of the day
+    wear: dict[str, array[float]] = field(default_factory=dict)     # cumulative per-km wear
+    temp: array[float] = field(default_factory=lambda: array("d"))
+    cold: array[int] = field(default_factory=lambda: array("b"))
+    hot: array[int] = field(default_factory=lambda: array("b"))
 
     def day(self, d: date) -> int:
         return (d - self.first).days
-
-    def at(self, d: date) -> float:
-        return self.odo[self.day(d)]
 
 
 _TWO_PI = 2 * math.pi
@@ -353,7 +351,7 @@ def _life_left(state: _ItemState, drive: _Drive, idx: int, speedup: float) -> fl
     fluid's or filter's CBS shows as remaining km, and the pad thickness in km of nominal wear."""
     if state.interval_km is None:
         return None
-    used = drive.wear[state.spec.rate][idx] - state.base_wear
+    used: float = drive.wear[state.spec.rate][idx] - state.base_wear
     half = state.interval_km / 2
     if state.spec.rate == "oil" and used > half:
         return half - (used - half) * (1 + speedup)
@@ -546,13 +544,11 @@ class _Vehicle:
         if read:
             spare = self.rng.random() < self.config.spare_key_share
             out.append(self._readout(idx, reception, kind, "reception", spare))
-        if kind == "service":
-            wide = dict(km_margin=4000.0, months=3, pct=20.0)
-        else:
-            wide = dict(km_margin=1000.0, months=1, pct=5.0)
+        # A service visit also does what would fall due soon; other visits only the urgent.
+        km_margin, months, pct = (4000.0, 3, 20.0) if kind == "service" else (1000.0, 1, 5.0)
         serviced = False
         for i, state in enumerate(self.states):
-            if self._needs(state, idx, **wide):  # type: ignore[arg-type]
+            if self._needs(state, idx, km_margin=km_margin, months=months, pct=pct):
                 self._service(i, idx)
                 serviced = True
         if read and serviced and self.rng.random() < self.config.delivery_read_share:
@@ -588,7 +584,7 @@ class _Vehicle:
         session = self._session(data_idx, states, spare)
         truth = {n: _true_due(s, self.drive, self.config.oil_late_life_speedup) for n, s in enumerate(states)}
         return FleetReadout(vehicle=self.p.index, readout_id=f"sim{self.config.seed}-{self.p.index}-{self.reads}",
-                            read_at=read_at_local.astimezone(timezone.utc), session=session,
+                            read_at=read_at_local.astimezone(UTC), session=session,
                             true_due=truth, visit=kind, moment=moment, spare_key=spare)  # type: ignore[arg-type]
 
     def _usage(self, since: int, until: int) -> UsageData:
@@ -648,14 +644,14 @@ class _Vehicle:
         oil_state = states[0]
         usage = self._usage(oil_state.base_day, idx)
         rng = self.rng
-        ccs = ()
+        ccs: tuple[CheckControlMessage, ...] = ()
         roll = rng.random()
         if roll < 0.06:
             ccs = (CheckControlMessage(0, rng.choice((0x102, 0x0AE, 0x161)), CheckControlStatus.ACTIVE,
                                        self.shown_km(max(0, idx - 3))),)
         elif roll < 0.16:
             ccs = (CheckControlMessage(0, 0x0AE, CheckControlStatus.STORED, self.shown_km(max(0, idx - 40))),)
-        dtcs = ()
+        dtcs: tuple[StoredDtc, ...] = ()
         if rng.random() < 0.06:
             dtcs = (StoredDtc(0, rng.choice((0x03011F, 0x480A00, 0x930B02)),
                               0x2F if rng.random() < 0.6 else 0x24, 0x12, rng.randint(1, 9)),)
@@ -685,17 +681,12 @@ def simulate_fleet(config: FleetConfig) -> Iterator[tuple[VehicleProfile, list[F
 
 # --- output -------------------------------------------------------------------------------
 def readout_json(readout: FleetReadout) -> dict[str, Any]:
-    """A JSON-able summary of a readout (the session's key figures plus the truth)."""
-    s = readout.session
+    """A readout as JSON-safe data: the session (protocols.key_session_json) and the truth."""
     return {
         "readout_id": readout.readout_id, "read_at": readout.read_at.isoformat(),
-        "vin": s.vin, "visit": readout.visit, "moment": readout.moment, "spare_key": readout.spare_key,
-        "mileage_km": s.vehicle.mileage_km, "data_date": s.vehicle.data_date.isoformat(),
-        "items": [{"index": i.index, "type": str(i.type), "remaining_km": i.remaining_km,
-                   "availability_pct": i.availability_pct,
-                   "due_month": None if i.due_month is None else f"{i.due_year:04d}-{i.due_month:02d}",
-                   "true_due": None if (t := readout.true_due.get(i.index)) is None else t.isoformat()}
-                  for i in s.services],
+        "visit": readout.visit, "moment": readout.moment, "spare_key": readout.spare_key,
+        "session": session_to_dict(readout.session),
+        "true_due": {str(i): None if d is None else d.isoformat() for i, d in sorted(readout.true_due.items())},
     }
 
 
@@ -713,16 +704,17 @@ def write_candump(readouts: Sequence[FleetReadout], path: Path, *, interface: st
     return frames
 
 
-def add_fleet_subcommand(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``fleet`` on an argparse subparsers object; the handler is ``args.func``."""
-    parser = subparsers.add_parser(
-        "fleet", help="simulate a fleet over time: key readouts at workshop visits plus true due days",
+def add_fleet_subcommand(subparsers: Any, name: str = "fleet-over-time") -> argparse.ArgumentParser:
+    """Register ``fleet-over-time`` on an argparse subparsers object; the handler is
+    ``args.func(args) -> int``."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name, help="simulate a fleet over the years: key readouts at workshop visits plus true due days",
         description="Writes one JSON object per readout (key figures and each item's true due day) "
                     "and, with --candump, the sessions as CAN frames.")
     parser.add_argument("--vehicles", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--start", type=date.fromisoformat, default=FleetConfig.start)
-    parser.add_argument("--end", type=date.fromisoformat, default=FleetConfig.end)
+    parser.add_argument("--start", type=date.fromisoformat, default=FleetConfig().start)
+    parser.add_argument("--end", type=date.fromisoformat, default=FleetConfig().end)
     parser.add_argument("--out", type=Path, default=None, help="JSON lines here (default: stdout)")
     parser.add_argument("--candump", type=Path, default=None, help="also write a candump log here")
     parser.set_defaults(func=run_fleet_command)
@@ -748,7 +740,7 @@ def run_fleet_command(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fleet_over_time")
     add_fleet_subcommand(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["fleet", *(argv if argv is not None else sys.argv[1:])])
+    args = parser.parse_args(["fleet-over-time", *(argv if argv is not None else sys.argv[1:])])
     return int(args.func(args))
 
 

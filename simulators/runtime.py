@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import Any, TextIO
 
 from simulators.faults import FaultRates, Transport
 from simulators.fleet import Fleet
@@ -33,6 +33,8 @@ from simulators.transmission import PlayedSession
 from simulators.truth import TruthWriter, truth_record
 
 logger = logging.getLogger(__name__)
+
+DRAIN_SETTLE_S = 0.15
 
 
 @dataclass
@@ -201,7 +203,17 @@ class PtySimulator(ABC):
         self._draining = True
         try:
             deadline = time.monotonic() + self.options.drain_timeout_s
-            while not self._stop and time.monotonic() < deadline and self.port.unread_bytes():
+            empty_since: float | None = None
+            # The kernel moves written bytes to the slave's input queue asynchronously, so
+            # one empty reading right after a write proves nothing: it must stay empty.
+            while not self._stop and time.monotonic() < deadline:
+                now = time.monotonic()
+                if self.port.unread_bytes():
+                    empty_since = None
+                elif empty_since is None:
+                    empty_since = now
+                elif now - empty_since >= DRAIN_SETTLE_S:
+                    break
                 self._wait(0.02)
         finally:
             self._draining = False
@@ -215,7 +227,7 @@ class PtySimulator(ABC):
         def reopen(signum: int, frame: FrameType | None) -> None:
             self._reopen_requested = True
 
-        previous = {}
+        previous: dict[signal.Signals, Any] = {}
         try:
             for sig, handler in ((signal.SIGTERM, stop), (signal.SIGINT, stop),
                                  (signal.SIGUSR1, reopen)):
@@ -274,6 +286,8 @@ class PtySimulator(ABC):
             self.port.wait_writable(self.tick_s)
             self._read_host()  # keep taking commands; answers wait for the boundary
             if not self.port.host_connected():
+                logger.debug("host went away after %d of %d bytes", len(data) - len(view),
+                             len(data))
                 self.disturbed = True
                 return False
         self._captured(data)

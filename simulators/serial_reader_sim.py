@@ -38,11 +38,11 @@ class SerialReaderSimulator(PtySimulator):
 
     def __init__(self, options: SimOptions, serial: SerialOptions | None = None, *,
                  stdout: TextIO) -> None:
-        super().__init__(options, stdout=stdout)
         self.serial = serial if serial is not None else SerialOptions()
         if self.serial.baudrate and self.serial.baudrate < 9600:
             raise ValueError("baud rates below 9600 stretch a frame towards the agent's "
                              "session timeout; use 9600 or more (or 0 for no pacing)")
+        super().__init__(options, stdout=stdout)
         self._capture: BinaryIO | None = (open(options.capture, "wb")  # noqa: SIM115
                                           if options.capture is not None else None)
         self._host_decoder = SerialFrameDecoder()

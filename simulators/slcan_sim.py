@@ -57,12 +57,12 @@ class SlcanSimulator(PtySimulator):
 
     def __init__(self, options: SimOptions, can_options: CanOptions | None = None, *,
                  stdout: TextIO) -> None:
-        super().__init__(options, stdout=stdout)
         self.can = can_options if can_options is not None else CanOptions()
         if not 0 <= self.can.bus_load <= 0.95:
             raise ValueError("bus load must be between 0 and 0.95")
         if self.can.bitrate <= 0:
             raise ValueError("bitrate must be positive")
+        super().__init__(options, stdout=stdout)
         self._can_logger = can.Logger(str(options.capture)) if options.capture else None
         self._background_rng = random.Random(f"cbs-sim/background/{options.seed}")
         self._background_per_s = self.can.bus_load * self.can.bitrate / BITS_PER_8_BYTE_FRAME

@@ -9,7 +9,7 @@
 * :class:`Subscriber` is a paho client that collects every message with its MQTT 5
   properties and lets a test wait (bounded) for what it expects.
 
-Fixtures (the lead imports them into tests/conftest.py): ``make_broker``, ``mosquitto``,
+Fixtures (tests/conftest.py imports them for the whole suite): ``make_broker``, ``mosquitto``,
 ``make_subscriber``. Tests that need mosquitto or openssl skip if the program is missing.
 """
 
@@ -272,6 +272,7 @@ class Received:
     content_type: str | None = None
     user_properties: tuple[tuple[str, str], ...] = ()
     payload_format_indicator: int | None = None
+    received_at: float = field(default_factory=time.time)  # wall clock, for latency figures
 
     def json(self) -> Any:
         return json.loads(self.payload)

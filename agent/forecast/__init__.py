@@ -27,10 +27,10 @@ from agent.forecast.trends import HistoryAnomalies
 
 __all__ = [
     "DISTANCE_DRIVEN",
-    "ForecastResult",
-    "ForecastSettings",
     "SEVERITY_DRIVEN",
     "WEAR_MODELLED",
+    "ForecastResult",
+    "ForecastSettings",
     "HistoryAnomalies",
     "ItemRates",
     "PastItem",

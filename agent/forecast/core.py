@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from agent.climate import climate_factor as usage_climate_factor
 from agent.forecast.items import DISTANCE_DRIVEN, SEVERITY_DRIVEN, ItemRates, forecast_item
@@ -43,7 +43,7 @@ class ForecastResult:
     services: dict[int, ServiceForecast | None]
     estimate: Estimate
     summary: Summary
-    anomalies: HistoryAnomalies = HistoryAnomalies()
+    anomalies: HistoryAnomalies = field(default_factory=HistoryAnomalies)
     item_rates: dict[int, ItemRates] = field(default_factory=dict)
 
 
@@ -137,7 +137,7 @@ def forecast_session(session: KeySession, read_at: datetime, history: Sequence[P
     """The forecast of ``session`` read at ``read_at`` (tz-aware), given the vehicle's earlier
     readouts on this site. Pure and deterministic; raises ValueError for a naive ``read_at``."""
     read_date = read_date_of(read_at, settings)
-    current = PastReading.from_session(session, read_at.astimezone(timezone.utc), "")
+    current = PastReading.from_session(session, read_at.astimezone(UTC), "")
     view = build_view(history, current, settings)
 
     km_per_day, basis = _daily_distance(session, view, settings)

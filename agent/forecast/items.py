@@ -8,7 +8,8 @@ Conventions (docs/forecast.md):
 * ``time`` is the last day of ``due_month``; a leap February ends on the 29th.
 * An item the key itself marks overdue (remaining km <= 0, availability 0) falls due no later
   than the day before the read date, so ``days_left`` is negative whenever the status is
-  ``overdue``.
+  ``overdue``. Negative remaining km are projected back from the data date at the daily
+  distance (face value), to say roughly since when the item is overdue.
 * Ties between limits go to the first of distance, time, wear.
 """
 
@@ -61,9 +62,12 @@ def last_day_of_month(year: int, month: int) -> date:
 
 
 def _after(start: date, days: float, settings: ForecastSettings) -> date:
-    """``start`` + ceil(days), never further than ``max_projection_days``."""
-    if math.isinf(days) or days > settings.max_projection_days:
-        return start + timedelta(days=settings.max_projection_days)
+    """``start`` + ceil(days), never further than ``max_projection_days`` either way."""
+    limit = settings.max_projection_days
+    if days > limit:
+        return start + timedelta(days=limit)
+    if days < -limit:
+        return start - timedelta(days=limit)
     return start + timedelta(days=math.ceil(days - _EPS))
 
 
@@ -72,10 +76,14 @@ def _distance(item: ServiceItem, data_date: date, read_date: date, rates: ItemRa
     remaining = item.remaining_km
     if remaining is None:
         return None
-    speed = rates.km_per_day * rates.fall_per_km
     if remaining <= 0:
+        # Projected back at face value: the km past the limit were driven at the daily
+        # distance. (Not at the item's fall rate: that rate is learned from these very km, so a
+        # less negative reading could then give an earlier date.)
+        speed = rates.km_per_day
         due = _after(data_date, remaining / speed, settings) if speed > 0 else data_date
         return min(due, read_date - timedelta(days=1))
+    speed = rates.km_per_day * rates.fall_per_km
     return _after(data_date, remaining / speed if speed > 0 else math.inf, settings)
 
 

@@ -21,44 +21,44 @@ class ForecastSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # --- fixed by the contract -------------------------------------------------------------
-    default_km_per_day: float = Field(40.0, gt=0, description="Daily distance without history or age.")
-    horizon_days: int = Field(30, ge=0, description="due_soon within this many days (inclusive).")
-    horizon_km: int = Field(2000, ge=0, description="due_soon when the key's remaining km <= this.")
+    default_km_per_day: float = Field(default=40.0, gt=0, description="Daily distance without history or age.")
+    horizon_days: int = Field(default=30, ge=0, description="due_soon within this many days (inclusive).")
+    horizon_km: int = Field(default=2000, ge=0, description="due_soon when the key's remaining km <= this.")
     express_types: list[str] = Field(
         default_factory=lambda: ["engine_oil", "microfilter", "vehicle_check"],
         description="Service types an express lane may do.")
-    timezone: str = Field("UTC", description="Site time zone (IANA name) that defines the read date.")
+    timezone: str = Field(default="UTC", description="Site time zone (IANA name) that defines the read date.")
     # --- daily distance ----------------------------------------------------------------------
-    min_history_days: int = Field(7, ge=1, description="History must span this many days...")
-    min_history_km: int = Field(100, ge=1, description="...and this many km to be used.")
+    min_history_days: int = Field(default=7, ge=1, description="History must span this many days...")
+    min_history_km: int = Field(default=100, ge=1, description="...and this many km to be used.")
     history_half_life_days: float = Field(
-        120.0, gt=0, description="A history segment this much older than the current data date "
+        default=120.0, gt=0, description="A history segment this much older than the current data date "
                                  "weighs half as much.")
     history_prior_days: float = Field(
-        0.0, ge=0, description="Shrink the history rate toward the vehicle-age (or default) rate as "
+        default=0.0, ge=0, description="Shrink the history rate toward the vehicle-age (or default) rate as "
                                "if that were observed over this many days; 0 = history only.")
     max_plausible_km_per_day: float = Field(
-        1500.0, gt=0, description="A history segment faster than this is a misread; it is ignored "
+        default=1500.0, gt=0, description="A history segment faster than this is a misread; it is ignored "
                                   "and counted.")
-    min_vehicle_age_days: int = Field(30, ge=1, description="vehicle_age basis needs this age.")
-    build_day: int = Field(15, ge=1, le=28, description="Day of the build month taken as build date.")
+    min_vehicle_age_days: int = Field(default=30, ge=1, description="vehicle_age basis needs this age.")
+    build_day: int = Field(default=15, ge=1, le=28, description="Day of the build month taken as build date.")
     # --- per-item rates ----------------------------------------------------------------------
     min_ratio_km: int = Field(
-        500, ge=1, description="Distance over which an item's remaining km must have been watched "
+        default=500, ge=1, description="Distance over which an item's remaining km must have been watched "
                                "before its own fall rate replaces the climate factor.")
-    min_item_ratio: float = Field(0.5, gt=0, description="Clamp of a learned per-item fall rate.")
-    max_item_ratio: float = Field(3.0, gt=0, description="Clamp of a learned per-item fall rate.")
-    max_climate_factor: float = Field(3.0, ge=1.0, description="Clamp of the published factor.")
+    min_item_ratio: float = Field(default=0.5, gt=0, description="Clamp of a learned per-item fall rate.")
+    max_item_ratio: float = Field(default=3.0, gt=0, description="Clamp of a learned per-item fall rate.")
+    max_climate_factor: float = Field(default=3.0, ge=1.0, description="Clamp of the published factor.")
     # --- wear (availability trend) -----------------------------------------------------------
-    min_wear_km: int = Field(1000, ge=1, description="Distance a per-km availability trend must span.")
-    min_wear_days: int = Field(30, ge=1, description="Days a per-day availability trend must span.")
-    min_wear_drop_pct: int = Field(2, ge=1, description="Availability fall a trend must show.")
+    min_wear_km: int = Field(default=1000, ge=1, description="Distance a per-km availability trend must span.")
+    min_wear_days: int = Field(default=30, ge=1, description="Days a per-day availability trend must span.")
+    min_wear_drop_pct: int = Field(default=2, ge=1, description="Availability fall a trend must show.")
     nominal_wear_life_days: int = Field(
-        730, ge=1, description="Fallback for an item with only an availability and no trend: 100 % "
+        default=730, ge=1, description="Fallback for an item with only an availability and no trend: 100 % "
                                "lasts this long.")
     max_projection_days: int = Field(
-        7300, ge=1, description="A projection never reaches further than this from the data date.")
-    climate: ClimateModel = Field(default_factory=ClimateModel,
+        default=7300, ge=1, description="A projection never reaches further than this from the data date.")
+    climate: ClimateModel = Field(default_factory=lambda: ClimateModel(),
                                   description="Usage model for vehicles without history.")
 
     @field_validator("timezone")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 
 from agent.forecast import PastReading
 from protocols.cbs_types import TYPE_TO_CODE, CbsType
@@ -45,7 +45,7 @@ def session(*items: ServiceItem, mileage: int = 48_371, data_date: date = date(2
 
 
 def at(day: date, hour: int = 9, minute: int = 15) -> datetime:
-    return datetime.combine(day, time(hour, minute), timezone.utc)
+    return datetime.combine(day, time(hour, minute), UTC)
 
 
 def past(s: KeySession, day: date | None = None, *, readout_id: str | None = None) -> PastReading:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from forecast_fixtures import (
@@ -260,7 +260,7 @@ def test_express_set_is_configurable() -> None:
 
 # --- read date and time zone -------------------------------------------------------------------
 def test_read_date_is_taken_in_the_site_time_zone() -> None:
-    late_evening = datetime(2026, 11, 26, 23, 30, tzinfo=timezone.utc)      # 00:30 in Berlin
+    late_evening = datetime(2026, 11, 26, 23, 30, tzinfo=UTC)      # 00:30 in Berlin
     s = session(item(0, CbsType.BRAKE_FLUID, due=(2027, 3)))
     utc = run(s, read_at=late_evening).services[0]
     berlin = run(s, read_at=late_evening, settings=ForecastSettings(timezone="Europe/Berlin")).services[0]

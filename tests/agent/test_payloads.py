@@ -16,7 +16,7 @@ from protocols.session import SessionAccepted, SessionAssembler, SessionRejected
 
 # The contract's example payload, trimmed to what the worked example determines.
 CONTRACT_KEYS = {"schema", "readout_id", "site", "reader", "transport", "read_at", "key", "vehicle",
-                 "usage", "services", "check_control", "dtcs", "estimate", "summary"}
+                 "usage", "services", "check_control", "dtcs", "estimate", "summary", "proposal"}
 
 
 def _events(frames: list[CanFrame]) -> list[SessionAccepted | SessionRejected]:
@@ -34,7 +34,7 @@ def readout() -> dict:
 
 
 def test_readout_top_level_matches_contract(readout: dict) -> None:
-    assert set(readout) == CONTRACT_KEYS
+    assert set(readout) == CONTRACT_KEYS  # the contract's keys plus the additive "proposal"
     assert readout["schema"] == "cbs.readout/1"
     assert readout["site"] == "S1" and readout["reader"] == "desk1"
     assert readout["transport"] == "serial"

@@ -165,3 +165,14 @@ def test_error_tree() -> None:
     assert issubclass(ReaderDisconnected, TransientError) and issubclass(ReaderDisconnected, OSError)
     assert issubclass(PublisherError, CbsError)
     assert not issubclass(ConfigError, TransientError)
+
+
+def test_unusable_tls_files_stop_the_start(tmp_path: Path) -> None:
+    from agent.outbox import Outbox
+    from agent.publisher import MqttPublisher
+
+    garbage = tmp_path / "ca.crt"
+    garbage.write_text("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n")
+    settings = MqttSettings(url="mqtts://127.0.0.1:1", ca_file=garbage)
+    with Outbox(tmp_path / "o.db") as outbox, pytest.raises(ConfigError, match="TLS files"):
+        MqttPublisher(settings, outbox, Topics("cbs/v1", "S1", "desk1"))

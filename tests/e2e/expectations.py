@@ -13,7 +13,8 @@ from agent.forecast import forecast_session
 from protocols.key_session_json import session_from_dict
 
 # Depend on history or on the moment of reading, so compared separately.
-VOLATILE = {"readout_id", "read_at", "services", "estimate", "summary", "site", "reader", "transport"}
+VOLATILE = {"readout_id", "read_at", "services", "estimate", "summary", "proposal", "site", "reader",
+            "transport"}
 
 
 def expected_readout(record: dict[str, Any], received: dict[str, Any]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from simulators.fleet import Fleet
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_DATE = date(2026, 11, 27)
-CONNECT_TIMEOUT_S = 20.0
+CONNECT_TIMEOUT_S = 60.0
 WRITE_TIMEOUT_S = 20.0
 
 

@@ -19,6 +19,7 @@ from datetime import date
 
 from hypothesis import settings
 from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
 
 from protocols.cbs_types import CODE_TO_TYPE
 from protocols.key_session import (
@@ -48,7 +49,7 @@ def protocols_settings(n: int, **overrides: object) -> settings:
     ``examples(n)`` examples."""
     try:
         parent = settings.get_profile("cbs-protocols")
-    except Exception:  # conftest not loaded: imported from another test directory
+    except InvalidArgument:  # conftest not loaded: imported from another test directory
         parent = settings()
     return settings(parent, max_examples=examples(n), **overrides)  # type: ignore[arg-type]
 

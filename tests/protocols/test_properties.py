@@ -22,9 +22,13 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from datetime import date
+from itertools import pairwise
 
 from hypothesis import event, given
 from hypothesis import strategies as st
+from samples import EXAMPLE_SESSION, spec_frames
+from spec_layout import SPEC_FIELDS, field_ranges, pack_spec, unpack_spec, used_mask
+from strategies import OTHER_TRAFFIC_IDS, data_frame_count, key_sessions, protocols_settings
 
 from dbc import key_reader_database
 from protocols.can_frame import CanFrame
@@ -41,9 +45,6 @@ from protocols.key_session import (
 )
 from protocols.serial_framing import MAX_FRAME_BYTES, SerialFrame, SerialFrameDecoder, encode_frame
 from protocols.session import SessionAccepted, SessionAssembler, SessionRejected
-from samples import EXAMPLE_SESSION, spec_frames
-from spec_layout import SPEC_FIELDS, field_ranges, pack_spec, unpack_spec, used_mask
-from strategies import OTHER_TRAFFIC_IDS, data_frame_count, key_sessions, protocols_settings
 
 BYTE_TIME_S = 10 / 115_200  # one byte at 8N1
 # one frame per (message, index) slot: VIN part (u8), vehicle, usage, item (u4) status and
@@ -99,7 +100,7 @@ def framed_streams(draw: st.DrawFn, garbage: st.SearchStrategy[bytes] = garbage)
     stream = b"".join(parts)
     cuts = sorted(set(draw(st.lists(st.integers(0, len(stream)), max_size=24))))
     bounds = [0, *cuts, len(stream)]
-    chunks = [stream[a:b] for a, b in zip(bounds, bounds[1:])]
+    chunks = [stream[a:b] for a, b in pairwise(bounds)]
     return frames, starts, stream, chunks
 
 
@@ -119,7 +120,7 @@ def check_accounting(decoder: SerialFrameDecoder, fed: int, found: list[SerialFr
     assert in_frames + decoder.ignored_bytes + decoder.buffered == fed
 
 
-@protocols_settings(300)
+@protocols_settings(200)
 @given(framed_streams())
 def test_serial_frames_survive_any_split_and_garbage(case) -> None:
     frames, _, stream, chunks = case
@@ -145,7 +146,7 @@ def test_serial_frames_survive_any_split_and_garbage(case) -> None:
     check_accounting(decoder, len(stream), found)
 
 
-@protocols_settings(300)
+@protocols_settings(200)
 @given(framed_streams())
 def test_without_timeout_only_the_buffered_tail_is_pending(case) -> None:
     frames, starts, stream, chunks = case
@@ -158,7 +159,7 @@ def test_without_timeout_only_the_buffered_tail_is_pending(case) -> None:
     check_accounting(decoder, len(stream), found)
 
 
-@protocols_settings(200)
+@protocols_settings(100)
 @given(framed_streams(garbage=st.binary(max_size=40).map(lambda b: b.replace(b"\x02", b"\x00"))))
 def test_garbage_without_stx_is_skipped_exactly(case) -> None:
     frames, _, stream, chunks = case
@@ -172,7 +173,7 @@ def test_garbage_without_stx_is_skipped_exactly(case) -> None:
 stx_heavy_bytes = st.lists(st.sampled_from(b"\x02\x03\x01\xfa\xff\x00"), max_size=600).map(bytes)
 
 
-@protocols_settings(300)
+@protocols_settings(200)
 @given(st.lists(st.tuples(st.binary(max_size=600) | stx_heavy_bytes,
                           st.floats(-1.0, 1.0, allow_nan=False)), max_size=30),
        st.booleans())
@@ -207,7 +208,7 @@ def raw_messages(draw: st.DrawFn) -> tuple[int, dict[str, int]]:
                       for name, (lo, hi) in field_ranges(frame_id).items()}
 
 
-@protocols_settings(500)
+@protocols_settings(300)
 @given(raw_messages())
 def test_raw_round_trip_matches_the_spec_layout(message: tuple[int, dict[str, int]]) -> None:
     frame_id, raw = message
@@ -219,7 +220,7 @@ def test_raw_round_trip_matches_the_spec_layout(message: tuple[int, dict[str, in
     assert encode_raw(frame_id, decoded) == data
 
 
-@protocols_settings(300)
+@protocols_settings(200)
 @given(st.sampled_from(MESSAGE_IDS), st.binary(min_size=8, max_size=8))
 def test_any_8_bytes_decode_as_the_spec_says(frame_id: int, data: bytes) -> None:
     decoded = key_reader_database().decode_message(frame_id, data, decode_choices=False,
@@ -240,7 +241,7 @@ def accepted_sessions(events: list) -> list[KeySession]:
     return [e.session for e in events if isinstance(e, SessionAccepted)]
 
 
-@protocols_settings(100)
+@protocols_settings(80)
 @given(key_sessions(), st.floats(0, 2e9), st.floats(0, 0.4))
 def test_key_session_round_trip(session: KeySession, start_time: float, gap_s: float) -> None:
     frames = encode_session(session, start_time=start_time, frame_gap_s=gap_s)
@@ -323,7 +324,7 @@ def mixed_traffic(draw: st.DrawFn):
     return sessions, frames, counts
 
 
-@protocols_settings(60)
+@protocols_settings(50)
 @given(mixed_traffic())
 def test_sessions_survive_shuffling_repeats_and_other_traffic(case) -> None:
     sessions, frames, counts = case
@@ -391,10 +392,10 @@ def test_assembler_never_raises_and_stays_consistent(script) -> None:
             events = assembler.poll(arg)
         else:
             events = assembler.key_removed(arg)
-        for event in events:
-            assert isinstance(event, SessionAccepted | SessionRejected)
-            if isinstance(event, SessionRejected):
-                assert event.key_id is not None and event.detail
+        for outcome in events:
+            assert isinstance(outcome, SessionAccepted | SessionRejected)
+            if isinstance(outcome, SessionRejected):
+                assert outcome.key_id is not None and outcome.detail
         accepted += sum(isinstance(e, SessionAccepted) for e in events)
         rejected += sum(isinstance(e, SessionRejected) for e in events)
         c = assembler.counters

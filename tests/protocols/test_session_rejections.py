@@ -7,10 +7,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from samples import EXAMPLE_SESSION, SPEC_DATA, feed_all, spec_frames
 
 from protocols.can_frame import CanFrame
 from protocols.encoder import (
-    data_frame_payloads,
     encode_raw,
     end_payload,
     frame_session,
@@ -18,7 +18,6 @@ from protocols.encoder import (
     start_payload,
 )
 from protocols.session import RejectReason, SessionAccepted, SessionAssembler, SessionRejected
-from samples import EXAMPLE_SESSION, SPEC_DATA, feed_all, spec_frames
 
 START, VIN, VEHICLE, USAGE, STATUS, HISTORY, CHECK_CONTROL, DTC, END = (
     0x6F0, 0x6F1, 0x6F2, 0x6F3, 0x6F4, 0x6F5, 0x6F6, 0x6F7, 0x6FF)
@@ -342,7 +341,7 @@ def test_interrupted_then_the_new_session_is_accepted() -> None:
     first = timed(spec_frames())[:6]
     second = timed(frame_session(replace(EXAMPLE_SESSION, session_seq=8), list(SPEC_DATA)),
                    start_time=first[-1].timestamp + GAP_S)
-    assembler, events = feed_all(first + second)
+    _, events = feed_all(first + second)
     assert len(events) == 2
     event = events[0]
     assert isinstance(event, SessionRejected) and event.reason == RejectReason.INTERRUPTED
@@ -356,6 +355,7 @@ def test_interrupted_then_the_new_session_is_accepted() -> None:
 def test_key_removed() -> None:
     frames = timed(spec_frames())
     assembler, events = feed_all(frames[:4])
+    assert events == []
     event = rejection(assembler.key_removed(frames[3].timestamp + 0.1), RejectReason.KEY_REMOVED)
     assert "KEY_REMOVED" in event.detail and "3 of 10" in event.detail
     assert event.frames_received == 3

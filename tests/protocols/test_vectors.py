@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import date
 
 import pytest
+from spec_layout import pack_spec, unpack_spec
 
 from dbc import key_reader_database
 from protocols.can_frame import CanFrame
@@ -28,7 +29,6 @@ from protocols.key_session import (
     VehicleData,
 )
 from protocols.session import SessionAccepted, SessionAssembler
-from spec_layout import pack_spec, unpack_spec
 
 START, VIN, VEHICLE, USAGE, STATUS, HISTORY, CHECK_CONTROL, DTC, END = (
     0x6F0, 0x6F1, 0x6F2, 0x6F3, 0x6F4, 0x6F5, 0x6F6, 0x6F7, 0x6FF)

@@ -7,6 +7,7 @@ import zlib
 from datetime import date
 
 import pytest
+from samples import EXAMPLE_SESSION, FRAME_GAP_S, SPEC_DATA, spec_frames
 
 from dbc import key_reader_database
 from protocols.can_frame import CanFrame
@@ -23,7 +24,6 @@ from protocols.serial_framing import (
     encode_frame,
 )
 from protocols.session import SessionAccepted, SessionAssembler
-from samples import EXAMPLE_SESSION, FRAME_GAP_S, SPEC_DATA, spec_frames
 
 # Raw wire values of every field (scaling off), computed by hand from the spec's tables.
 EXPECTED_RAW = [

@@ -100,14 +100,20 @@ class AgentStub:
 
 
 def read_serial_until(port: serial.Serial, stub: AgentStub, done: Callable[[], bool],
-                      timeout_s: float = WAIT_S) -> None:
-    """Read the port into ``stub`` until ``done()``; fail after ``timeout_s``."""
+                      timeout_s: float = WAIT_S, *, until_disconnect: bool = False) -> None:
+    """Read the port into ``stub`` until ``done()`` (or, with ``until_disconnect``, until
+    the simulator closes the pty); fail after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while not done():
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not reached within {timeout_s} s; "
                                  f"events so far: {stub.events}")
-        data = port.read(4096)
+        try:
+            data = port.read(4096)
+        except serial.SerialException:
+            if until_disconnect:
+                return
+            raise
         stub.feed_serial(data, time.monotonic())
 
 

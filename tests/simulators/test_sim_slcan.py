@@ -111,8 +111,9 @@ def test_python_can_receives_the_sessions_with_faults_and_background(tmp_path: P
     capture = tmp_path / "capture.log"
     sim = SimProcess(["can", "--seed", "5", "--base-date", BASE_DATE, "--sessions", "6",
                       "--interval-s", "0.05", "--truth", str(truth), "--capture", str(capture),
-                      "--faults", "dropped=0.2,duplicated=0.3,wire_reordered=0.1,crc_mismatch=0.1,"
-                      "reordered=0.3,bus_off=0.1", "--quiet-s", "1.0", "--bus-load", "0.05",
+                      "--faults", ("dropped=0.2,duplicated=0.3,wire_reordered=0.1,"
+                                   "crc_mismatch=0.1,reordered=0.3,bus_off=0.1"),
+                      "--quiet-s", "1.0", "--bus-load", "0.05",
                       "--extended-background", "--linger", "-v"],
                      stderr_path=tmp_path / "stderr.txt")
     bus = None

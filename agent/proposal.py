@@ -1,0 +1,206 @@
+"""The priced service proposal of a readout: what is due, what it costs, whether it fits the
+express lane (docs/proposal.md). Pure: forecasts + catalogue + settings in, a model out.
+
+Which items (``look_ahead_days`` and the forecast status decide):
+
+* ``required``: items the forecast calls ``due_soon`` or ``overdue``;
+* ``optional``: the other items whose due date is at most ``look_ahead_days`` away, offered as
+  "do it now and save a visit";
+* items without a forecast are left out (the key gave nothing to date them by).
+
+Arithmetic (exact :class:`~decimal.Decimal`, half-up rounding to the currency's minor unit,
+i.e. commercial rounding):
+
+* labour = round(labour_rate_per_hour x labour_minutes / 60);
+* part amount = round(quantity x unit_price); item net = labour + part amounts;
+* totals: net = sum of item nets; tax = round(net x tax_rate_pct / 100), once on the total
+  (never per line, so the tax of a sum is the tax shown); gross = net + tax.
+
+An item the catalogue does not price (e.g. a type the protocol calls ``unknown``) stays in the
+list with ``priced: false`` and is left out of the totals, which then say ``complete: false``;
+it never fits the express lane, since its time is unknown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.catalogue import Catalogue, CatalogueEntry, default_catalogue, load_catalogue
+from agent.i18n import DEFAULT_LANGUAGE, Language, check_language, label, service_name
+from agent.models import (
+    ExpressLane,
+    Proposal,
+    ProposalItem,
+    ProposalPart,
+    ProposalTotals,
+    ServiceEntry,
+    ServiceForecast,
+)
+
+if TYPE_CHECKING:
+    from agent.config import AgentSettings
+
+__all__ = [
+    "ProposalContext",
+    "ProposalSettings",
+    "build_proposal",
+    "default_proposal_context",
+    "price_entry",
+    "proposal_context",
+    "round_money",
+    "totals",
+]
+
+_DUE: frozenset[str] = frozenset({"due_soon", "overdue"})
+
+
+class ProposalSettings(BaseModel):
+    """The ``[proposal]`` config section."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    look_ahead_days: int = Field(
+        90, ge=0, description="Offer items falling due within this many days as optional "
+                              "(\"do it now and save a visit\"); 0 offers none.")
+    express_budget_minutes: int = Field(
+        60, ge=0, description="The express lane's time budget: the labour of the required items "
+                              "must fit in it.")
+
+
+@dataclass(frozen=True)
+class ProposalContext:
+    """Everything a proposal needs besides the readout; built once at start-up."""
+
+    catalogue: Catalogue = field(default_factory=default_catalogue)
+    settings: ProposalSettings = field(default_factory=lambda: ProposalSettings())
+    language: Language = DEFAULT_LANGUAGE
+
+    def propose(self, services: Sequence[ServiceEntry], *, express_eligible: bool) -> Proposal:
+        return build_proposal(services, express_eligible=express_eligible,
+                              catalogue=self.catalogue, settings=self.settings,
+                              language=self.language)
+
+
+def default_proposal_context() -> ProposalContext:
+    """The shipped catalogue, default settings, English."""
+    return ProposalContext()
+
+
+def proposal_context(settings: AgentSettings) -> ProposalContext:
+    """The context of the agent's settings (``[catalogue]``, ``[proposal]``, ``language``).
+    Loads and validates the catalogue: call it at start-up, where a
+    :class:`~agent.catalogue.CatalogueError` (a ConfigError) stops the agent with exit 2."""
+    return ProposalContext(catalogue=load_catalogue(settings.catalogue),
+                           settings=settings.proposal, language=check_language(settings.language))
+
+
+def round_money(amount: Decimal, decimal_places: int) -> Decimal:
+    """``amount`` rounded half-up to ``decimal_places`` (always with that many places)."""
+    return amount.quantize(Decimal(1).scaleb(-decimal_places), rounding=ROUND_HALF_UP)
+
+
+def price_entry(entry: CatalogueEntry, catalogue: Catalogue,
+                language: str) -> tuple[Decimal, list[ProposalPart], Decimal]:
+    """(labour, parts, net) of one catalogue entry."""
+    places = catalogue.decimal_places
+    labour = round_money(catalogue.labour_rate_per_hour * entry.labour_minutes / Decimal(60), places)
+    parts = [ProposalPart(number=p.number, description=p.describe(language), quantity=p.quantity,
+                          unit_price=round_money(p.unit_price, places),
+                          amount=round_money(p.quantity * p.unit_price, places))
+             for p in entry.parts]
+    return labour, parts, labour + sum((p.amount for p in parts), Decimal(0))
+
+
+def _note(status: str, optional: bool, days_left: int, name: str, priced: bool,
+          language: str) -> str:
+    if not priced:
+        return label("not_in_catalogue", language)
+    if optional:
+        return label("optional_hint", language, service=name, days=days_left)
+    if status == "overdue":
+        return label("overdue_by_days", language, days=-days_left)
+    return label("due_in_days", language, days=days_left)
+
+
+def _item(entry: ServiceEntry, forecast: ServiceForecast, *, optional: bool,
+          catalogue: Catalogue, language: str) -> ProposalItem:
+    name = service_name(entry.type, language)
+    priced_entry = catalogue.entry(entry.type)
+    labour: Decimal | None = None
+    parts: list[ProposalPart] = []
+    net: Decimal | None = None
+    if priced_entry is not None:
+        labour, parts, net = price_entry(priced_entry, catalogue, language)
+    return ProposalItem(
+        index=entry.index, type=entry.type, code=entry.code, name=name, status=forecast.status,
+        due_date=forecast.due_date, days_left=forecast.days_left,
+        note=_note(forecast.status, optional, forecast.days_left, name,
+                   priced_entry is not None, language),
+        priced=priced_entry is not None,
+        labour_minutes=None if priced_entry is None else priced_entry.labour_minutes,
+        labour=labour, parts=parts, net=net)
+
+
+def totals(items: Sequence[ProposalItem], catalogue: Catalogue) -> ProposalTotals:
+    """Sums of the priced items, with tax rounded once on the net total."""
+    places = catalogue.decimal_places
+    zero = round_money(Decimal(0), places)
+    priced = [i for i in items if i.priced]
+    labour = sum((i.labour or zero for i in priced), zero)
+    parts = sum((p.amount for i in priced for p in i.parts), zero)
+    net = labour + parts
+    tax = round_money(net * catalogue.tax_rate_pct / Decimal(100), places)
+    return ProposalTotals(labour_minutes=sum(i.labour_minutes or 0 for i in priced), labour=labour,
+                          parts=parts, net=net, tax=tax, gross=net + tax,
+                          complete=len(priced) == len(items))
+
+
+def _minutes(items: Sequence[ProposalItem]) -> tuple[int, bool]:
+    """(labour minutes, all priced)."""
+    return sum(i.labour_minutes or 0 for i in items), all(i.priced for i in items)
+
+
+def build_proposal(services: Sequence[ServiceEntry], *, express_eligible: bool,
+                   catalogue: Catalogue, settings: ProposalSettings,
+                   language: str = DEFAULT_LANGUAGE) -> Proposal:
+    """The proposal for a readout's ``services`` (their forecasts decide what is in it).
+
+    ``express_eligible`` is the readout's ``summary.express_eligible`` (the express set, check
+    control and DTCs); the proposal adds the time budget. Raises UnsupportedLanguageError for
+    a language outside agent.i18n.LANGUAGES.
+    """
+    lang = check_language(language)
+    required: list[ProposalItem] = []
+    optional: list[ProposalItem] = []
+    for entry in services:
+        forecast = entry.forecast
+        if forecast is None:
+            continue
+        if forecast.status in _DUE:
+            required.append(_item(entry, forecast, optional=False, catalogue=catalogue,
+                                  language=lang))
+        elif forecast.days_left <= settings.look_ahead_days:
+            optional.append(_item(entry, forecast, optional=True, catalogue=catalogue,
+                                  language=lang))
+    order = (lambda item: (item.due_date, item.index))
+    required.sort(key=order)
+    optional.sort(key=order)
+    budget = settings.express_budget_minutes
+    minutes, all_priced = _minutes(required)
+    more_minutes, all_priced_more = _minutes(required + optional)
+    fits = all_priced and minutes <= budget
+    express = ExpressLane(budget_minutes=budget, minutes=minutes, fits=fits,
+                          with_optional_minutes=more_minutes,
+                          with_optional_fits=all_priced_more and more_minutes <= budget,
+                          eligible=express_eligible and fits)
+    return Proposal(language=lang, currency=catalogue.currency,
+                    labour_rate_per_hour=round_money(catalogue.labour_rate_per_hour,
+                                                     catalogue.decimal_places),
+                    tax_rate_pct=catalogue.tax_rate_pct, look_ahead_days=settings.look_ahead_days,
+                    required=required, optional=optional, totals=totals(required, catalogue),
+                    totals_with_optional=totals(required + optional, catalogue), express=express)

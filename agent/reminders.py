@@ -1,0 +1,369 @@
+"""Service reminders: ``{prefix}/{site}/reminders`` when a known vehicle's item is about to
+fall due (docs/reminders.md).
+
+Two halves, as everywhere in the agent:
+
+* :func:`plan_reminders` is pure: the vehicles' latest readouts, today, the ledger of
+  reminders already sent and the settings in; the reminders to send out. Tests drive it over
+  simulated days.
+* :class:`ReminderService` is the thin I/O shell: it keeps, in ``reminders.sqlite3`` under the
+  state directory, each vehicle's latest readout (the forecast as published, which the vehicle
+  history cannot give back: it keeps no due months) and the ledger of reminders sent; once at
+  start-up and then daily at a configured hour it plans and hands each reminder to the outbox
+  through an injected ``put`` callable, then records it in the ledger.
+
+What is one reminder: one per vehicle, item and *due event*. The due event is the item's
+service cycle, identified by the key's service count: the forecast due date of the same cycle
+moves a few days with every new readout, the count only changes when the service is done, and
+then the next due event begins. ``reminder_id`` is ``{vin}-{index}-{code}-{service_count}``: the
+same from every agent of the site and on every redelivery, so integrators deduplicate on it.
+
+When: the item's due date is at most ``window_days`` ahead of today (the site's time zone) and
+not more than ``max_overdue_days`` behind it. Items that were already inside the window (or
+overdue) when the vehicle was read get no reminder for that cycle: the customer was at the
+desk and the readout's proposal offered them.
+
+Delivery: the ledger row is written after ``put`` returned, in its own transaction. A crash in
+between can send one reminder twice (same ``reminder_id``), never lose one: at least once, as
+the rest of the contract.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Container, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Self
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agent.forecast import ForecastSettings, read_date_of
+from agent.i18n import service_name
+from agent.models import (
+    REMINDER_SCHEMA,
+    Readout,
+    Reminder,
+    ReminderItem,
+    ServiceEntry,
+    ServiceForecast,
+    to_json,
+)
+from agent.payloads import event_time
+from agent.proposal import ProposalContext
+from agent.topics import validate_name, validate_prefix
+from protocols.errors import CbsError
+
+if TYPE_CHECKING:
+    from agent.config import AgentSettings
+
+__all__ = [
+    "Put",
+    "ReminderError",
+    "ReminderService",
+    "ReminderSettings",
+    "next_pass_after",
+    "open_reminders",
+    "plan_reminders",
+    "reminder_id",
+    "reminders_topic",
+]
+
+log = logging.getLogger(__name__)
+
+#: ``put(topic, payload, retain, schema, message_id)``: the service's outbox commit.
+Put = Callable[[str, bytes, bool, str, str], object]
+
+RETRY_AFTER_FAILURE = timedelta(minutes=5)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS vehicles (
+    vin        TEXT PRIMARY KEY,
+    read_at_us INTEGER NOT NULL,   -- microseconds since the epoch, UTC
+    readout    TEXT NOT NULL       -- the latest readout (cbs.readout/1 JSON, without proposal)
+);
+CREATE TABLE IF NOT EXISTS sent (
+    reminder_id TEXT PRIMARY KEY,  -- {vin}-{index}-{code}-{service_count}
+    vin         TEXT NOT NULL,
+    due_date    TEXT NOT NULL,     -- ISO date, as planned
+    sent_at_us  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sent_by_vin ON sent (vin);
+"""
+
+
+class ReminderError(CbsError):
+    """The reminder store cannot be read or written (disk full, read-only, damaged)."""
+
+
+class ReminderSettings(BaseModel):
+    """The ``[reminders]`` config section."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(True, description="Publish {prefix}/{site}/reminders.")
+    window_days: int = Field(30, ge=0, le=366,
+                             description="Remind when an item's due date is this many days away.")
+    hour: int = Field(6, ge=0, le=23, description="Hour of the daily pass, site time zone "
+                                                  "([forecast] timezone).")
+    max_overdue_days: int = Field(
+        30, ge=0, description="Never remind of a due date further in the past (the agent was off, "
+                              "or the vehicle has not been back for long).")
+
+
+def reminders_topic(prefix: str, site: str) -> str:
+    """``{prefix}/{site}/reminders`` (validated)."""
+    validate_prefix(prefix)
+    validate_name("site", site)
+    return f"{prefix}/{site}/reminders"
+
+
+def reminder_id(vin: str, index: int, code: int, service_count: int) -> str:
+    """The due event's id: ``{vin}-{index}-{code}-{service_count}``."""
+    return f"{vin}-{index}-{code}-{service_count}"
+
+
+def next_pass_after(moment: datetime, hour: int, zone: ZoneInfo) -> datetime:
+    """The first ``hour:00`` in ``zone`` strictly after ``moment`` (tz-aware), in UTC."""
+    local = moment.astimezone(zone)
+    day = local.date()
+    candidate = datetime.combine(day, time(hour), tzinfo=zone)
+    if candidate <= local:
+        candidate = datetime.combine(day + timedelta(days=1), time(hour), tzinfo=zone)
+    return candidate.astimezone(timezone.utc)
+
+
+def _express_allowed(readout: Readout, entry: ServiceEntry, forecast: ForecastSettings) -> bool:
+    return (entry.type in forecast.express_types
+            and not any(cc.status == "active" for cc in readout.check_control)
+            and not any(dtc.confirmed for dtc in readout.dtcs))
+
+
+def plan_reminders(vehicles: Iterable[Readout], *, now: datetime, sent: Container[str],
+                   settings: ReminderSettings, forecast: ForecastSettings,
+                   context: ProposalContext, site: str, reader: str) -> list[Reminder]:
+    """The reminders due at ``now`` (tz-aware) for the vehicles' latest readouts, leaving out
+    those whose id is in ``sent``. Pure and deterministic; ordered by due date, VIN, index."""
+    today = read_date_of(now, forecast)
+    created_at = event_time(now.timestamp())
+    out: list[Reminder] = []
+    for readout in vehicles:
+        for entry in readout.services:
+            published = entry.forecast
+            if published is None:
+                continue
+            rid = reminder_id(readout.vehicle.vin, entry.index, entry.code, entry.service_count)
+            if rid in sent or published.days_left <= settings.window_days:
+                continue  # already sent, or the desk's proposal offered it
+            days_left = (published.due_date - today).days
+            if days_left > settings.window_days or days_left < -settings.max_overdue_days:
+                continue
+            # For the proposal the item is due now, whatever the horizon said at the desk.
+            now_due = entry.model_copy(update={"forecast": ServiceForecast(
+                status="overdue" if days_left < 0 else "due_soon", due_date=published.due_date,
+                basis=published.basis, days_left=days_left, km_left=published.km_left)})
+            proposal = context.propose(
+                [now_due], express_eligible=_express_allowed(readout, entry, forecast))
+            out.append(Reminder(
+                reminder_id=rid, site=site, reader=reader, created_at=created_at,
+                vin=readout.vehicle.vin, due_date=published.due_date, days_left=days_left,
+                window_days=settings.window_days,
+                service=ReminderItem(index=entry.index, type=entry.type, code=entry.code,
+                                     name=service_name(entry.type, context.language),
+                                     service_count=entry.service_count),
+                forecast=published, readout_id=readout.readout_id, read_at=readout.read_at,
+                mileage_km=readout.vehicle.mileage_km, proposal=proposal))
+    out.sort(key=lambda r: (r.due_date, r.vin, r.service.index))
+    return out
+
+
+def _to_us(moment: datetime) -> int:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("times must be timezone-aware")
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+class ReminderService:
+    """Keeps the vehicles' latest readouts and the ledger; publishes the daily pass.
+
+    Call :meth:`observe` with every readout the agent commits, and :meth:`poll` from the
+    service loop with the wall clock and the outbox commit. Not thread-safe beyond one lock:
+    meant for the service loop's thread.
+    """
+
+    def __init__(self, path: str | Path, *, site: str, reader: str, topic: str,
+                 settings: ReminderSettings | None = None,
+                 forecast: ForecastSettings | None = None,
+                 context: ProposalContext | None = None, retention_days: int = 3 * 365) -> None:
+        self.path = Path(path)
+        self.site = site
+        self.reader = reader
+        self.topic = topic
+        self.settings = settings if settings is not None else ReminderSettings()
+        self.forecast = forecast if forecast is not None else ForecastSettings()
+        self.context = context if context is not None else ProposalContext()
+        self.retention_days = retention_days
+        self.sent_count = 0
+        self._next_pass: datetime | None = None  # None: the start-up pass is still to run
+        self._lock = threading.Lock()
+        self._conn = self._open()
+
+    # --- storage ------------------------------------------------------------------------------
+    def _open(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise ReminderError(f"reminder store {self.path}: cannot open: {exc}") from exc
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > _SCHEMA_VERSION:
+                raise ReminderError(f"reminder store {self.path}: written by a newer agent "
+                                    f"(schema {version}, this agent knows {_SCHEMA_VERSION})")
+            conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA
+                               + f"PRAGMA user_version={_SCHEMA_VERSION}; COMMIT;")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise ReminderError(f"reminder store {self.path}: cannot open: {exc}") from exc
+        except ReminderError:
+            conn.close()
+            raise
+        return conn
+
+    @contextmanager
+    def _transaction(self, doing: str) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise ReminderError(f"reminder store {self.path}: {doing}: {exc}") from exc
+
+    @contextmanager
+    def _reading(self, doing: str) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                yield self._conn
+            except sqlite3.Error as exc:
+                raise ReminderError(f"reminder store {self.path}: {doing}: {exc}") from exc
+
+    # --- API ----------------------------------------------------------------------------------
+    def observe(self, readout: Readout) -> None:
+        """Keep ``readout`` as its vehicle's latest (an older one than kept is ignored).
+        Raises ReminderError."""
+        stored = to_json(readout.model_copy(update={"proposal": None}))
+        at_us = _to_us(readout.read_at)
+        with self._transaction("cannot keep readout") as conn:
+            conn.execute("INSERT INTO vehicles (vin, read_at_us, readout) VALUES (?, ?, ?) "
+                         "ON CONFLICT (vin) DO UPDATE SET read_at_us = excluded.read_at_us, "
+                         "readout = excluded.readout WHERE excluded.read_at_us >= read_at_us",
+                         (readout.vehicle.vin, at_us, stored))
+
+    def vehicles(self) -> list[Readout]:
+        """The latest readout of every known vehicle, by VIN. Raises ReminderError."""
+        with self._reading("cannot read vehicles") as conn:
+            rows = conn.execute("SELECT vin, readout FROM vehicles ORDER BY vin").fetchall()
+        out = []
+        for vin, text in rows:
+            try:
+                out.append(Readout.model_validate_json(text))
+            except ValidationError as exc:  # written by another version: skip, keep going
+                log.warning("reminder store: readout of %s unreadable, skipped: %s", vin, exc)
+        return out
+
+    def sent_ids(self) -> set[str]:
+        with self._reading("cannot read the ledger") as conn:
+            return {row[0] for row in conn.execute("SELECT reminder_id FROM sent")}
+
+    def prune(self, now: datetime) -> int:
+        """Forget vehicles not read for ``retention_days`` (with their ledger rows) and ledger
+        rows older than that; returns how many rows went."""
+        cutoff = _to_us(now) - self.retention_days * 86_400_000_000
+        with self._transaction("cannot prune") as conn:
+            gone = conn.execute("DELETE FROM sent WHERE sent_at_us < ? OR vin IN (SELECT vin FROM "
+                                "vehicles WHERE read_at_us < ?)", (cutoff, cutoff)).rowcount
+            gone += conn.execute("DELETE FROM vehicles WHERE read_at_us < ?", (cutoff,)).rowcount
+        return max(0, gone)
+
+    def due(self, now: datetime) -> list[Reminder]:
+        """The reminders to send at ``now``, not yet in the ledger. Raises ReminderError."""
+        self.prune(now)
+        return plan_reminders(self.vehicles(), now=now, sent=self.sent_ids(),
+                              settings=self.settings, forecast=self.forecast,
+                              context=self.context, site=self.site, reader=self.reader)
+
+    def mark_sent(self, reminder: Reminder, now: datetime) -> None:
+        """Record ``reminder`` in the ledger: it is never planned again. Raises ReminderError."""
+        with self._transaction("cannot record a sent reminder") as conn:
+            conn.execute("INSERT OR IGNORE INTO sent VALUES (?, ?, ?, ?)",
+                         (reminder.reminder_id, reminder.vin, reminder.due_date.isoformat(),
+                          _to_us(now)))
+
+    def run_pass(self, now: datetime, put: Put) -> int:
+        """Plan at ``now`` and hand every reminder to ``put``, then to the ledger; returns how
+        many. Raises ReminderError, or what ``put`` raises (the rest then waits for the next
+        pass)."""
+        reminders = self.due(now)
+        for reminder in reminders:
+            put(self.topic, to_json(reminder).encode(), False, REMINDER_SCHEMA,
+                reminder.reminder_id)
+            self.mark_sent(reminder, now)
+            self.sent_count += 1
+            log.info("reminder %s: %s %s due %s (%d days)", reminder.reminder_id, reminder.vin,
+                     reminder.service.type, reminder.due_date, reminder.days_left)
+        return len(reminders)
+
+    @property
+    def next_pass(self) -> datetime | None:
+        """When :meth:`poll` runs the next pass; None before the start-up pass."""
+        return self._next_pass
+
+    def poll(self, now: datetime, put: Put) -> int:
+        """Run a pass if one is due: the first call (start-up), then daily at ``hour``. Cheap
+        otherwise; call it every loop turn. A failure is logged and retried in a few minutes,
+        never raised: reminders must not stop the reader. Returns reminders sent."""
+        if not self.settings.enabled or (self._next_pass is not None and now < self._next_pass):
+            return 0
+        try:
+            count = self.run_pass(now, put)
+        except CbsError as exc:
+            log.error("reminder pass failed, retrying in %s: %s", RETRY_AFTER_FAILURE, exc)
+            self._next_pass = now + RETRY_AFTER_FAILURE
+            return 0
+        self._next_pass = next_pass_after(now, self.settings.hour, self.forecast.zone)
+        return count
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_reminders(settings: AgentSettings, context: ProposalContext, *,
+                   prefix: str) -> ReminderService | None:
+    """The agent's reminder service (``state_dir/reminders.sqlite3``), or None when
+    ``[reminders] enabled = false``. Raises ReminderError if the store cannot be opened."""
+    if not settings.reminders.enabled:
+        return None
+    return ReminderService(settings.state_dir / "reminders.sqlite3", site=settings.site,
+                           reader=settings.reader, topic=reminders_topic(prefix, settings.site),
+                           settings=settings.reminders, forecast=settings.forecast,
+                           context=context, retention_days=settings.history.retention_days)
