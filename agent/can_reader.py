@@ -37,6 +37,8 @@ class CanKeyReader(KeyReader):
         self._bus_options = bus_options or {}
         self._bus: can.BusABC | None = None
         self.other_traffic = 0
+        self.filtered_elsewhere = 0
+        self._filtered_before = 0  # from buses closed before this one
 
     @property
     def port_name(self) -> str:
@@ -65,7 +67,14 @@ class CanKeyReader(KeyReader):
                 message = bus.recv(0)
         except Exception as exc:  # python-can and its plugins raise many types when a device goes
             raise ReaderError(f"{type(exc).__name__}: {exc}") from exc
+        # Interfaces that filter in our process can say what they passed over (fastslcan does).
+        self.filtered_elsewhere = self._filtered_before + getattr(bus, "filtered_frames", 0)
         return events
+
+    @property
+    def other_frames(self) -> int:
+        """Other traffic seen on the bus (ignored): by us, or by the interface's filter."""
+        return self.other_traffic + self.filtered_elsewhere
 
     def _take(self, message: can.Message, events: list[ReaderEvent]) -> None:
         if message.is_error_frame:
@@ -79,5 +88,6 @@ class CanKeyReader(KeyReader):
 
     def _close(self) -> None:
         bus, self._bus = self._bus, None
+        self._filtered_before = self.filtered_elsewhere
         if bus is not None:
             bus.shutdown()

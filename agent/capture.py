@@ -9,6 +9,7 @@ that breaks off or turns to garbage mid-way yields what was readable and then ra
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,7 +75,32 @@ def _read_serial(path: Path, counters: ReaderCounters, now: float) -> Iterator[R
         raise CaptureError(f"{path}: truncated: the last {decoder.buffered} bytes are an incomplete frame")
 
 
+class _ParseComplaints(logging.Handler):
+    """Collects what python-can's readers log instead of raising: the text readers (ASC, TRC)
+    skip a line they cannot parse with a warning, and a capture with such lines is corrupt."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def _read_can_log(path: Path, fmt: str, counters: ReaderCounters) -> Iterator[ReaderEvent]:
+    complaints = _ParseComplaints()
+    can_logger = logging.getLogger("can")
+    can_logger.addHandler(complaints)
+    try:
+        yield from _iterate_can_log(path, fmt, counters)
+    finally:
+        can_logger.removeHandler(complaints)
+    if complaints.messages:
+        raise CaptureError(f"{path}: corrupt {fmt} capture: {len(complaints.messages)} record(s) "
+                           f"could not be read, the first: {complaints.messages[0]}")
+
+
+def _iterate_can_log(path: Path, fmt: str, counters: ReaderCounters) -> Iterator[ReaderEvent]:
     try:
         reader = _READERS[fmt](str(path))
     except OSError as exc:
@@ -100,3 +126,23 @@ def _read_can_log(path: Path, fmt: str, counters: ReaderCounters) -> Iterator[Re
         stop = getattr(reader, "stop", None)
         if stop is not None:
             stop()
+    if fmt == "asc":
+        _check_asc_lines(path, count)
+    declared = getattr(reader, "file_size", None)  # BLF headers carry the file's size
+    if fmt == "blf" and declared:
+        actual = path.stat().st_size
+        if actual < declared:
+            raise CaptureError(f"{path}: truncated blf capture: {actual} of {declared} bytes "
+                               f"(read {count} messages)")
+
+
+_ASC_FRAME_LINE = re.compile(rb"^\s*\d+\.\d+\s+\d+\s+[0-9A-Fa-f]+x?\s+(?:Rx|Tx)")
+
+
+def _check_asc_lines(path: Path, messages: int) -> None:
+    """python-can's ASC reader passes over a frame line it cannot parse without a word (an ASC
+    file holds many kinds of events); count the frame lines so a corrupt one is noticed."""
+    lines = sum(1 for line in path.read_bytes().splitlines() if _ASC_FRAME_LINE.match(line))
+    if lines > messages:
+        raise CaptureError(f"{path}: corrupt asc capture: {lines - messages} of {lines} frame "
+                           f"lines could not be read")

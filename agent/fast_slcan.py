@@ -56,6 +56,7 @@ class FastSlcanBus(can.BusABC):
         self._frames: collections.deque[can.Message] = collections.deque()
         self._id_filters: list[tuple[int, int, bool | None]] = []
         self.dropped_lines = 0
+        self.filtered_frames = 0  # frames the acceptance filter passed over (other traffic)
         if sleep_after_open:
             time.sleep(sleep_after_open)
         self._write(b"C\r")
@@ -89,6 +90,7 @@ class FastSlcanBus(can.BusABC):
                 continue
             if (can_id ^ wanted) & mask == 0:
                 return True
+        self.filtered_frames += 1
         return False
 
     # -- receiving ----------------------------------------------------------------------

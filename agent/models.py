@@ -319,12 +319,19 @@ class OutboxStatus(_Payload):
 
 
 class Counters(_Payload):
-    readouts: int = 0
-    rejected: int = 0
-    frames: int = 0
-    bad_frames: int = 0
-    ignored_bytes: int = 0
-    stray_frames: int = 0
+    """Monotonic since the agent started (``since``)."""
+
+    readouts: int = Field(0, description="Readouts published (committed to the outbox).")
+    rejected: int = Field(0, description="Sessions rejected.")
+    frames: int = Field(0, description="CAN frames received from the reader (all identifiers).")
+    bad_frames: int = Field(0, description="Serial frames discarded for a bad CRC, missing ETX or "
+                                           "malformed CAN_FRAME payload.")
+    ignored_bytes: int = Field(0, description="Serial bytes outside any intact frame.")
+    stray_frames: int = Field(0, description="Key-reader frames outside a session, ignored.")
+    # Additive keys (the schema stays cbs.status/1).
+    other_frames: int = Field(0, description="Frames of other traffic on a shared bus (ids outside "
+                                             "0x6F0-0x6FF), ignored.")
+    reconnects: int = Field(0, description="Times the reader was lost and reopened.")
 
 
 class Status(_Payload):

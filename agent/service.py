@@ -89,7 +89,9 @@ class AgentService:
             counters=Counters(
                 readouts=self.readouts, rejected=self.rejected, frames=counters.frames,
                 bad_frames=counters.bad_frames, ignored_bytes=counters.ignored_bytes,
-                stray_frames=self.assembler.counters.stray_frames))
+                stray_frames=self.assembler.counters.stray_frames,
+                other_frames=self.assembler.counters.other_traffic + getattr(reader, "other_frames", 0),
+                reconnects=counters.reconnects))
 
     def status_json(self) -> str:
         return to_json(self.status())
@@ -146,15 +148,17 @@ class AgentService:
             return
         batch: list[OutboxMessage] = []
         accepted: list[tuple[SessionAccepted, Readout]] = []
+        notes: list[tuple[int, str, tuple[object, ...]]] = []
         for event in events:
             if isinstance(event, SessionAccepted):
                 readout = self.pipeline.readout(
                     event, event_time(event.completed_at - self._frame_clock_offset))
                 payload = to_json(readout).encode()
                 self.readouts += 1
-                log.info("readout %s: VIN %s, %d km, %d items, %s", readout.readout_id,
-                         readout.vehicle.vin, readout.vehicle.mileage_km, len(readout.services),
-                         readout.summary.status)
+                notes.append((logging.INFO, "readout %s: VIN %s, %d km, %d items, %s",
+                              (readout.readout_id, readout.vehicle.vin,
+                               readout.vehicle.mileage_km, len(readout.services),
+                               readout.summary.status)))
                 batch.append(OutboxMessage(self.topics.readout, payload, False, READOUT_SCHEMA,
                                            readout.readout_id))
                 if self.retain_vehicles:
@@ -165,10 +169,15 @@ class AgentService:
                 rejection = self.pipeline.rejection(
                     event, event_time(event.at - self._frame_clock_offset))
                 self.rejected += 1
-                log.warning("rejected session (%s): %s", rejection.reason, rejection.detail)
+                notes.append((logging.WARNING, "rejected session (%s): %s",
+                              (rejection.reason, rejection.detail)))
                 batch.append(OutboxMessage(self.topics.rejected, to_json(rejection).encode(),
                                            False, REJECTED_SCHEMA, rejection.rejection_id))
         self._commit(batch)
+        # Logged only after the commit: a readout the log shows as read survives a kill or a
+        # power cut (unless the log also says the outbox could not commit and holds it).
+        for level, message, args in notes:
+            log.log(level, message, *args)
         self.publisher.notify()
         for event, readout in accepted:
             try:

@@ -136,13 +136,21 @@ def stats(errors: Iterable[int]) -> dict[str, float]:
             "p90": _percentile(values, 0.9)}
 
 
+_LEAD_BUCKETS = ((30, "0-30 d"), (90, "31-90 d"), (180, "91-180 d"), (365, "181-365 d"))
+_ORDER = ["already due", *(name for _, name in _LEAD_BUCKETS), "> 365 d", "first visit", "later visits"]
+
+
 def _lead_bucket(days: int) -> str:
     if days < 0:
         return "already due"
-    for limit, name in ((30, "0-30 d"), (90, "31-90 d"), (180, "91-180 d"), (365, "181-365 d")):
+    for limit, name in _LEAD_BUCKETS:
         if days <= limit:
             return name
     return "> 365 d"
+
+
+def _order(name: str) -> tuple[int, str]:
+    return (_ORDER.index(name), "") if name in _ORDER else (len(_ORDER), name)
 
 
 def tables(samples: Sequence[Sample]) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
@@ -167,7 +175,7 @@ def tables(samples: Sequence[Sample]) -> dict[str, dict[str, dict[str, dict[str,
         out[title] = {
             k: {"forecast": stats(s.error_days for s in g),
                 "naive": stats(s.naive_error_days for s in g if s.naive_error_days is not None)}
-            for k, g in sorted(groups.items())}
+            for k, g in sorted(groups.items(), key=lambda kv: _order(kv[0]))}
     return out
 
 

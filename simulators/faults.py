@@ -52,7 +52,7 @@ from __future__ import annotations
 import enum
 import random
 from calendar import monthrange
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -597,7 +597,3 @@ class _Injector:
                 out.append(e)
         self.note(f"{len(chosen)} frame(s) repeated identically")
         return out
-
-
-def describe(faults: Iterable[Fault]) -> str:
-    return ", ".join(str(f) for f in faults) or "none"
