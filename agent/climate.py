@@ -8,11 +8,10 @@ module is only the prior for a first visit.
 
 The model (docs/forecast.md has the figures and their sources):
 
-* Manufacturers' severe-service schedules shorten distance intervals to about half under
-  severe conditions (e.g. Lexus/Toyota "special operating conditions": oil every 5,000 miles
-  or 6 months instead of 10,000 miles or 12 months). So a km driven under severe conditions
-  counts as two nominal km, and ``factor = 1 + (max_factor - 1) * s`` where ``s`` is the
-  share of distance driven under severe conditions and ``max_factor`` is 2.0.
+* Severe-service schedules shorten oil intervals to between a half and two thirds of the
+  normal ones (e.g. 7,500 -> 3,750 miles). Taking the halving as the bound, a km driven under
+  severe conditions counts as two nominal km: ``factor = 1 + (max_factor - 1) * s`` where
+  ``s`` is the share of distance driven under severe conditions and ``max_factor`` is 2.0.
 * What counts as severe follows the same schedules (Kia, GM, Lexus): trips shorter than
   8 km (16 km in freezing weather), towing, dust and mountains (the key's ``severe_duty_pct``
   is already that share of distance), very hot weather, very cold weather.
@@ -40,12 +39,9 @@ class ClimateModel(BaseModel):
         default=2.0, ge=1.0, le=4.0,
         description="Factor of fully severe use. Sourced: severe-service schedules halve distance "
                     "intervals.")
-    short_trip_threshold_km: float = Field(
-        default=8.0, gt=0, description="KEY_USAGE counts trips shorter than this (protocol); schedules use "
-                               "the same 8 km (5 miles).")
     short_trip_mean_km: float = Field(
-        default=4.0, gt=0, description="Assumption: mean length of a short trip, half the threshold; turns "
-                               "the share of trips into a share of distance.")
+        default=4.0, gt=0, description="Assumption: mean length of a short trip, half the 8 km threshold "
+                               "of KEY_USAGE; turns the share of trips into a share of distance.")
     cold_short_trip_multiplier: float = Field(
         default=2.0, ge=1.0, description="Sourced: in freezing weather schedules count trips up to 16 km, "
                                  "twice the threshold; assumed to double the short-trip distance "

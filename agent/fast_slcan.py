@@ -47,7 +47,8 @@ class FastSlcanBus(can.BusABC):
             channel, _, baud = channel.partition("@")
             tty_baudrate = int(baud)
         try:
-            self._port = serial.serial_for_url(channel, baudrate=tty_baudrate, timeout=0)
+            self._port = serial.serial_for_url(channel, baudrate=tty_baudrate, timeout=0,
+                                               exclusive=True)
             self._fd = self._port.fileno()
         except (serial.SerialException, ValueError, AttributeError) as exc:
             raise can.CanInitializationError(f"cannot open {channel}: {exc}") from exc

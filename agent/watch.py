@@ -152,7 +152,7 @@ def clip(line: str, width: int) -> str:
         out.append(ch)
         used += w
         i += 1
-    return "".join(out) + RESET
+    return "".join(out) + (RESET if _ANSI_RE.search(line) else "")
 
 
 def _style(value: str, style: str, color: bool) -> str:
@@ -604,7 +604,9 @@ def run_watch(mqtt: MqttSettings, *, site: str | None = None, reader: str | None
                 except queue.Empty:
                     pass
                 size = terminal_size()
-                lines = render(state, width=size.columns, height=size.lines, lang=lang,
+                # A file or pipe has no height: print the whole block.
+                height = size.lines if interactive else 10_000
+                lines = render(state, width=size.columns, height=height, lang=lang,
                                color=color, site=site, reader=reader)
                 if interactive:
                     screen.draw(lines)

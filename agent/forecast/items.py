@@ -25,7 +25,8 @@ from agent.models import ForecastBasis, ForecastStatus, ServiceForecast
 from protocols.cbs_types import CbsType
 from protocols.key_session import ServiceItem
 
-__all__ = ["DISTANCE_DRIVEN", "SEVERITY_DRIVEN", "WEAR_MODELLED", "ItemRates", "forecast_item", "last_day_of_month"]
+__all__ = ["DISTANCE_DRIVEN", "SEVERITY_DRIVEN", "WEAR_MODELLED", "ItemRates", "forecast_item",
+           "last_day_of_month"]
 
 #: Items whose CBS counts nominal km that severe use consumes faster (BMW's oil forecast
 #: follows fuel burned; filters and fluids age with dust, heat and short trips): the climate

@@ -2,20 +2,35 @@
 
 Every process logs to a file in the test's directory; on a failure the test prints the tail.
 Every wait is bounded.
+
+The fault tests (tests/e2e/test_fault_*.py) and the soak (bench/soak.py) also use the helpers
+at the end: what the agent's log says it read (:meth:`AgentProcess.logged_readout_ids`: the
+agent logs a readout only after the outbox committed it), its resident memory
+(:meth:`AgentProcess.rss_kib`), and matching delivered payloads to the simulator's ground truth
+(:func:`session_key`, :func:`readout_key`, :func:`first_deliveries`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 START_TIMEOUT_S = 20.0
+_STARTED: list[SimulatorProcess | AgentProcess] = []
+
+
+def stop_all() -> None:
+    """Stop every process these helpers started (the e2e conftest calls it after each test)."""
+    while _STARTED:
+        _STARTED.pop().stop()
 
 
 class SimulatorProcess:
@@ -29,6 +44,7 @@ class SimulatorProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "simulators.cli", kind, "--truth", str(self.truth_path), *args],
             stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=workdir)
+        _STARTED.append(self)
         assert self.process.stdout is not None
         self.port = self._read_line()
 
@@ -57,6 +73,14 @@ class SimulatorProcess:
     def wait_exit(self, timeout_s: float) -> int:
         return self.process.wait(timeout=timeout_s)
 
+    def replug(self) -> None:
+        """SIGUSR1: unplug and plug back at the next read boundary (a new pty; the ``--link``
+        path follows it)."""
+        self.process.send_signal(signal.SIGUSR1)
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -65,30 +89,45 @@ class SimulatorProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()
 
     def tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
 class AgentProcess:
-    """``cbs-agent run`` with the given options; restartable; SIGTERM or SIGKILL."""
+    """``cbs-agent run`` with the given options; restartable; SIGTERM or SIGKILL.
+
+    ``prefix`` runs the agent through a wrapper that ends by exec'ing its arguments, e.g.
+    ``unshare -m sh -c '... && exec "$@"' sh`` for a private mount namespace; the wrapper must
+    exec (not fork) so that :attr:`pid` is the agent's. Every start appends to one log file.
+    """
 
     def __init__(self, workdir: Path, *args: str, name: str = "agent",
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, prefix: Sequence[str] = ()) -> None:
         self.workdir = workdir
         self.args = list(args)
+        self.prefix = list(prefix)
         self.log_path = workdir / f"{name}.log"
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
         self.start()
 
     def start(self) -> AgentProcess:
         log = self.log_path.open("a")
-        self.process = subprocess.Popen([sys.executable, "-m", "agent", "run", *self.args],
-                                        stdout=log, stderr=log, cwd=self.workdir, env=self.env)
+        self.process = subprocess.Popen(
+            [*self.prefix, sys.executable, "-m", "agent", "run", *self.args],
+            stdout=log, stderr=log, cwd=self.workdir, env=self.env)
         log.close()
+        self.starts += 1
         return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
 
     def terminate(self, timeout_s: float = 20.0) -> int:
         assert self.process is not None
@@ -113,6 +152,31 @@ class AgentProcess:
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def logged_readout_ids(self) -> list[str]:
+        """The readout ids the agent logged as read, in log order, over all its starts. The
+        agent logs a readout after the outbox committed it, so each must reach the broker."""
+        return READOUT_LOG_LINE.findall(self.log_text())
+
+    def rss_kib(self) -> int | None:
+        """Resident memory (VmRSS) of the running agent in KiB; None when it is not running."""
+        if not self.running():
+            return None
+        try:
+            status = Path(f"/proc/{self.pid}/status").read_text()
+        except OSError:
+            return None
+        match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+        return int(match.group(1)) if match else None
+
+
+READOUT_LOG_LINE = re.compile(r"readout (\S+): VIN [A-Z0-9]{17}, \d+ km", re.MULTILINE)
+
 
 def wait_until(predicate: Any, timeout_s: float, what: str, interval_s: float = 0.05) -> None:
     deadline = time.monotonic() + timeout_s
@@ -121,3 +185,42 @@ def wait_until(predicate: Any, timeout_s: float, what: str, interval_s: float = 
             return
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+# -- matching what arrived with the ground truth -------------------------------------------------
+
+
+def session_key(record: dict[str, Any]) -> tuple[Any, ...]:
+    """What identifies a played session's content: VIN, mileage, data date and key id (unique
+    within a run when the fleet is large, e.g. ``--vehicles 2000``)."""
+    session = record["session"]
+    return (session["vin"], session["vehicle"]["mileage_km"], session["vehicle"]["data_date"],
+            session["key_id"])
+
+
+def readout_key(payload: dict[str, Any]) -> tuple[Any, ...]:
+    """:func:`session_key` of the session a readout payload was decoded from."""
+    return (payload["vehicle"]["vin"], payload["vehicle"]["mileage_km"],
+            payload["vehicle"]["data_date"], payload["key"]["key_id"])
+
+
+def message_id(payload: dict[str, Any]) -> str:
+    return str(payload.get("readout_id") or payload.get("rejection_id"))
+
+
+def first_deliveries(messages: Iterable[Any]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Outcome payloads (readouts and rejections) in order of first arrival, and how often each
+    id arrived. Raises AssertionError when one id arrived with two different payloads."""
+    first: dict[str, bytes] = {}
+    counts: dict[str, int] = {}
+    ordered: list[dict[str, Any]] = []
+    for message in messages:
+        payload = json.loads(message.payload)
+        ident = message_id(payload)
+        counts[ident] = counts.get(ident, 0) + 1
+        if ident in first:
+            assert first[ident] == message.payload, f"{ident} redelivered with another payload"
+            continue
+        first[ident] = message.payload
+        ordered.append(payload)
+    return ordered, counts

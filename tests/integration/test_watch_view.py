@@ -104,12 +104,23 @@ class TmuxPane:
 
     def wait_for(self, predicate: Callable[[str], bool], what: str,
                  timeout_s: float = TIMEOUT_S) -> str:
+        """The screen once ``predicate`` holds and the redraw is complete: two captures in a
+        row agree below the header (whose clock ticks), so no half-drawn screen is read."""
+        captured: list[str] = []
+
+        def settled() -> bool:
+            screen = self.screen()
+            done = bool(captured) and predicate(screen) and \
+                screen.split("\n", 1)[-1] == captured[-1].split("\n", 1)[-1]
+            captured.append(screen)
+            return done
+
         try:
-            wait_until(lambda: predicate(self.screen()), timeout_s, what=what, interval_s=0.1)
+            wait_until(settled, timeout_s, what=what, interval_s=0.1)
         except AssertionError:
-            print("--- screen ---\n" + self.screen())
+            print("--- screen ---\n" + (captured[-1] if captured else ""))
             raise
-        return self.screen()
+        return captured[-1]
 
     def keys(self, *keys: str) -> None:
         self._tmux("send-keys", "-t", "watch", *keys)
@@ -339,3 +350,34 @@ def test_watch_refuses_a_bad_site_name() -> None:
                           cwd=ROOT)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "site name 'a/b'" in done.stderr
+
+
+def test_watch_prints_plain_blocks_when_not_on_a_terminal(tmp_path: Path, site) -> None:
+    """Piped into a file (a log, a printer), one plain block per vehicle, no escape codes."""
+    broker, reader, _agent = site
+    out_path = tmp_path / "watch.out"
+    with out_path.open("w") as out:
+        watch = subprocess.Popen([sys.executable, "-m", "agent", "watch", "--broker", broker.url,
+                                  "--language", "en"], stdout=out, stderr=subprocess.PIPE,
+                                 env=clean_environment(TZ="UTC"), cwd=ROOT)
+    try:
+        # The broker logs subscriptions: lay the key once the view has subscribed (and again,
+        # should the log be late: every key is a new readout, the view prints each).
+        wait_until(lambda: "cbs/v1/+/+/readout" in broker.log_text(), TIMEOUT_S,
+                   what="the view to subscribe")
+        for attempt in range(6):
+            reader.write(spec_key())
+            try:
+                wait_until(lambda: "EXPRESS LANE" in out_path.read_text(), TIMEOUT_S / 6,
+                           what="a plain block")
+                break
+            except AssertionError:
+                if attempt == 5:
+                    print(watch.stderr.read().decode() if watch.poll() is not None else "")
+                    raise
+        text = out_path.read_text()
+        assert SPEC_VIN in text and "EXPRESS LANE: NO" in text and "\x1b" not in text
+        assert "DUE SOON" in line_with(text, "Engine oil and filter  ")
+    finally:
+        watch.terminate()
+        assert watch.wait(timeout=30) == 0
