@@ -100,6 +100,10 @@ def _read_can_log(path: Path, fmt: str, counters: ReaderCounters) -> Iterator[Re
                            f"could not be read, the first: {complaints.messages[0]}")
 
 
+# 9999-12-31T23:59:59Z: a payload's time must fit a datetime (found by the capture fuzzer).
+_LAST_TIMESTAMP_S = 253_402_300_799.0
+
+
 def _iterate_can_log(path: Path, fmt: str, counters: ReaderCounters) -> Iterator[ReaderEvent]:
     try:
         reader = _READERS[fmt](str(path))
@@ -117,6 +121,8 @@ def _iterate_can_log(path: Path, fmt: str, counters: ReaderCounters) -> Iterator
             if message.is_extended_id or message.is_remote_frame or message.is_fd:
                 counters.dropped["other_traffic"] = counters.dropped.get("other_traffic", 0) + 1
                 continue
+            if not 0.0 <= message.timestamp <= _LAST_TIMESTAMP_S:  # NaN fails this too
+                raise ValueError(f"timestamp {message.timestamp!r} is not a time")
             counters.frames += 1
             yield CanFrame(message.arbitration_id, bytes(message.data), message.timestamp)
     except Exception as exc:  # a corrupt record mid-file: keep what came before

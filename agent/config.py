@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict,
+                               SettingsError)
 
 from agent.catalogue import CatalogueSettings
 from agent.errors import ConfigError
@@ -162,5 +163,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> AgentSet
     except ValidationError as exc:
         source = f" (in {config_file})" if config_file else ""
         raise ConfigError(_describe(exc.errors()[0], source)) from exc
+    except SettingsError as exc:  # a CBS_* variable of a section that is not valid JSON
+        reason = f": {exc.__cause__}" if exc.__cause__ is not None else ""
+        raise ConfigError(f"{exc}{reason}") from exc
     finally:
         _config_file = None

@@ -8,8 +8,8 @@ Conventions (docs/forecast.md):
 * ``time`` is the last day of ``due_month``; a leap February ends on the 29th.
 * An item the key itself marks overdue (remaining km <= 0, availability 0) falls due no later
   than the day before the read date, so ``days_left`` is negative whenever the status is
-  ``overdue``. Negative remaining km are projected back from the data date at the daily
-  distance (face value), to say roughly since when the item is overdue.
+  ``overdue``. An item with remaining km <= 0 is due on its data date (when it crossed the limit
+  is not known).
 * Ties between limits go to the first of distance, time, wear.
 """
 
@@ -78,12 +78,10 @@ def _distance(item: ServiceItem, data_date: date, read_date: date, rates: ItemRa
     if remaining is None:
         return None
     if remaining <= 0:
-        # Projected back at face value: the km past the limit were driven at the daily
-        # distance. (Not at the item's fall rate: that rate is learned from these very km, so a
-        # less negative reading could then give an earlier date.)
-        speed = rates.km_per_day
-        due = _after(data_date, remaining / speed, settings) if speed > 0 else data_date
-        return min(due, read_date - timedelta(days=1))
+        # The key says the limit is behind us; when it was crossed is not known (projecting
+        # back at the daily distance would make a higher daily distance give a *later* date).
+        # The data date is the last day it is known to have been overdue.
+        return min(data_date, read_date - timedelta(days=1))
     speed = rates.km_per_day * rates.fall_per_km
     return _after(data_date, remaining / speed if speed > 0 else math.inf, settings)
 

@@ -81,10 +81,11 @@ def test_due_month_february_of_a_leap_year() -> None:
 
 # --- overdue -----------------------------------------------------------------------------------
 def test_negative_remaining_km_is_overdue_in_the_past() -> None:
-    # No usage: factor 1.0; -500 km / 28.2 km/day = -17.7 -> ceil -17 -> 2026-11-08.
+    # Past the limit by the key: due on the data date (2026-11-25), the last day it is known
+    # to have been overdue; when it crossed the limit is not known.
     f = run(session(item(0, remaining=-500)), ).services[0]
-    assert f == ServiceForecast(status="overdue", due_date=date(2026, 11, 8), basis="distance",
-                                days_left=-19, km_left=-500)
+    assert f == ServiceForecast(status="overdue", due_date=date(2026, 11, 25), basis="distance",
+                                days_left=-2, km_left=-500)
 
 
 def test_zero_remaining_on_the_read_date_is_due_the_day_before() -> None:

@@ -87,7 +87,9 @@ class TmuxPane:
         self.socket = str(workdir / "tmux.sock")
         env = clean_environment(TZ="UTC", TERM="xterm-256color")
         env.pop("NO_COLOR", None)
-        shell_command = " ".join(_quote(part) for part in command)
+        # exec: the command is the pane's process, so Ctrl-C reaches it and not a shell too
+        # (a non-interactive shell would die of the SIGINT and hide the command's exit status).
+        shell_command = "exec " + " ".join(_quote(part) for part in command)
         self._tmux("new-session", "-d", "-s", "watch", "-x", str(width), "-y", str(height),
                    shell_command, env=env)
         self._tmux("set-option", "-t", "watch", "remain-on-exit", "on")
@@ -125,10 +127,27 @@ class TmuxPane:
     def keys(self, *keys: str) -> None:
         self._tmux("send-keys", "-t", "watch", *keys)
 
-    def dead_status(self) -> tuple[bool, str]:
-        dead, _, status = self._tmux("display", "-p", "-t", "watch",
-                                     "#{pane_dead} #{pane_dead_status}").strip().partition(" ")
-        return dead == "1", status
+    def exit_status(self) -> str | None:
+        """The command's exit status (``"0"``), ``"signal N"``, or None while it runs.
+
+        tmux marks the pane dead when its terminal closes; it may reap the process (and show
+        ``pane_dead_status``) only later, or not at all (seen with tmux 3.3a). Until then the
+        process is a zombie, whose exit code Linux shows in /proc/PID/stat (last field)."""
+        dead, status, signal, pid = self._tmux(
+            "display", "-p", "-t", "watch",
+            "#{pane_dead}|#{pane_dead_status}|#{pane_dead_signal}|#{pane_pid}").strip().split("|")
+        if dead != "1":
+            return None
+        if status or signal:
+            return status or f"signal {signal}"
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        if fields[0] != "Z":
+            return None
+        code = int(fields[-1])
+        return str(code >> 8 & 0xFF) if code & 0x7F == 0 else f"signal {code & 0x7F}"
 
     def kill(self) -> None:
         subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True, timeout=30)
@@ -229,8 +248,8 @@ def test_watch_shows_each_vehicle_as_it_is_read(tmp_path: Path, site) -> None:
 
         # Ctrl-C leaves the view cleanly.
         pane.keys("C-c")
-        wait_until(lambda: pane.dead_status()[0], 30, what="watch to exit on Ctrl-C")
-        assert pane.dead_status() == (True, "0")
+        wait_until(lambda: pane.exit_status() is not None, 30, what="watch to exit on Ctrl-C")
+        assert pane.exit_status() == "0"
     finally:
         pane.kill()
         readouts.stop()

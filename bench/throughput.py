@@ -1,0 +1,211 @@
+"""Throughput: complete readouts per second through the real agent, its durable outbox and a
+real mosquitto, and the rate at which it saturates.
+
+    python bench/throughput.py [--sessions 3000] [--rates 250,500,1000,2000] [--seconds 4]
+                               [--transport serial|can] [--profile FILE]
+
+What is measured. Sessions of a seeded fleet are encoded before the clock starts (serial
+frames: KEY_PRESENT, CAN_FRAMEs, KEY_REMOVED) and written by this process to the device side
+of a pseudo-terminal; ``cbs-agent run --serial PTY`` reads them exactly as from a USB reader
+(select, read, framing, session assembly, decode, forecast, vehicle history, proposal,
+durable SQLite outbox with fsync, MQTT QoS 1 to a private mosquitto, PUBACK, delete). A
+separate ``mosquitto_sub`` process receives every readout and stamps it. The figure is
+readouts received by the subscriber per second of wall time, from the first byte written to
+the last readout received.
+
+* ``--rates``: offered loads (sessions per second, paced by this process) each held for
+  ``--seconds``; the achieved rate follows the offered one until the agent saturates.
+* then the whole backlog at once (as fast as the pty takes it): the saturation figure.
+
+The simulator is not used here: it encodes sessions with cantools as it plays and cannot
+offer more than a few hundred per second itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (  # noqa: E402
+    PtyFeeder,
+    cpu_seconds,
+    fleet_sessions,
+    machine,
+    result,
+    serial_session_bytes,
+    slcan_session_lines,
+    table,
+)
+from broker import MosquittoBroker, Subscriber  # noqa: E402
+from processes import AgentProcess  # noqa: E402
+
+TARGET_PER_S = 1000.0
+SITE, READER = "bench", "tp"
+
+
+class Receiver:
+    """``mosquitto_sub`` in its own process, one line per readout: receive time and id."""
+
+    def __init__(self, broker: MosquittoBroker, topic: str, out: Path) -> None:
+        self.out = out
+        self._file = out.open("w")
+        self.process = subprocess.Popen(
+            ["mosquitto_sub", "-h", broker.host, "-p", str(broker.port), "-q", "1", "-t", topic,
+             "-F", "%U %p", "-i", f"bench-recv-{time.monotonic_ns()}"],
+            stdout=self._file, stderr=subprocess.DEVNULL)
+        time.sleep(0.3)  # subscribed (there is nothing to miss yet)
+
+    def lines(self) -> list[tuple[float, str]]:
+        got = []
+        for line in self.out.read_text(errors="replace").splitlines():
+            stamp, _, payload = line.partition(" ")
+            try:
+                got.append((float(stamp), json.loads(payload)["readout_id"]))
+            except (ValueError, KeyError):
+                continue  # a line still being written
+        return got
+
+    def count(self) -> int:
+        with self.out.open("rb") as f:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        self._file.close()
+
+
+def wait_count(receiver: Receiver, count: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if receiver.count() >= count:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=3000, help="backlog for the saturation run")
+    parser.add_argument("--rates", default="250,500,1000,1500", help="offered loads, sessions/s")
+    parser.add_argument("--seconds", type=float, default=4.0, help="duration of each offered load")
+    parser.add_argument("--transport", choices=["serial", "can"], default="serial")
+    parser.add_argument("--log-level", default="INFO", help="the agent's (INFO: as deployed)")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="record the agent with py-spy (if installed): SVG, or collapsed stacks for .txt")
+    args = parser.parse_args(argv)
+
+    rates = [float(r) for r in args.rates.split(",") if r]
+    needed = sum(int(r * args.seconds) for r in rates) + args.sessions
+    print(f"throughput: agent over a {args.transport} pty -> durable outbox -> mosquitto -> "
+          f"mosquitto_sub; {machine()}")
+    started = time.perf_counter()
+    sessions = fleet_sessions(needed, seed=11, vehicles=max(50, needed // 2))
+    if args.transport == "serial":
+        blobs = serial_session_bytes(sessions)
+    else:
+        blobs = [b"".join(lines) for lines in slcan_session_lines(sessions)]
+    print(f"  {needed} sessions pre-encoded in {time.perf_counter() - started:.1f} s "
+          f"(~{sum(map(len, blobs)) / len(blobs):.0f} bytes each)")
+
+    work = Path(tempfile.mkdtemp(prefix="cbs-bench-tp-"))
+    broker = MosquittoBroker(work / "broker").start()
+    base = f"cbs/v1/{SITE}/{READER}"
+    status = Subscriber.for_broker(broker, f"{base}/status").start()
+    receiver = Receiver(broker, f"{base}/readout", work / "received.txt")
+    feeder = PtyFeeder()
+    reader_args = (["--serial", feeder.path] if args.transport == "serial" else
+                   ["--can-interface", "fastslcan", "--can-channel", feeder.path,
+                    "--can-bitrate", "1000000"])
+    agent = AgentProcess(work, *reader_args, "--broker", broker.url, "--site", SITE,
+                         "--reader", READER, "--state-dir", str(work / "state"),
+                         "--log-level", args.log_level)
+    spy = None
+    rows = []
+    ok = True
+    try:
+        feeder.wait_host()
+        status.wait_for(lambda ms: any(m.json().get("state") == "online" for m in ms),
+                        timeout_s=30, what="agent online")
+        if args.profile is not None:
+            fmt = "raw" if args.profile.suffix == ".txt" else "flamegraph"
+            spy = subprocess.Popen(["py-spy", "record", "-o", str(args.profile), "-p",
+                                    str(agent.pid), "--threads", "--rate", "250", "--nonblocking",
+                                    "--idle", "--format", fmt],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        sent = 0
+        for rate in rates:
+            count = int(rate * args.seconds)
+            before = receiver.count()
+            cpu0 = cpu_seconds(agent.pid)
+            t0 = time.time()
+            for i in range(count):
+                due = t0 + i / rate
+                delay = due - time.time()
+                if delay > 0:
+                    time.sleep(delay)
+                feeder.write(blobs[sent + i])
+            t_fed = time.time()
+            sent += count
+            done = wait_count(receiver, sent, timeout_s=max(30.0, args.seconds * 10))
+            stamps = [s for s, _ in receiver.lines()[before:sent]]
+            cpu = cpu_seconds(agent.pid) - cpu0
+            span = (max(stamps) - t0) if stamps else float("nan")
+            achieved = len(stamps) / span if stamps else 0.0
+            rows.append((f"offered {rate:,.0f}/s", count, f"{achieved:,.0f}/s",
+                         f"{max(0.0, max(stamps) - t_fed) * 1000 if stamps else float('nan'):,.0f} ms",
+                         f"{cpu / span:.0%}" if stamps else "-", "" if done else "INCOMPLETE"))
+            time.sleep(0.5)
+        # Saturation: the whole backlog at once.
+        before = receiver.count()
+        cpu0 = cpu_seconds(agent.pid)
+        t0 = time.time()
+        feeder.write(b"".join(blobs[sent:sent + args.sessions]))
+        t_fed = time.time()
+        sent += args.sessions
+        done = wait_count(receiver, sent, timeout_s=max(60.0, args.sessions / 50))
+        got = receiver.lines()
+        stamps = [s for s, _ in got[before:sent]]
+        cpu = cpu_seconds(agent.pid) - cpu0
+        span = max(stamps) - t0 if stamps else float("nan")
+        saturation = len(stamps) / span if stamps else 0.0
+        rows.append((f"backlog of {args.sessions}", args.sessions, f"{saturation:,.0f}/s",
+                     f"{max(0.0, max(stamps) - t_fed) * 1000 if stamps else float('nan'):,.0f} ms",
+                     f"{cpu / span:.0%}" if stamps else "-", "" if done else "INCOMPLETE"))
+        ids = [rid for _, rid in got]
+        lost = sent - len(set(ids))
+        ok = done and lost == 0
+        print()
+        table(rows, ["load", "sessions", "readouts received", "after last write", "agent CPU",
+                     ""])
+        print(f"  readouts received {len(ids)} ({len(set(ids))} distinct) of {sent} sessions fed; "
+              f"lost {lost}")
+        result("throughput: readouts/s end to end at saturation", saturation, "/s",
+               f">= {TARGET_PER_S:,.0f}/s", saturation >= TARGET_PER_S and ok)
+    finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+            try:
+                spy.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+        agent.stop()
+        receiver.stop()
+        status.stop()
+        feeder.close()
+        broker.stop()
+    if not ok:
+        print(f"  agent log tail:\n{agent.tail()}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
