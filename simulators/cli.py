@@ -2,9 +2,10 @@
 
     cbs-sim serial ...   serial key reader on a pseudo-terminal
     cbs-sim can ...      SLCAN USB-CAN adapter on a pseudo-terminal (python-can "slcan")
-    cbs-sim fleet ...    print generated sessions as JSON lines
+    cbs-sim sessions ... print generated sessions as JSON lines
     cbs-sim faults ...   list the faults, their transports and expected outcomes
-    cbs-sim fleet-over-time ...  vehicles over the years (simulators/fleet_over_time.py)
+    cbs-sim fleet ...    vehicles over the years: workshop-visit captures plus each item's true
+                         due day (simulators/fleet_over_time.py)
 
 ``serial`` and ``can`` print the pty path as the first line of stdout (and a new line
 after each simulated re-plug); logs go to stderr.
@@ -127,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     can_p.add_argument("--timestamps", action="store_true",
                        help="start with SLCAN timestamps on (the host can send Z0/Z1)")
 
-    fleet = sub.add_parser("fleet", help="print generated sessions as JSON lines")
+    fleet = sub.add_parser("sessions", help="print generated sessions as JSON lines")
     _fleet_arguments(fleet)
     fleet.add_argument("--sessions", type=_non_negative_int, default=10,
                        help="how many (default 10)")
@@ -137,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     faults = sub.add_parser("faults", help="list the faults")
     faults.add_argument("--transport", choices=[t.value for t in Transport], default=None)
 
-    add_fleet_subcommand(sub)  # cbs-sim fleet-over-time (simulators/fleet_over_time.py)
+    add_fleet_subcommand(sub, "fleet")  # vehicles over time (simulators/fleet_over_time.py)
     return parser
 
 
@@ -171,13 +172,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{info.fault:<20} {'/'.join(transports):<11} {kind:<9} "
                       f"{info.outcome:<52} {info.summary}")
         return 0
-    if args.command == "fleet":
+    if args.command == "sessions":
         fleet = Fleet(args.seed, args.base_date, vehicle_count=args.vehicles,
                       edge_rate=args.edge_rate)
         try:
             for session in fleet.sessions(args.sessions, start=args.start):
                 print(json.dumps(session_to_dict(session), separators=(",", ":")), flush=True)
-        except BrokenPipeError:  # `cbs-sim fleet | head`
+        except BrokenPipeError:  # `cbs-sim sessions | head`
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep the interpreter's exit quiet
         return 0
 

@@ -250,6 +250,7 @@ def test_watch_shows_each_vehicle_as_it_is_read(tmp_path: Path, site) -> None:
         pane.keys("C-c")
         wait_until(lambda: pane.exit_status() is not None, 30, what="watch to exit on Ctrl-C")
         assert pane.exit_status() == "0"
+        assert express.vin not in pane.screen()  # the alternate screen was left
     finally:
         pane.kill()
         readouts.stop()

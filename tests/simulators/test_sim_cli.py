@@ -49,7 +49,7 @@ def test_console_script_is_installed() -> None:
     script = shutil.which("cbs-sim")
     if script is None:
         pytest.skip("cbs-sim is not on PATH (package not installed with its scripts)")
-    result = subprocess.run([script, "fleet", "--sessions", "2", "--base-date", "2026-05-01"],
+    result = subprocess.run([script, "sessions", "--sessions", "2", "--base-date", "2026-05-01"],
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0 and len(result.stdout.splitlines()) == 2
 

@@ -46,11 +46,11 @@ def test_rolling_sequence_number() -> None:
 
 
 def test_reproducible_across_processes_and_hash_seeds() -> None:
-    """String seeds must not depend on PYTHONHASHSEED; also exercises ``cbs-sim fleet``."""
+    """String seeds must not depend on PYTHONHASHSEED; also exercises ``cbs-sim sessions``."""
     outputs = []
     for hash_seed in ("1", "2"):
         result = subprocess.run(
-            [sys.executable, "-m", "simulators.cli", "fleet", "--seed", "42", "--base-date",
+            [sys.executable, "-m", "simulators.cli", "sessions", "--seed", "42", "--base-date",
              BASE_DATE, "--sessions", "5"], capture_output=True, text=True, check=True,
             env=environment_without_hash_seed(hash_seed), cwd=ROOT, timeout=60)
         outputs.append(result.stdout)
