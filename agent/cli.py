@@ -140,7 +140,7 @@ def _decode(args: argparse.Namespace) -> int:
     history = None
     if args.state_dir is not None:
         args.state_dir.mkdir(parents=True, exist_ok=True)
-        history = VehicleHistory(args.state_dir / "history.sqlite3")
+        history = VehicleHistory(args.state_dir / "history.sqlite3", settings=forecast)
     pipeline = ReadoutPipeline(site=args.site, reader=args.reader, transport=transport,
                                forecast=forecast, history=history, proposal=proposal)
     try:

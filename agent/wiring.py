@@ -68,7 +68,7 @@ def build_service(settings: AgentSettings) -> AgentService:
     history = VehicleHistory(settings.state_dir / "history.sqlite3",
                              retention_days=settings.history.retention_days,
                              max_per_vehicle=settings.history.max_per_vehicle,
-                             synchronous="NORMAL")
+                             synchronous="NORMAL", settings=settings.forecast)
     publisher = MqttPublisher(mqtt, outbox, topics)
     pricing = proposal_context(settings)
     pipeline = ReadoutPipeline(site=settings.site, reader=settings.reader,
