@@ -102,6 +102,9 @@ class MqttSettings(BaseModel):
     reconnect_max_s: float = Field(60.0, gt=0, description="Reconnect delay cap, s (doubling).")
     stop_timeout_s: float = Field(5.0, ge=0, description="How long stop() waits for the "
                                                          "broker to take the offline status.")
+    home_assistant_discovery: bool = Field(
+        False, description="Publish Home Assistant MQTT discovery messages (retained) for this reader.")
+    home_assistant_prefix: str = Field("homeassistant", description="Home Assistant's discovery prefix.")
 
     _file_password: SecretStr | None = PrivateAttr(None)
 
@@ -119,7 +122,7 @@ class MqttSettings(BaseModel):
         _split_url(value)
         return value
 
-    @field_validator("prefix")
+    @field_validator("prefix", "home_assistant_prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
         return validate_prefix(value)

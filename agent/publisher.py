@@ -141,6 +141,10 @@ class MqttPublisher:
         self._limit = settings.max_inflight
         self._inflight: dict[int, OutboxEntry] = {}
         self._status_mids: set[int] = set()
+        # Retained messages published on every connect, besides the status (Home Assistant
+        # discovery); set by the service before start().
+        self.on_connect_retained: list[tuple[str, str]] = []
+        self._retained_due = False
         self._cursor = 0
         self._unacked_done: list[int] = []
         self._last_status_json: str | None = None
@@ -359,6 +363,7 @@ class MqttPublisher:
                                   event.receive_maximum or self.settings.max_inflight)
                 with self._wake:
                     self._status_due = True
+                    self._retained_due = bool(self.on_connect_retained)
                     if self._status_provider is not None:
                         self._status_json = None  # ask the provider for the current one
             else:
@@ -409,6 +414,11 @@ class MqttPublisher:
                                     properties=self._publish_properties(STATUS_SCHEMA))
         self._status_mids.add(info.mid)
         self._last_status_json = payload
+        if self._retained_due:
+            self._retained_due = False
+            for topic, retained in self.on_connect_retained:
+                info = self._client.publish(topic, retained, qos=QOS, retain=True)
+                self._status_mids.add(info.mid)
 
     def _send_rows(self) -> None:
         room = self._limit - len(self._inflight) - len(self._status_mids)

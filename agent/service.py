@@ -31,6 +31,7 @@ from agent.pipeline import ReadoutPipeline
 from agent.publisher import MqttPublisher
 from agent.reader import KeyReader, KeyRemoved
 from agent.reminders import ReminderService
+from agent.sd_notify import Watchdog, notify
 from agent.topics import Topics
 from protocols.can_frame import CanFrame
 from protocols.session import SessionAccepted, SessionAssembler, SessionEvent
@@ -102,14 +103,21 @@ class AgentService:
         """Serve until ``stop`` is set; then publish ``offline`` and release everything."""
         self.publisher.start(self.status_json)
         next_status = time.monotonic() + self.status_interval_s
+        watchdog = Watchdog.from_environment()
+        ready = False
         try:
             while not stop.is_set():
                 self.step(READ_SLICE_S)
+                if not ready and self.publisher.connected:
+                    notify("READY=1\nSTATUS=reading keys, connected to the broker")
+                    ready = True
+                watchdog.ping()
                 if self._status_dirty.is_set() or time.monotonic() >= next_status:
                     self._status_dirty.clear()
                     next_status = time.monotonic() + self.status_interval_s
                     self.publisher.publish_status(self.status_json())
         finally:
+            notify("STOPPING=1")
             self.reader.close()
             self.publisher.stop()
             self.outbox.close()

@@ -21,6 +21,7 @@ from agent.errors import ConfigError
 NAME_PATTERN = "[A-Za-z0-9_-]{1,64}"
 DEFAULT_PREFIX = "cbs/v1"
 VEHICLES_LEVEL = "vehicles"
+REMINDERS_LEVEL = "reminders"
 
 _NAME_RE = re.compile(NAME_PATTERN)
 # A VIN is 17 characters of A-HJ-NPR-Z0-9; the payload model enforces the alphabet, the topic
@@ -33,8 +34,9 @@ def validate_name(kind: str, value: object) -> str:
     with one line such as ``site name 'x y' must match [A-Za-z0-9_-]{1,64}``."""
     if not isinstance(value, str) or _NAME_RE.fullmatch(value) is None:
         raise ConfigError(f"{kind} name {value!r} must match {NAME_PATTERN}")
-    if kind == "reader" and value == VEHICLES_LEVEL:
-        raise ConfigError(f"reader name {value!r} is reserved for the vehicle topics; choose another")
+    if kind == "reader" and value in (VEHICLES_LEVEL, REMINDERS_LEVEL):
+        raise ConfigError(f"reader name {value!r} is reserved for the site's {value} topics; "
+                          "choose another")
     return value
 
 

@@ -70,6 +70,12 @@ def build_service(settings: AgentSettings) -> AgentService:
                              max_per_vehicle=settings.history.max_per_vehicle,
                              synchronous="NORMAL", settings=settings.forecast)
     publisher = MqttPublisher(mqtt, outbox, topics)
+    if mqtt.home_assistant_discovery:
+        from agent import __version__
+        from agent.ha_discovery import discovery_messages
+        publisher.on_connect_retained = discovery_messages(
+            topics, settings.site, settings.reader, mqtt.home_assistant_prefix,
+            agent_version=__version__)
     pricing = proposal_context(settings)
     pipeline = ReadoutPipeline(site=settings.site, reader=settings.reader,
                                transport=settings.transport, forecast=settings.forecast,

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import re
 from calendar import monthrange
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
-from cantools.database.can import Database
+from cantools.database.can import Database, Message
+from cantools.database.conversion import IdentityConversion
 from cantools.database.namedsignalvalue import NamedSignalValue
 
 from protocols.can_frame import CanFrame
@@ -85,14 +88,98 @@ class DecodedFrame:
         return f"{base} field {field}" if field else base
 
 
+_Decode = Callable[[bytes], Signals]
+
+
+def _compiled_decoder(message: Message, decode_choices: bool) -> _Decode:
+    """A decoder for ``message`` that returns exactly what ``message.decode(data,
+    decode_choices)`` returns for 8 data bytes, without cantools' per-call overhead.
+
+    cantools still does the bit work: the bit layouts are compiled from the DBC's signals by
+    cantools' own format builder (bitstruct), unpacked as ``Message.decode`` unpacks them, and
+    each signal is scaled and mapped to its choice (``NamedSignalValue``) with the same
+    arithmetic as cantools' conversions. Identity signals without choices (most of them)
+    cost nothing after the unpack. Messages this does not cover (multiplexed, containers,
+    other lengths, float signals, or an older cantools) use ``message.decode``.
+    """
+    def fallback(data: bytes) -> Signals:
+        return message.decode(data, decode_choices=decode_choices)
+
+    try:
+        from cantools.database.utils import create_encode_decode_formats
+    except ImportError:  # pragma: no cover - cantools without the public format builder
+        return fallback
+    if (message.length != FRAME_BYTES or message.is_container or message.is_multiplexed()
+            or any(signal.is_float for signal in message.signals)):
+        return fallback
+    formats = create_encode_decode_formats(message.signals, message.length)
+    unpack_big = formats.big_endian.unpack
+    unpack_little = formats.little_endian.unpack
+    steps = []
+    for signal in message.signals:
+        conversion = signal.conversion
+        if isinstance(conversion, IdentityConversion):
+            continue
+        choices = conversion.choices if decode_choices and conversion.choices else None
+        linear = not (conversion.scale == 1 and conversion.offset == 0)
+        if choices is None and not linear:
+            continue
+        steps.append((signal.name, choices, conversion.scale, conversion.offset))
+    plan = tuple(steps)
+
+    def decode(data: bytes) -> Signals:
+        signals = unpack_big(data)
+        signals.update(unpack_little(data[::-1]))
+        for name, choices, scale, offset in plan:
+            raw = signals[name]
+            if choices is not None:
+                choice = choices.get(raw)
+                if choice is not None:
+                    signals[name] = choice
+                    continue
+            signals[name] = raw * scale + offset
+        return signals
+
+    return decode
+
+
+class MessageDecoders:
+    """The key-reader messages of one DBC, each with a compiled decoder (see
+    :func:`message_decoders`). ``data[frame_id](data)`` decodes a data frame with choices,
+    ``plain[frame_id](data)`` without (START and END). Raises KeyError for an id the DBC lacks."""
+
+    __slots__ = ("data", "plain")
+
+    def __init__(self, db: Database) -> None:
+        self.data: dict[int, _Decode] = {}
+        self.plain: dict[int, _Decode] = {}
+        for frame_id in MESSAGE_NAMES:
+            try:
+                message = db.get_message_by_frame_id(frame_id)
+            except KeyError:
+                continue
+            self.data[frame_id] = _compiled_decoder(message, decode_choices=True)
+            self.plain[frame_id] = _compiled_decoder(message, decode_choices=False)
+
+
+@lru_cache(maxsize=8)
+def message_decoders(db: Database) -> MessageDecoders:
+    """The compiled decoders of ``db`` (cached per database object)."""
+    return MessageDecoders(db)
+
+
 def decode_signals(db: Database, frame: CanFrame) -> Signals:
-    """Decode one key-reader frame with the DBC. Raises :class:`InvalidSession`
-    (``invalid_value``) when the frame does not carry 8 data bytes."""
+    """Decode one key-reader frame with the DBC, as ``db.decode_message(id, data,
+    decode_choices=True)`` would. Raises :class:`InvalidSession` (``invalid_value``) when the
+    frame does not carry 8 data bytes."""
     if len(frame.data) != FRAME_BYTES:
         name = MESSAGE_NAMES.get(frame.arbitration_id, f"0x{frame.arbitration_id:03X}")
         raise InvalidSession(
             "invalid_value", f"{name} ({frame}) has {len(frame.data)} data bytes, 8 expected")
-    return db.decode_message(frame.arbitration_id, frame.data, decode_choices=True)
+    decode = message_decoders(db).data.get(frame.arbitration_id)
+    if decode is None:
+        return db.decode_message(frame.arbitration_id, frame.data, decode_choices=True)
+    return decode(frame.data)
 
 
 def slot_of(frame_id: int, signals: Signals) -> tuple[int, int]:

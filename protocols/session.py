@@ -25,14 +25,23 @@ from dataclasses import dataclass
 from cantools.database.can import Database
 
 from dbc import key_reader_database
-from protocols.can_frame import DATA_FRAME_IDS, SESSION_END_ID, SESSION_START_ID, CanFrame, is_key_reader_id
+from protocols.can_frame import (
+    DATA_FRAME_IDS,
+    KEY_READER_FIRST_ID,
+    KEY_READER_LAST_ID,
+    SESSION_END_ID,
+    SESSION_START_ID,
+    CanFrame,
+)
 from protocols.key_messages import (
+    FRAME_BYTES,
+    MESSAGE_NAMES,
     SUPPORTED_PROTOCOL_VERSION,
     DecodedFrame,
     InvalidSession,
     Signals,
     build_key_session,
-    decode_signals,
+    message_decoders,
     slot_of,
 )
 from protocols.key_session import KeySession
@@ -109,6 +118,10 @@ class SessionAssembler:
     def __init__(self, *, timeout_s: float = DEFAULT_TIMEOUT_S, db: Database | None = None) -> None:
         self.timeout_s = timeout_s
         self._db = db if db is not None else key_reader_database()
+        # One compiled decoder per message, built once (the hot path of a busy reader).
+        decoders = message_decoders(self._db)
+        self._decode_data = decoders.data
+        self._decode_plain = decoders.plain
         self._open: _OpenSession | None = None
         self.counters = AssemblerCounters()
 
@@ -118,34 +131,49 @@ class SessionAssembler:
 
     def feed(self, frame: CanFrame) -> list[SessionEvent]:
         """Take one frame; return the events it caused (zero, one or two)."""
-        if not is_key_reader_id(frame.arbitration_id):
-            self.counters.other_traffic += 1
+        frame_id = frame.arbitration_id
+        counters = self.counters
+        if not KEY_READER_FIRST_ID <= frame_id <= KEY_READER_LAST_ID:
+            counters.other_traffic += 1
             return []
-        self.counters.frames += 1
-        events = self.poll(frame.timestamp)
-        if frame.arbitration_id == SESSION_START_ID:
+        counters.frames += 1
+        events: list[SessionEvent] = []
+        timestamp = frame.timestamp
+        session = self._open
+        if session is not None and timestamp - session.last_at > self.timeout_s:
+            events.append(self._timed_out(session))  # what poll(timestamp) does
+            session = None
+        if frame_id in DATA_FRAME_IDS:
+            if session is None:
+                counters.stray_frames += 1
+                return events
+            self._on_data(session, frame, events)
+        elif frame_id == SESSION_START_ID:
             self._on_start(frame, events)
-        elif self._open is None:
-            self.counters.stray_frames += 1
-        elif frame.arbitration_id == SESSION_END_ID:
+        elif session is None:
+            counters.stray_frames += 1
+            return events
+        elif frame_id == SESSION_END_ID:
             self._on_end(frame, events)
-        elif frame.arbitration_id in DATA_FRAME_IDS:
-            self._on_data(frame, events)
         else:
-            self.counters.stray_frames += 1  # reserved id 0x6F8-0x6FE: not part of version 1
-        if self._open is not None:
-            self._open.last_at = max(self._open.last_at, frame.timestamp)
+            counters.stray_frames += 1  # reserved id 0x6F8-0x6FE: not part of version 1
+        session = self._open
+        if session is not None and timestamp > session.last_at:
+            session.last_at = timestamp
         return events
 
     def poll(self, now: float) -> list[SessionEvent]:
         """Apply the timeout rule at time ``now``; call it when the reader has been quiet."""
         session = self._open
         if session is not None and now - session.last_at > self.timeout_s:
-            return [self._reject(RejectReason.TIMEOUT,
-                                 f"no frame for {self.timeout_s * 1000:.0f} ms after data frame "
-                                 f"{len(session.frames)} of {session.start['FrameCount']}",
-                                 session.last_at + self.timeout_s)]
+            return [self._timed_out(session)]
         return []
+
+    def _timed_out(self, session: _OpenSession) -> SessionRejected:
+        return self._reject(RejectReason.TIMEOUT,
+                            f"no frame for {self.timeout_s * 1000:.0f} ms after data frame "
+                            f"{len(session.frames)} of {session.start['FrameCount']}",
+                            session.last_at + self.timeout_s)
 
     def key_removed(self, at: float) -> list[SessionEvent]:
         """The serial reader reported KEY_REMOVED: an open session is rejected."""
@@ -175,7 +203,7 @@ class SessionAssembler:
                 RejectReason.INTERRUPTED,
                 f"new KEY_SESSION_START ({frame}) after {len(self._open.frames)} of "
                 f"{self._open.start['FrameCount']} data frames", frame.timestamp))
-        start = self._db.decode_message(frame.arbitration_id, frame.data, decode_choices=False)
+        start = self._decode_plain[frame.arbitration_id](frame.data)
         self._open = _OpenSession(frame.data, start, frame.timestamp)
         if start["ProtocolVersion"] != SUPPORTED_PROTOCOL_VERSION:
             events.append(self._reject(
@@ -183,18 +211,21 @@ class SessionAssembler:
                 f"KEY_SESSION_START ({frame}) field ProtocolVersion: {start['ProtocolVersion']}, "
                 f"only {SUPPORTED_PROTOCOL_VERSION} is supported", frame.timestamp))
 
-    def _on_data(self, frame: CanFrame, events: list[SessionEvent]) -> None:
-        session = self._open
-        assert session is not None
-        try:
-            signals = decode_signals(self._db, frame)
-        except InvalidSession as exc:
-            events.append(self._reject(RejectReason(exc.reason), exc.detail, frame.timestamp))
+    def _on_data(self, session: _OpenSession, frame: CanFrame,
+                 events: list[SessionEvent]) -> None:
+        data = frame.data
+        frame_id = frame.arbitration_id
+        if len(data) != FRAME_BYTES:  # the rule of key_messages.decode_signals
+            events.append(self._reject(
+                RejectReason.INVALID_VALUE,
+                f"{MESSAGE_NAMES[frame_id]} ({frame}) has {len(data)} data bytes, 8 expected",
+                frame.timestamp))
             return
-        slot = slot_of(frame.arbitration_id, signals)
+        signals = self._decode_data[frame_id](data)
+        slot = slot_of(frame_id, signals)
         seen = session.slots.get(slot)
         if seen is not None:
-            if seen == frame.data:
+            if seen == data:
                 self.counters.repeats_dropped += 1
                 return
             decoded = DecodedFrame(frame, len(session.frames) + 1, signals)
@@ -203,9 +234,10 @@ class SessionAssembler:
                 f"{decoded.where()} repeats index {slot[1]} with different content "
                 f"(first {seen.hex().upper()})", frame.timestamp))
             return
-        session.slots[slot] = frame.data
-        session.frames.append(DecodedFrame(frame, len(session.frames) + 1, signals))
-        session.crc = zlib.crc32(frame.data, session.crc)
+        session.slots[slot] = data
+        frames = session.frames
+        frames.append(DecodedFrame(frame, len(frames) + 1, signals))
+        session.crc = zlib.crc32(data, session.crc)
 
     def _on_end(self, frame: CanFrame, events: list[SessionEvent]) -> None:
         session = self._open
@@ -215,7 +247,7 @@ class SessionAssembler:
             events.append(self._reject(RejectReason.INVALID_VALUE,
                                        f"KEY_SESSION_END ({frame}) has {len(frame.data)} data bytes, 8 expected", at))
             return
-        end = self._db.decode_message(frame.arbitration_id, frame.data, decode_choices=False)
+        end = self._decode_plain[frame.arbitration_id](frame.data)
         start = session.start
         received = len(session.frames)
         if end["SessionSeq"] != start["SessionSeq"]:

@@ -163,6 +163,7 @@ def test_fuzz_serial_capture(workdir: Path, data: bytes) -> None:
 @given(captures("candump"))
 @example(valid_capture("candump").replace(b"(", b"(1e999", 1))
 @example(valid_capture("candump").replace(b"(", b"(nan", 1))
+@example(valid_capture("candump").replace(b"(17949", b"(17917949", 1))  # year 58749: was a crash
 def test_fuzz_candump_capture(workdir: Path, data: bytes) -> None:
     check_capture(workdir, "candump", data)
 
