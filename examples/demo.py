@@ -116,7 +116,7 @@ def main() -> int:
     sim_args = ["--seed", str(args.seed), "--sessions", str(args.sessions),
                 "--interval-s", str(args.interval_s), "--linger"]
     if args.faults:
-        sim_args += ["--fault-rate", "0.3"]
+        sim_args += ["--fault-rate", "0.02"]
     sim = subprocess.Popen([sys.executable, "-m", "simulators.cli", "serial", *sim_args],
                            stdout=subprocess.PIPE, text=True)
     assert sim.stdout is not None
@@ -125,7 +125,7 @@ def main() -> int:
     agent = subprocess.Popen([sys.executable, "-m", "agent", "run", "--serial", pty,
                               "--broker", f"mqtt://127.0.0.1:{port}", "--site", "demo",
                               "--reader", "desk1", "--state-dir", str(workdir / "state"),
-                              "--log-level", "WARNING"])
+                              "--log-level", "ERROR"])
     print(f"demo: cbs-agent running; playing {args.sessions} key reads ...")
     try:
         seen.wait(timeout=args.sessions * (args.interval_s + 2) + 20)

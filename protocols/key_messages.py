@@ -222,11 +222,14 @@ def _percentage(value: int, frame: DecodedFrame, field: str) -> int:
     return int(value)
 
 
+_VIN_CHARS = tuple(f"VinChar{i}" for i in range(7))
+
+
 def _vin_part(frame: DecodedFrame) -> tuple[int, str]:
     s = frame.signals
     part = _raw(s["VinPart"])
     _check(part in (0, 1, 2), frame, "VinPart", f"part {part} is not 0, 1 or 2")
-    chars = bytes(s[f"VinChar{i}"] for i in range(7))
+    chars = bytes([s[name] for name in _VIN_CHARS])
     if part == 2:
         _check(chars[3:] == b"\0\0\0\0", frame, "VinChars",
                f"part 2 must end in four 0x00, got {chars[3:].hex().upper()}")
@@ -262,24 +265,52 @@ def _usage(frame: DecodedFrame) -> UsageData:
     )
 
 
+# The two builders below run once per service item of every key read: the helpers above
+# are inlined (same checks, same order, same messages) to keep the decode path lean.
+
 def _service_item(frame: DecodedFrame, history: ServiceHistory | None) -> ServiceItem:
     s = frame.signals
-    availability = _available(s["AvailabilityPct"])
-    if availability is not None:
-        _check(availability <= 250, frame, "AvailabilityPct", f"{availability} is reserved (251-254)")
-    return ServiceItem(
-        index=s["ItemIndex"], code=_raw(s["CbsType"]), availability_pct=availability,
-        remaining_km=_available(s["RemainingKm"]), due_year=s["DueYear"],
-        due_month=_month(s["DueMonth"], frame, "DueMonth"), service_count=s["ServiceCount"],
-        history=history)
+    availability = s["AvailabilityPct"]
+    if isinstance(availability, NamedSignalValue):
+        availability = None
+    elif availability > 250:
+        _check(False, frame, "AvailabilityPct", f"{availability} is reserved (251-254)")
+    code = s["CbsType"]
+    if isinstance(code, NamedSignalValue):
+        code = code.value
+    remaining = s["RemainingKm"]
+    if isinstance(remaining, NamedSignalValue):
+        remaining = None
+    month = s["DueMonth"]
+    if isinstance(month, NamedSignalValue):
+        month = None
+    elif 1 <= month <= 12:
+        month = int(month)
+    else:
+        _check(False, frame, "DueMonth", f"month {month} is not 1-12")
+    return ServiceItem(s["ItemIndex"], code, availability, remaining, s["DueYear"], month,
+                       s["ServiceCount"], history)
 
 
 def _history(frame: DecodedFrame) -> ServiceHistory:
     s = frame.signals
-    return ServiceHistory(
-        last_service_km=_available(s["LastServiceKm"]), last_service_year=s["LastServiceYear"],
-        last_service_month=_month(s["LastServiceMonth"], frame, "LastServiceMonth"),
-        interval_km=_available(s["IntervalKm"]), interval_months=_available(s["IntervalMonths"]))
+    last_km = s["LastServiceKm"]
+    if isinstance(last_km, NamedSignalValue):
+        last_km = None
+    month = s["LastServiceMonth"]
+    if isinstance(month, NamedSignalValue):
+        month = None
+    elif 1 <= month <= 12:
+        month = int(month)
+    else:
+        _check(False, frame, "LastServiceMonth", f"month {month} is not 1-12")
+    interval_km = s["IntervalKm"]
+    if isinstance(interval_km, NamedSignalValue):
+        interval_km = None
+    interval_months = s["IntervalMonths"]
+    if isinstance(interval_months, NamedSignalValue):
+        interval_months = None
+    return ServiceHistory(last_km, s["LastServiceYear"], month, interval_km, interval_months)
 
 
 def _check_control(frame: DecodedFrame) -> CheckControlMessage:
@@ -312,23 +343,23 @@ def build_key_session(start: Signals, frames: list[DecodedFrame]) -> KeySession:
     histories: dict[int, tuple[DecodedFrame, ServiceHistory]] = {}
     check_controls: list[CheckControlMessage] = []
     dtcs: list[StoredDtc] = []
-    for frame in frames:
+    for frame in frames:  # most frequent first
         frame_id = frame.frame.arbitration_id
-        if frame_id == KEY_VIN:
+        if frame_id == KEY_CBS_STATUS:
+            status_frames.append(frame)
+        elif frame_id == KEY_CBS_HISTORY:
+            histories[frame.signals["ItemIndex"]] = (frame, _history(frame))
+        elif frame_id == KEY_VIN:
             part, text = _vin_part(frame)
             vin_parts[part] = text
+        elif frame_id == KEY_DTC:
+            dtcs.append(_dtc(frame))
+        elif frame_id == KEY_CHECK_CONTROL:
+            check_controls.append(_check_control(frame))
         elif frame_id == KEY_VEHICLE:
             vehicle = _vehicle(frame)
         elif frame_id == KEY_USAGE:
             usage = _usage(frame)
-        elif frame_id == KEY_CBS_STATUS:
-            status_frames.append(frame)
-        elif frame_id == KEY_CBS_HISTORY:
-            histories[frame.signals["ItemIndex"]] = (frame, _history(frame))
-        elif frame_id == KEY_CHECK_CONTROL:
-            check_controls.append(_check_control(frame))
-        elif frame_id == KEY_DTC:
-            dtcs.append(_dtc(frame))
     missing = [str(p) for p in (0, 1, 2) if p not in vin_parts]
     if missing:
         raise InvalidSession("missing_vin", f"KEY_VIN part {', '.join(missing)} not received")
@@ -343,10 +374,14 @@ def build_key_session(start: Signals, frames: list[DecodedFrame]) -> KeySession:
         if index not in items:
             raise InvalidSession("orphan_history",
                                  f"{frame.where('ItemIndex')}: no KEY_CBS_STATUS for item {index}")
-    services = tuple(
-        _service_item(items[i], histories[i][1] if i in histories else None) for i in sorted(items))
+    services = tuple([
+        _service_item(items[i], histories[i][1] if i in histories else None) for i in sorted(items)])
     return KeySession(
         session_seq=start["SessionSeq"], key_id=start["KeyId"], key_slot=slot, vin=vin,
         vehicle=vehicle, usage=usage, services=services,
-        check_controls=tuple(sorted(check_controls, key=lambda c: c.index)),
-        dtcs=tuple(sorted(dtcs, key=lambda d: d.index)))
+        check_controls=tuple(sorted(check_controls, key=_by_index)) if check_controls else (),
+        dtcs=tuple(sorted(dtcs, key=_by_index)) if dtcs else ())
+
+
+def _by_index(entry: CheckControlMessage | StoredDtc) -> int:
+    return entry.index
