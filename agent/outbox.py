@@ -6,12 +6,23 @@ The service thread writes (:meth:`Outbox.put`), the publisher thread reads and d
 See docs/outbox.md for the operator's view.
 
 Durability (the fsync policy)
-    ``journal_mode=WAL`` with ``synchronous=FULL``: every commit appends to the write-ahead
-    log and fsyncs it before returning, so a message :meth:`put` returned for survives a crash
-    or power loss. Checkpoints (automatic, every ~1000 pages, and on close) fsync the
-    database file. Deletes (acks) are commits too and are fsynced the same way; the publisher
-    acks in batches so that this costs one fsync per batch, not per message. Losing an ack
-    would only mean a duplicate delivery, which the contract allows (at least once).
+    ``journal_mode=WAL`` with ``synchronous=FULL``: every commit of new messages appends to
+    the write-ahead log and fsyncs it before returning, so a message :meth:`put` returned for
+    survives a crash or power loss. Checkpoints (automatic, every ~1000 pages, and on close)
+    fsync the database file. Deletes (acks) commit with ``synchronous=NORMAL``: no fsync of
+    their own (the next commit of new messages fsyncs the log, acks included). Losing an ack
+    in a power cut would only mean a duplicate delivery, which the contract allows (at least
+    once); an ack never waits for the disk, so it never holds the lock a put needs for long.
+
+Publishing while the commit runs (:class:`StagingListener`)
+    :meth:`put_many` can tell a listener (the publisher) about the new rows as soon as they
+    are inserted and their row ids known, *before* the COMMIT and its fsync, and then whether
+    the commit succeeded. The publisher may send them meanwhile, and deletes a row only once
+    both its commit and its PUBACK are in. A crash before the commit ends loses nothing that
+    was counted as read (nothing was yet); the broker may simply have had it early. If the
+    commit fails, the listener hears so and forgets the rows (their ids may be used again by
+    the next put): the caller keeps the messages and puts them again later, so the broker may
+    see them twice, under their own message ids. See docs/outbox.md.
 
 Order
     ``row_id`` is an ``AUTOINCREMENT`` key, so ids only grow, even after the newest row was
@@ -49,7 +60,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import Protocol, Self
 
 from agent.errors import OutboxError
 
@@ -98,6 +109,18 @@ class OutboxEntry:
     created_at: float
 
 
+class StagingListener(Protocol):
+    """Told about rows of a :meth:`Outbox.put_many` transaction (see the module docstring).
+    Both methods are called on the writer's thread with the outbox lock held: they must
+    return at once and never raise (hand the news to another thread)."""
+
+    def staged(self, entries: Sequence[OutboxEntry]) -> None:
+        """Rows inserted, their commit (and fsync) about to start."""
+
+    def settled(self, entries: Sequence[OutboxEntry], committed: bool) -> None:
+        """The commit of those rows succeeded (``committed``) or was rolled back."""
+
+
 class Outbox:
     """Durable FIFO of MQTT messages waiting for the broker's PUBACK.
 
@@ -121,6 +144,7 @@ class Outbox:
         self._lock = threading.Lock()
         self._evicted = 0
         self._depth = 0
+        self._relaxed = False  # True while (or if) acks run with synchronous=NORMAL
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
@@ -152,25 +176,47 @@ class Outbox:
         return self.put_many([OutboxMessage(topic, payload, retain, schema, message_id)],
                              now=now)[0]
 
-    def put_many(self, messages: Sequence[OutboxMessage], *, now: float | None = None) -> list[int]:
+    def put_many(self, messages: Sequence[OutboxMessage], *, now: float | None = None,
+                 listener: StagingListener | None = None) -> list[int]:
         """Store several messages in one transaction (one fsync): all or none. Returns their
-        row ids in order. Raises OutboxError (nothing stored)."""
+        row ids in order. Raises OutboxError (nothing stored).
+
+        ``listener`` hears of the rows once inserted, before the commit, and of the commit's
+        outcome (see :class:`StagingListener`)."""
         if not messages:
             return []
         created_at = self._clock() if now is None else now
         rows = [(m.topic, bytes(m.payload), int(m.retain), m.schema, m.message_id, created_at)
                 for m in messages]
         what = messages[0].message_id if len(messages) == 1 else f"{len(messages)} messages"
+        entries: list[OutboxEntry] = []
         with self._locked(f"cannot store {what}") as db:
-            with _transaction(db):
-                expired = self._expired(db, created_at)
-                room_needed = self._depth - len(expired) + len(rows) - self.max_messages
-                evicted = self._evictable(db, room_needed, skip=expired) if room_needed > 0 else []
-                _delete(db, expired + evicted)
-                ids = [int(db.execute("INSERT INTO outbox (topic, payload, retain, schema, "
-                                      "message_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                                      row).lastrowid or 0)
-                       for row in rows]
+            if self._relaxed:  # an ack could not switch back: never commit a put unsynced
+                db.execute("PRAGMA synchronous=FULL")
+                self._relaxed = False
+            try:
+                with _transaction(db):
+                    expired = self._expired(db, created_at)
+                    room_needed = self._depth - len(expired) + len(rows) - self.max_messages
+                    evicted = (self._evictable(db, room_needed, skip=expired)
+                               if room_needed > 0 else [])
+                    _delete(db, expired + evicted)
+                    ids = [int(db.execute("INSERT INTO outbox (topic, payload, retain, schema, "
+                                          "message_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                                          row).lastrowid or 0)
+                           for row in rows]
+                    if listener is not None:
+                        entries = [OutboxEntry(row_id, topic, payload, bool(retain), schema,
+                                               message_id, at)
+                                   for row_id, (topic, payload, retain, schema, message_id, at)
+                                   in zip(ids, rows)]
+                        _tell(listener.staged, entries)
+            except BaseException:
+                if entries:
+                    _tell(listener.settled, entries, False)  # type: ignore[union-attr]
+                raise
+            if entries:
+                _tell(listener.settled, entries, True)  # type: ignore[union-attr]
             # Counts and warnings only once the commit succeeded.
             self._depth += len(rows) - len(expired) - len(evicted)
             self._report(expired, evicted)
@@ -245,8 +291,15 @@ class Outbox:
             return
         with self._locked(f"cannot delete {len(ids)} acknowledged message(s)") as db:
             before = db.total_changes
-            with _transaction(db):
-                db.executemany("DELETE FROM outbox WHERE row_id = ?", ids)
+            # An ack lost in a power cut is a duplicate delivery, nothing worse: no fsync.
+            self._relaxed = True
+            db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with _transaction(db):
+                    db.executemany("DELETE FROM outbox WHERE row_id = ?", ids)
+            finally:
+                db.execute("PRAGMA synchronous=FULL")
+                self._relaxed = False
             self._depth -= db.total_changes - before
 
     # -- status ---------------------------------------------------------------------------
@@ -310,6 +363,14 @@ def _why(path: Path, exc: sqlite3.Error) -> str:
     if not os.access(directory, os.W_OK | os.X_OK):
         return f"{exc} (directory {directory} is not writable: read-only file system or permissions)"
     return str(exc)
+
+
+def _tell(callback: Callable[..., None], *args: object) -> None:
+    """Call a listener; a bug there must not undo (or falsely fail) a commit."""
+    try:
+        callback(*args)
+    except Exception:
+        log.exception("outbox listener failed")
 
 
 def _delete(db: sqlite3.Connection, victims: list[_Victim]) -> None:

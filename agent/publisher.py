@@ -17,7 +17,18 @@ Delivery
 
     A row leaves the outbox only on a PUBACK with a success reason code (< 0x80; "no
     matching subscribers", 0x10, is success). Acks of one pump turn are deleted in one
-    transaction (one fsync).
+    transaction (no fsync of its own: see agent/outbox.py).
+
+Publishing while the outbox commits
+    The publisher is the outbox's :class:`~agent.outbox.StagingListener`: the service passes
+    it to ``put_many``, which hands over the new rows as soon as they are inserted, before
+    the commit's fsync. If they are next in order (the row right after the last one handed to
+    paho, nothing older waiting) and there is room in flight, the pump sends them at once
+    instead of reading them back after the commit, so the broker has them while the disk
+    still syncs. Such a row is deleted only when both its PUBACK and the news of its commit
+    are in; if the commit fails, the pump forgets the rows (their PUBACKs are ignored, their
+    ids may be used again) and moves its cursor back, so that whatever is stored next under
+    those ids is sent in turn. docs/outbox.md explains why this is no less durable.
 
     After a reconnect, paho itself resends every message it has not seen a PUBACK for, in the
     order they were first sent and with the DUP flag, before anything new; the pump then
@@ -53,7 +64,7 @@ import logging
 import ssl
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
@@ -104,7 +115,19 @@ class _Acked:
     reason: str
 
 
-_Event = _Up | _Down | _Acked
+@dataclass(frozen=True, slots=True)
+class _Staged:
+    entries: tuple[OutboxEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Settled:
+    first_row: int
+    last_row: int
+    committed: bool
+
+
+_Event = _Up | _Down | _Acked | _Staged | _Settled
 
 
 class MqttPublisher:
@@ -147,6 +170,9 @@ class MqttPublisher:
         self._retained_due = False
         self._cursor = 0
         self._unacked_done: list[int] = []
+        # Rows sent before their commit was known, and those of them already acknowledged.
+        self._uncommitted: dict[int, OutboxEntry] = {}
+        self._acked_uncommitted: list[int] = []
         self._last_status_json: str | None = None
         self._outbox_problem: str | None = None
 
@@ -235,6 +261,26 @@ class MqttPublisher:
         """Wake the pump: the outbox has new rows."""
         with self._wake:
             self._poked = True
+            self._wake.notify()
+
+    # -- the outbox's StagingListener (called on the service thread, lock held) -------------
+
+    def staged(self, entries: Sequence[OutboxEntry]) -> None:
+        """Rows inserted in an outbox transaction, commit under way: send them now if they are
+        next in order (see the module docstring)."""
+        if self._thread is None or self._stopping:
+            return  # no pump to send them: they are read back from the outbox in turn
+        with self._wake:
+            self._events.append(_Staged(tuple(entries)))
+            self._wake.notify()
+
+    def settled(self, entries: Sequence[OutboxEntry], committed: bool) -> None:
+        """The commit of those rows succeeded or was rolled back."""
+        if not entries or self._thread is None or self._stopping:
+            return
+        with self._wake:
+            self._events.append(_Settled(entries[0].row_id, entries[-1].row_id, committed))
+            self._poked = True  # committed rows not sent early are read back now
             self._wake.notify()
 
     def publish_status(self, payload_json: str) -> None:
@@ -357,6 +403,10 @@ class MqttPublisher:
         for event in events:
             if isinstance(event, _Acked):
                 self._acked(event, done)
+            elif isinstance(event, _Staged):
+                self._send_staged(event.entries)
+            elif isinstance(event, _Settled):
+                self._settle(event, done)
             elif isinstance(event, _Up):
                 self._link_up = True
                 self._limit = min(self.settings.max_inflight,
@@ -388,6 +438,8 @@ class MqttPublisher:
         if entry is None:
             log.debug("MQTT: PUBACK for unknown mid %d", event.mid)
             return
+        if entry.row_id in self._uncommitted:
+            done = self._acked_uncommitted  # deleted once its commit is known
         done.append(entry.row_id)
         if event.reason_code < 0x80:
             self.acked += 1
@@ -420,6 +472,40 @@ class MqttPublisher:
                 info = self._client.publish(topic, retained, qos=QOS, retain=True)
                 self._status_mids.add(info.mid)
 
+    def _send_staged(self, entries: tuple[OutboxEntry, ...]) -> None:
+        """Send rows whose commit is still running, if they come next and fit in flight."""
+        if not self._link_up or not entries or entries[0].row_id != self._cursor + 1:
+            return  # older rows wait, or the link is down: they go in turn after the commit
+        room = self._limit - len(self._inflight) - len(self._status_mids)
+        if room <= 0:
+            return
+        taken = entries[:room]
+        for entry in taken:
+            self._uncommitted[entry.row_id] = entry
+        sent = self._publish_rows(taken)
+        for entry in taken[sent:]:  # paho did not take them: read back after the commit
+            del self._uncommitted[entry.row_id]
+
+    def _settle(self, event: _Settled, done: list[int]) -> None:
+        rows = range(event.first_row, event.last_row + 1)
+        if not any(row in self._uncommitted for row in rows):
+            return  # none of them was sent early
+        for row in rows:
+            self._uncommitted.pop(row, None)
+        acked = [row for row in self._acked_uncommitted if row in rows]
+        self._acked_uncommitted = [row for row in self._acked_uncommitted if row not in rows]
+        if event.committed:
+            done.extend(acked)
+            return
+        # Rolled back: those rows do not exist, and their ids may come back with other
+        # messages. Forget them and send whatever is stored after the last committed row.
+        for mid, entry in list(self._inflight.items()):
+            if entry.row_id in rows:
+                del self._inflight[mid]
+        self._cursor = min(self._cursor, event.first_row - 1)
+        log.debug("MQTT: rows %d..%d were sent before a commit that failed", event.first_row,
+                  event.last_row)
+
     def _send_rows(self) -> None:
         room = self._limit - len(self._inflight) - len(self._status_mids)
         if room <= 0:
@@ -429,6 +515,11 @@ class MqttPublisher:
         except OutboxError as exc:
             self._outbox_failed(exc)
             return
+        self._publish_rows(rows)
+
+    def _publish_rows(self, rows: Sequence[OutboxEntry]) -> int:
+        """Hand rows to paho in order; returns how many it took (the rest waits)."""
+        taken = 0
         for entry in rows:
             try:
                 info = self._client.publish(entry.topic, entry.payload, qos=QOS,
@@ -436,8 +527,12 @@ class MqttPublisher:
                                             properties=self._publish_properties(entry.schema))
             except ValueError as exc:  # the topic or payload can never be sent
                 self.failed += 1
-                self._unacked_done.append(entry.row_id)
+                if entry.row_id in self._uncommitted:
+                    self._acked_uncommitted.append(entry.row_id)
+                else:
+                    self._unacked_done.append(entry.row_id)
                 self._cursor = entry.row_id
+                taken += 1
                 log.error("MQTT: cannot publish %s on %s (%s); dropped from the outbox",
                           entry.message_id, entry.topic, exc)
                 continue
@@ -445,13 +540,15 @@ class MqttPublisher:
                 # Not taken by paho (its queue is full): try this row again next turn.
                 log.warning("MQTT: paho did not take %s: %s", entry.message_id,
                             mqtt.error_string(info.rc))
-                return
+                return taken
             # SUCCESS or NO_CONN: paho holds the message and sends it once (re)connected.
             self._inflight[info.mid] = entry
             self._cursor = entry.row_id
             self.published += 1
+            taken += 1
             log.debug("MQTT: sent row %d (%s) on %s as mid %d", entry.row_id, entry.message_id,
                       entry.topic, info.mid)
+        return taken
 
     def _outbox_failed(self, exc: OutboxError) -> None:
         if self._outbox_problem != str(exc):

@@ -2,6 +2,16 @@
 
 One thread reads and assembles (the only writer of the outbox); the publisher's thread drains
 the outbox to the broker. A readout counts as read once the outbox has committed it.
+
+Group commit. Everything one turn completes is committed in one outbox transaction (one
+fsync). A turn reads once; when that completed a session and the reader already holds more,
+it reads on (never waiting) for at most ``BATCH_WINDOW_S`` or ``MAX_BATCH_SESSIONS``, so a
+backlog is committed in batches while a lone session is committed at once. Two readouts of
+one vehicle never share a batch: the second one's forecast must see the first in the
+vehicle history, which is written after the commit (as it always was).
+
+The publisher hears of the rows as soon as they are inserted and may send them while the
+commit's fsync runs (agent/outbox.py, docs/outbox.md).
 """
 
 from __future__ import annotations
@@ -40,6 +50,11 @@ log = logging.getLogger(__name__)
 
 READ_SLICE_S = 0.05
 MAX_UNCOMMITTED = 1000
+BATCH_WINDOW_S = 0.02  # a busy reader's turn reads on for at most this long...
+MAX_BATCH_SESSIONS = 200  # ...or until this many sessions completed
+
+# A session event with the frame-clock offset of the read that produced it.
+_Outcome = tuple[SessionEvent, float]
 
 
 class AgentService:
@@ -127,18 +142,37 @@ class AgentService:
                 self.reminders.close()
 
     def step(self, timeout_s: float) -> None:
-        """One turn: read what the reader has, assemble, commit what completed."""
+        """One turn: read what the reader has (more while it holds more, see the module
+        docstring), assemble, commit what completed."""
+        outcomes: list[_Outcome] = []
         events = self.reader.read(timeout_s)
-        if events:
+        first_done_at: float | None = None
+        while events:
             last = events[-1]
             self._frame_clock_offset = (last.timestamp if isinstance(last, CanFrame) else last.at) \
                 - self._wall_clock()
-        for event in events:
-            if isinstance(event, CanFrame):
-                self._handle(self.assembler.feed(event))
-            elif isinstance(event, KeyRemoved):
-                self._handle(self.assembler.key_removed(event.at))
-        self._handle(self.assembler.poll(self._wall_clock() + self._frame_clock_offset))
+            offset = self._frame_clock_offset
+            assembler = self.assembler
+            for event in events:
+                if isinstance(event, CanFrame):
+                    done = assembler.feed(event)
+                elif isinstance(event, KeyRemoved):
+                    done = assembler.key_removed(event.at)
+                else:
+                    continue
+                if done:
+                    outcomes.extend((outcome, offset) for outcome in done)
+            if not outcomes:
+                break  # nothing completed: one read per turn
+            now = time.monotonic()
+            if first_done_at is None:
+                first_done_at = now
+            if len(outcomes) >= MAX_BATCH_SESSIONS or now - first_done_at >= BATCH_WINDOW_S:
+                break
+            events = self.reader.read(0)  # what is already waiting, if anything
+        outcomes.extend((outcome, self._frame_clock_offset) for outcome in
+                        self.assembler.poll(self._wall_clock() + self._frame_clock_offset))
+        self._handle(outcomes)
         if self._uncommitted:
             self._retry_uncommitted()
         if self.reminders is not None:
@@ -149,18 +183,29 @@ class AgentService:
         self._commit([OutboxMessage(topic, payload, retain, schema, message_id)])
         self.publisher.notify()
 
-    def _handle(self, events: list[SessionEvent]) -> None:
-        """Build the payloads of ``events`` and commit them to the outbox in one transaction
-        (one fsync for everything a read turn completed: group commit)."""
-        if not events:
+    def _handle(self, outcomes: list[_Outcome]) -> None:
+        """Build the payloads of ``outcomes`` and commit them to the outbox in one transaction
+        (one fsync for everything a read turn completed: group commit), except that a second
+        readout of a vehicle starts a new transaction (see the module docstring)."""
+        start = 0
+        vins: set[str] = set()
+        for n, (event, _) in enumerate(outcomes):
+            if isinstance(event, SessionAccepted):
+                if event.session.vin in vins:
+                    self._handle_batch(outcomes[start:n])
+                    start, vins = n, set()
+                vins.add(event.session.vin)
+        self._handle_batch(outcomes[start:])
+
+    def _handle_batch(self, outcomes: list[_Outcome]) -> None:
+        if not outcomes:
             return
         batch: list[OutboxMessage] = []
         accepted: list[tuple[SessionAccepted, Readout]] = []
         notes: list[tuple[int, str, tuple[object, ...]]] = []
-        for event in events:
+        for event, offset in outcomes:
             if isinstance(event, SessionAccepted):
-                readout = self.pipeline.readout(
-                    event, event_time(event.completed_at - self._frame_clock_offset))
+                readout = self.pipeline.readout(event, event_time(event.completed_at - offset))
                 payload = to_json(readout).encode()
                 self.readouts += 1
                 notes.append((logging.INFO, "readout %s: VIN %s, %d km, %d items, %s",
@@ -174,8 +219,7 @@ class AgentService:
                                                True, READOUT_SCHEMA, readout.readout_id))
                 accepted.append((event, readout))
             else:
-                rejection = self.pipeline.rejection(
-                    event, event_time(event.at - self._frame_clock_offset))
+                rejection = self.pipeline.rejection(event, event_time(event.at - offset))
                 self.rejected += 1
                 notes.append((logging.WARNING, "rejected session (%s): %s",
                               (rejection.reason, rejection.detail)))
@@ -190,17 +234,22 @@ class AgentService:
         for event, readout in accepted:
             try:
                 self.pipeline.remember(event.session, readout)
-                if self.reminders is not None:
-                    self.reminders.observe(readout)
             except Exception as exc:  # history is an aid to the forecast, never a reason to stop
                 log.error("vehicle history not updated for %s: %s", readout.vehicle.vin, exc)
+        if self.reminders is not None and accepted:
+            readouts = [readout for _, readout in accepted]
+            try:
+                self.reminders.observe_many(readouts)  # one transaction (one fsync) per batch
+            except Exception as exc:  # reminders are an aid too
+                log.error("vehicle history not updated for %s: %s",
+                          ", ".join(r.vehicle.vin for r in readouts), exc)
 
     def _commit(self, batch: list[OutboxMessage]) -> None:
         if self._uncommitted:  # keep order behind what is already waiting
             self._hold(batch)
             return
         try:
-            self.outbox.put_many(batch)
+            self.outbox.put_many(batch, listener=self.publisher)
         except OutboxError as exc:
             self._outbox_failed(exc)
             self._hold(batch)
@@ -216,7 +265,7 @@ class AgentService:
     def _retry_uncommitted(self) -> None:
         held = list(self._uncommitted)
         try:
-            self.outbox.put_many(held)
+            self.outbox.put_many(held, listener=self.publisher)
         except OutboxError as exc:
             self._outbox_failed(exc)
             return

@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             fmt = "raw" if args.profile.suffix == ".txt" else "flamegraph"
             spy = subprocess.Popen(["py-spy", "record", "-o", str(args.profile), "-p",
                                     str(agent.pid), "--threads", "--rate", "250", "--nonblocking",
-                                    "--idle", "--format", fmt],
+                                    "--format", fmt],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         sent = 0
         for rate in rates:

@@ -11,10 +11,9 @@ from __future__ import annotations
 import re
 from calendar import monthrange
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from cantools.database.can import Database, Message
 from cantools.database.conversion import IdentityConversion
@@ -71,9 +70,11 @@ class InvalidSession(Exception):
         self.detail = detail
 
 
-@dataclass(frozen=True, slots=True)
-class DecodedFrame:
-    """A data frame of a session with its signals, decoded once on arrival."""
+class DecodedFrame(NamedTuple):
+    """A data frame of a session with its signals, decoded once on arrival.
+
+    A named tuple rather than a frozen dataclass: the assembler makes one per data frame of a
+    busy bus, and a tuple is built several times faster."""
 
     frame: CanFrame
     position: int  # 1-based position among the session's data frames
@@ -182,17 +183,17 @@ def decode_signals(db: Database, frame: CanFrame) -> Signals:
     return decode(frame.data)
 
 
+#: The signal that tells a message's frames of one session apart (none: one frame per session).
+SLOT_SIGNALS: dict[int, str | None] = {
+    KEY_VIN: "VinPart", KEY_VEHICLE: None, KEY_USAGE: None, KEY_CBS_STATUS: "ItemIndex",
+    KEY_CBS_HISTORY: "ItemIndex", KEY_CHECK_CONTROL: "CcIndex", KEY_DTC: "DtcIndex",
+}
+
+
 def slot_of(frame_id: int, signals: Signals) -> tuple[int, int]:
     """What makes a data frame unique in a session: its message and, where it has one, its index."""
-    if frame_id == KEY_VIN:
-        return frame_id, _raw(signals["VinPart"])
-    if frame_id in (KEY_CBS_STATUS, KEY_CBS_HISTORY):
-        return frame_id, _raw(signals["ItemIndex"])
-    if frame_id == KEY_CHECK_CONTROL:
-        return frame_id, _raw(signals["CcIndex"])
-    if frame_id == KEY_DTC:
-        return frame_id, _raw(signals["DtcIndex"])
-    return frame_id, 0
+    name = SLOT_SIGNALS.get(frame_id)
+    return frame_id, (0 if name is None else _raw(signals[name]))
 
 
 def _raw(value: Any) -> Any:

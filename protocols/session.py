@@ -21,8 +21,10 @@ from __future__ import annotations
 import enum
 import zlib
 from dataclasses import dataclass
+from functools import partial
 
 from cantools.database.can import Database
+from cantools.database.namedsignalvalue import NamedSignalValue
 
 from dbc import key_reader_database
 from protocols.can_frame import (
@@ -36,17 +38,20 @@ from protocols.can_frame import (
 from protocols.key_messages import (
     FRAME_BYTES,
     MESSAGE_NAMES,
+    SLOT_SIGNALS,
     SUPPORTED_PROTOCOL_VERSION,
     DecodedFrame,
     InvalidSession,
     Signals,
     build_key_session,
     message_decoders,
-    slot_of,
 )
 from protocols.key_session import KeySession
 
 DEFAULT_TIMEOUT_S = 0.5
+
+# DecodedFrame((frame, position, signals)) without the named tuple's Python-level __new__.
+_decoded_frame = partial(tuple.__new__, DecodedFrame)
 
 
 class RejectReason(enum.StrEnum):
@@ -222,7 +227,11 @@ class SessionAssembler:
                 frame.timestamp))
             return
         signals = self._decode_data[frame_id](data)
-        slot = slot_of(frame_id, signals)
+        index_name = SLOT_SIGNALS[frame_id]  # slot_of(frame_id, signals), inlined
+        index = 0 if index_name is None else signals[index_name]
+        if isinstance(index, NamedSignalValue):
+            index = index.value
+        slot = (frame_id, index)
         seen = session.slots.get(slot)
         if seen is not None:
             if seen == data:
@@ -236,7 +245,7 @@ class SessionAssembler:
             return
         session.slots[slot] = data
         frames = session.frames
-        frames.append(DecodedFrame(frame, len(frames) + 1, signals))
+        frames.append(_decoded_frame((frame, len(frames) + 1, signals)))
         session.crc = zlib.crc32(data, session.crc)
 
     def _on_end(self, frame: CanFrame, events: list[SessionEvent]) -> None:

@@ -453,3 +453,13 @@ def make_subscriber() -> Iterator[Callable[..., Subscriber]]:
     yield factory
     for subscriber in subscribers:
         subscriber.stop()
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for test subprocesses: the kernel sends SIGTERM to the child when the
+    test process dies, so no agent outlives a killed test run (an orphaned agent would keep
+    reopening its /dev/pts/N and steal the bytes of whatever test gets that number next)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)

@@ -23,6 +23,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from broker import die_with_parent
+
 START_TIMEOUT_S = 20.0
 _STARTED: list[SimulatorProcess | AgentProcess] = []
 
@@ -41,12 +43,23 @@ class SimulatorProcess:
         self.truth_path = workdir / f"{name}-truth.jsonl"
         self.log_path = workdir / f"{name}.log"
         self._log = self.log_path.open("w")
+        # The agent opens a link in this test's directory, never /dev/pts/N itself: pty numbers
+        # are reused, and a name that dies with the simulator cannot lead to another test's pty.
+        link_args: tuple[str, ...] = ()
+        if "--link" not in args:
+            self.link: Path | None = workdir / f"{name}.tty"
+            link_args = ("--link", str(self.link))
+        else:
+            self.link = Path(args[list(args).index("--link") + 1])
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "simulators.cli", kind, "--truth", str(self.truth_path), *args],
-            stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=workdir)
+            [sys.executable, "-m", "simulators.cli", kind, "--truth", str(self.truth_path),
+             *link_args, *args],
+            stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=workdir,
+            preexec_fn=die_with_parent)
         _STARTED.append(self)
         assert self.process.stdout is not None
-        self.port = self._read_line()
+        self.pty_path = self._read_line()
+        self.port = str(self.link)
 
     def _read_line(self) -> str:
         assert self.process.stdout is not None
@@ -224,3 +237,54 @@ def first_deliveries(messages: Iterable[Any]) -> tuple[list[dict[str, Any]], dic
         first[ident] = message.payload
         ordered.append(payload)
     return ordered, counts
+
+
+def outcome_mismatch(record: dict[str, Any], payload: dict[str, Any], *,
+                     exact: bool = True) -> str | None:
+    """Why ``payload`` is not the outcome the ground-truth ``record`` promises; None when it
+    is. ``exact`` compares every key-derived field (tests/e2e/expectations.py), else only
+    :func:`session_key`. A session the agent heard only part of (``disturbed``) promises
+    nothing: any rejection may come of it."""
+    if record["disturbed"] and "rejection_id" in payload:
+        return None
+    if record["expected"] == "readout":
+        if "readout_id" not in payload:
+            return f"expected a readout, got a rejection ({payload.get('reason')})"
+        if readout_key(payload) != session_key(record):
+            return "another session's readout"
+        if exact:
+            from expectations import assert_readout_matches
+            try:
+                assert_readout_matches(record, payload)
+            except AssertionError as exc:
+                return f"readout differs: {exc}"
+        return None
+    if "rejection_id" not in payload:
+        return f"expected a rejection ({record['reason']}), got a readout"
+    if payload["reason"] != record["reason"]:
+        return f"rejected for {payload['reason']}, expected {record['reason']}"
+    return None
+
+
+def pair_in_order(truth: list[dict[str, Any]], payloads: list[dict[str, Any]], *,
+                  exact: bool = True) -> tuple[dict[int, int], list[tuple[int, str]]]:
+    """Pair outcomes (in arrival order, :func:`first_deliveries`) with ground-truth records.
+
+    The agent keeps reading order, so each outcome is paired with the *next* record it is the
+    outcome of (a fleet may repeat a session's content, so order and content both count; a
+    record is used once). Returns {outcome index: record index} and the outcomes that pair
+    with nothing, with the reason against the record where they should have been."""
+    pairs: dict[int, int] = {}
+    unpaired: list[tuple[int, str]] = []
+    position = 0
+    for index, payload in enumerate(payloads):
+        for j in range(position, len(truth)):
+            if outcome_mismatch(truth[j], payload, exact=exact) is None:
+                pairs[index] = j
+                position = j + 1
+                break
+        else:
+            why = (outcome_mismatch(truth[position], payload, exact=exact)
+                   if position < len(truth) else "no session left")
+            unpaired.append((index, f"{message_id(payload)}: {why}"))
+    return pairs, unpaired

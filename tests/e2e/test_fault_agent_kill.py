@@ -34,13 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from broker import MosquittoBroker
-from expectations import assert_readout_matches
 from processes import (
     AgentProcess,
     SimulatorProcess,
     first_deliveries,
-    readout_key,
-    session_key,
+    pair_in_order,
     wait_until,
 )
 
@@ -67,11 +65,14 @@ def test_sigkill_at_random_moments_loses_no_read_readout(tmp_path: Path, mosquit
                          "--state-dir", str(tmp_path / "state"))
     connected_line = CONNECTED.format(link)
     kills = idle_kills = blind_kills = 0
-    idle_checked: set[tuple[Any, ...]] = set()
+    idle_checked: set[int] = set()
 
-    def delivered_keys() -> set[tuple[Any, ...]]:
+    def delivered_sessions() -> set[int]:
+        """Ground-truth ``n`` of every session whose outcome arrived (paired in order)."""
+        truth = sim.truth()
         payloads, _ = first_deliveries(subscriber.snapshot())
-        return {readout_key(p) for p in payloads if "readout_id" in p}
+        pairs, _ = pair_in_order(truth, payloads, exact=False)
+        return {truth[j]["n"] for j in pairs.values()}
 
     def connections() -> int:
         return agent.log_text().count(connected_line)
@@ -85,19 +86,18 @@ def test_sigkill_at_random_moments_loses_no_read_readout(tmp_path: Path, mosquit
                 time.sleep(rng.uniform(0.05, 1.5))
                 blind_kills += 1
             else:
-                wait_until(lambda: connections() > opened_before, WAIT_S,
+                wait_until(lambda before=opened_before: connections() > before, WAIT_S,
                            f"life {life}: the agent to open the reader")
             if idle:
                 # Sessions played wholly to this life; the first one is left out: it may have
                 # started while pyserial's open was still flushing the input (a race no agent
                 # can close), everything after it is the agent's to read.
-                wait_until(lambda: len(_played_to(sim.truth(), started_at)) >= 4, WAIT_S,
+                wait_until(lambda since=started_at: len(_played_to(sim.truth(), since)) >= 4, WAIT_S,
                            f"life {life}: sessions played")
-                played = _played_to(sim.truth(), started_at)[1:]
-                keys = {session_key(r) for r in played if r["expected"] == "readout"}
-                wait_until(lambda: keys <= delivered_keys(), WAIT_S,
-                           f"life {life}: the {len(keys)} sessions read while idle to arrive")
-                idle_checked |= keys
+                played = {r["n"] for r in _played_to(sim.truth(), started_at)[1:]}
+                wait_until(lambda want=played: want <= delivered_sessions(), WAIT_S,
+                           f"life {life}: the {len(played)} sessions read while idle to arrive")
+                idle_checked |= played
                 idle_kills += 1
             elif not blind:
                 time.sleep(rng.uniform(0.0, 1.2))
@@ -126,8 +126,6 @@ def test_sigkill_at_random_moments_loses_no_read_readout(tmp_path: Path, mosquit
         sim.stop()
 
     truth = sim.truth()
-    by_key = {session_key(r): r for r in truth}
-    assert len(by_key) == len(truth), "the fleet repeated a session; use more --vehicles"
     messages = subscriber.snapshot()
     payloads, counts = first_deliveries(messages)  # asserts: same id, same bytes
     readouts = [p for p in payloads if "readout_id" in p]
@@ -135,18 +133,11 @@ def test_sigkill_at_random_moments_loses_no_read_readout(tmp_path: Path, mosquit
 
     lost = set(logged) - {p["readout_id"] for p in readouts}
     assert not lost, f"{len(lost)} readouts the agent logged as read never arrived: {sorted(lost)}"
-    assert idle_checked <= {readout_key(p) for p in readouts}
-
-    ids_per_session: dict[tuple[Any, ...], set[str]] = {}
-    for payload in readouts:
-        record = by_key.get(readout_key(payload))
-        assert record is not None, f"{payload['readout_id']} matches no session played"
-        assert_readout_matches(record, payload)  # exactly as read
-        ids_per_session.setdefault(readout_key(payload), set()).add(payload["readout_id"])
-    twice = {key: ids for key, ids in ids_per_session.items() if len(ids) > 1}
-    assert not twice, f"sessions delivered under two readout ids: {twice}"
-    order = [by_key[readout_key(p)]["n"] for p in readouts]
-    assert order == sorted(order), "readouts arrived out of reading order"
+    # Each outcome is the next session's in reading order, with exactly the data read; a
+    # session delivered under a second id, or out of order, would pair with nothing.
+    pairs, unpaired = pair_in_order(truth, payloads)
+    assert not unpaired, f"outcomes that are no session's, in order: {unpaired[:5]}"
+    assert idle_checked <= {truth[j]["n"] for j in pairs.values()}
 
     assert kills >= 20
     undisturbed = [r for r in truth if not r["disturbed"]]

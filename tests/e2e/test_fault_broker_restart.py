@@ -14,8 +14,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from expectations import assert_readout_matches
-from processes import AgentProcess, SimulatorProcess, first_deliveries, readout_key, session_key
-from processes import wait_until
+from processes import (
+    AgentProcess,
+    SimulatorProcess,
+    first_deliveries,
+    readout_key,
+    session_key,
+    wait_until,
+)
 
 SITE, READER = "e2e", "outage"
 BASE = f"cbs/v1/{SITE}/{READER}"
@@ -41,11 +47,13 @@ def test_broker_restarts_lose_nothing_and_keep_order(tmp_path: Path, make_broker
     try:
         for outage in range(OUTAGES):
             delivered = len(first_deliveries(subscriber.snapshot())[0])
-            subscriber.wait_for(lambda ms: len(first_deliveries(ms)[0]) >= delivered + 5, WAIT_S,
+            subscriber.wait_for(lambda ms, before=delivered: len(first_deliveries(ms)[0])
+                                >= before + 5, WAIT_S,
                                 what=f"readouts before outage {outage + 1}")
             broker.stop()
             logged = len(agent.logged_readout_ids())
-            wait_until(lambda: len(agent.logged_readout_ids()) >= logged + READ_DURING_OUTAGE,
+            wait_until(lambda before=logged: len(agent.logged_readout_ids())
+                       >= before + READ_DURING_OUTAGE,
                        WAIT_S, f"{READ_DURING_OUTAGE} keys read while the broker is down")
             read_while_down += len(agent.logged_readout_ids()) - logged
             broker.start()
@@ -65,6 +73,9 @@ def test_broker_restarts_lose_nothing_and_keep_order(tmp_path: Path, make_broker
     payloads, counts = first_deliveries(messages)  # same id -> same bytes
     assert len(truth) == SESSIONS and not any(r["disturbed"] for r in truth)
     assert len(payloads) == SESSIONS, "a session arrived twice under different ids, or extra"
+    numbers = {session_key(r): r["n"] for r in truth}
+    arrival = [numbers.get(readout_key(p)) for p in payloads]
+    assert arrival == [r["n"] for r in truth], f"sessions in order of first arrival: {arrival}"
     for record, payload in zip(truth, payloads, strict=True):  # in reading order
         assert record["expected"] == "readout" and "readout_id" in payload
         assert readout_key(payload) == session_key(record)

@@ -21,11 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from broker import MosquittoBroker
 from expectations import assert_readout_matches
-from processes import AgentProcess, SimulatorProcess, first_deliveries, readout_key, session_key
-from processes import wait_until
+from processes import (
+    AgentProcess,
+    SimulatorProcess,
+    first_deliveries,
+    readout_key,
+    session_key,
+    wait_until,
+)
 
 SITE, READER = "e2e", "diskfull"
 BASE = f"cbs/v1/{SITE}/{READER}"
@@ -154,8 +159,8 @@ def test_agent_starting_on_an_unwritable_state_dir_runs_and_recovers(
     sim = SimulatorProcess(tmp_path, "serial", "--seed", "52", "--sessions", "6",
                            "--interval-s", "0.15", "--dwell-s", "0.02", "--baudrate", "0",
                            "--vehicles", "2000", "--linger")
-    setup = (f'mount -o remount,ro "$0"' if condition == "read-only"
-             else f'(dd if=/dev/zero of="$0/filler" bs=256k 2>/dev/null || true)')
+    setup = ('mount -o remount,ro "$0"' if condition == "read-only"
+             else '(dd if=/dev/zero of="$0/filler" bs=256k 2>/dev/null || true)')
     agent = AgentProcess(tmp_path, "--serial", sim.port, "--broker", mosquitto.url, "--site", SITE,
                          "--reader", READER, "--state-dir", str(state),
                          env={"CBS_MQTT__STATUS_INTERVAL_S": "1"},

@@ -9,12 +9,19 @@ runs with ``--serial PATH`` and is never restarted.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 from broker import MosquittoBroker
 from expectations import assert_readout_matches
-from processes import AgentProcess, SimulatorProcess, first_deliveries, readout_key, session_key
-from processes import wait_until
+from processes import (
+    AgentProcess,
+    SimulatorProcess,
+    first_deliveries,
+    readout_key,
+    session_key,
+    wait_until,
+)
 
 SITE, READER = "e2e", "replug"
 BASE = f"cbs/v1/{SITE}/{READER}"
@@ -71,7 +78,7 @@ def test_reader_unplugged_and_replugged(tmp_path: Path, mosquitto: MosquittoBrok
     assert "Traceback" not in log
     # The status said so: connected, then not, then connected again.
     states = _reader_states(statuses.snapshot())
-    transitions = [(a, b) for a, b in zip(states, states[1:]) if a != b]
+    transitions = [(a, b) for a, b in pairwise(states) if a != b]
     assert (True, False) in transitions and (False, True) in transitions, states
     assert states[-1] is True
     print(f"\nreader re-plugged x{replugs}: sessions sent {len(truth)}, delivered "

@@ -20,7 +20,7 @@ import io
 import os
 import tempfile
 from collections.abc import Iterator
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import can
@@ -57,7 +57,7 @@ def workdir() -> Iterator[Path]:
         yield Path(directory)
 
 
-@lru_cache(maxsize=None)
+@cache
 def pipeline() -> ReadoutPipeline:
     return ReadoutPipeline(site="S1", reader="desk1", transport="can",
                            forecast=ForecastSettings(), history=None)
@@ -76,7 +76,7 @@ def _messages() -> list[can.Message]:
     return messages
 
 
-@lru_cache(maxsize=None)
+@cache
 def valid_capture(fmt: str) -> bytes:
     """The spec example as a capture of ``fmt``, written by python-can (serial: by the framing
     encoder, as a reader sends it)."""

@@ -28,6 +28,7 @@ from protocols.encoder import encode_session
 from protocols.key_session import KeySession
 from protocols.serial_framing import FrameType, encode_can_frame, encode_frame
 from simulators.fleet import Fleet
+from broker import die_with_parent
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_DATE = date(2026, 11, 27)
@@ -136,7 +137,8 @@ class AgentRun:
         with self.log_path.open("a") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "agent", "run", *args],
                                             stdout=log, stderr=log, cwd=workdir,
-                                            env=env if env is not None else clean_environment())
+                                            env=env if env is not None else clean_environment(),
+                                            preexec_fn=die_with_parent)
 
     @classmethod
     def serial(cls, workdir: Path, reader: PtyKeyReader, *, site: str, name: str, broker_url: str,

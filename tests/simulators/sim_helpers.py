@@ -24,6 +24,7 @@ from protocols.can_frame import CanFrame
 from protocols.key_session_json import session_from_dict
 from protocols.serial_framing import FrameType, SerialFrame, SerialFrameDecoder, decode_can_payload
 from protocols.session import SessionAccepted, SessionAssembler, SessionEvent, SessionRejected
+from broker import die_with_parent
 
 BASE_DATE = "2026-05-01"
 WAIT_S = 30.0  # upper bound of any single wait; normally reached in well under a second
@@ -37,7 +38,8 @@ class SimProcess:
         self.stderr_path = stderr_path
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "simulators.cli", *args], stdout=subprocess.PIPE,
-            stderr=self._stderr, text=True, cwd=Path(__file__).resolve().parents[2])
+            stderr=self._stderr, text=True, cwd=Path(__file__).resolve().parents[2],
+            preexec_fn=die_with_parent)
         assert self.proc.stdout is not None
         self._stdout: IO[str] = self.proc.stdout
 
