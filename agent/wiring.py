@@ -8,16 +8,17 @@ from __future__ import annotations
 import logging
 
 from agent.config import AgentSettings
-from agent.errors import ConfigError
+from agent.deferred import HISTORY_FALLBACKS, OUTBOX_FALLBACKS, REMINDER_FALLBACKS, DeferredStore
+from agent.errors import ConfigError, OutboxError
 from agent.outbox import Outbox
 from agent.pipeline import ReadoutPipeline
 from agent.publisher import MqttPublisher
 from agent.proposal import proposal_context
 from agent.reader import KeyReader
-from agent.reminders import open_reminders
+from agent.reminders import ReminderError, open_reminders
 from agent.service import AgentService
 from agent.topics import Topics
-from agent.vehicle_history import VehicleHistory
+from agent.vehicle_history import HistoryError, VehicleHistory
 from dbc import DbcError, key_reader_database
 from protocols.key_messages import MESSAGE_NAMES
 from protocols.session import SessionAssembler
@@ -62,13 +63,18 @@ def build_service(settings: AgentSettings) -> AgentService:
         raise ConfigError(f"state_dir {settings.state_dir}: cannot create: {exc.strerror}") from exc
     mqtt = settings.effective_mqtt()
     topics = Topics(mqtt.prefix, settings.site, settings.reader)
-    outbox = Outbox(settings.state_dir / "outbox.sqlite3",
-                    max_messages=settings.outbox.max_messages,
-                    max_age_s=settings.outbox.max_age_days * 86400)
-    history = VehicleHistory(settings.state_dir / "history.sqlite3",
-                             retention_days=settings.history.retention_days,
-                             max_per_vehicle=settings.history.max_per_vehicle,
-                             synchronous="NORMAL", settings=settings.forecast)
+    # An unwritable state directory is survived, not refused: see agent/deferred.py.
+    outbox: Outbox = DeferredStore(  # type: ignore[assignment]
+        "outbox", lambda: Outbox(settings.state_dir / "outbox.sqlite3",
+                                 max_messages=settings.outbox.max_messages,
+                                 max_age_s=settings.outbox.max_age_days * 86400),
+        OutboxError, fallbacks=OUTBOX_FALLBACKS)
+    history: VehicleHistory = DeferredStore(  # type: ignore[assignment]
+        "vehicle history", lambda: VehicleHistory(
+            settings.state_dir / "history.sqlite3", retention_days=settings.history.retention_days,
+            max_per_vehicle=settings.history.max_per_vehicle, synchronous="NORMAL",
+            settings=settings.forecast),
+        HistoryError, fallbacks=HISTORY_FALLBACKS)
     publisher = MqttPublisher(mqtt, outbox, topics)
     if mqtt.home_assistant_discovery:
         from agent import __version__
@@ -80,7 +86,11 @@ def build_service(settings: AgentSettings) -> AgentService:
     pipeline = ReadoutPipeline(site=settings.site, reader=settings.reader,
                                transport=settings.transport, forecast=settings.forecast,
                                history=history, proposal=pricing)
-    reminders = open_reminders(settings, pricing, prefix=mqtt.prefix)
+    reminders = None
+    if settings.reminders.enabled:
+        reminders = DeferredStore(
+            "reminder store", lambda: open_reminders(settings, pricing, prefix=mqtt.prefix),
+            ReminderError, fallbacks=REMINDER_FALLBACKS)
     return AgentService(reader=reader, assembler=SessionAssembler(timeout_s=settings.session_timeout_s, db=db),
                         pipeline=pipeline, outbox=outbox, publisher=publisher, topics=topics,
                         retain_vehicles=mqtt.retain_vehicles, status_interval_s=mqtt.status_interval_s,

@@ -126,7 +126,11 @@ def test_disk_full_holds_readouts_and_delivers_them_when_space_returns(
     assert agent.pid == pid and agent.starts == 1
     log = agent.log_text()
     assert "Traceback" not in log
-    assert log.count("outbox cannot commit") <= held_readouts + 2
+    statuses = _statuses(recovered)
+    at_error = statuses.index(first_error)
+    healed = next(s for s in statuses[at_error:] if s["outbox"]["error"] is None)
+    held_in_all = healed["counters"]["readouts"] - readouts_at_error + 1
+    assert log.count("outbox cannot commit") <= held_in_all + 2  # + reminders, if any
     assert "outbox writable again" in log
 
     # Everything read, before, during and after, arrived in order, exactly as read.
@@ -137,17 +141,18 @@ def test_disk_full_holds_readouts_and_delivers_them_when_space_returns(
         assert readout_key(payload) == session_key(record)
         assert_readout_matches(record, payload)
     assert set(agent.logged_readout_ids()) <= {p.get("readout_id") for p in payloads}
+    duplicates = sum(counts.values()) - len(counts)
     print(f"\ndisk full: sessions sent {len(truth)}, {held_readouts} read while full (status depth "
           f"{while_full['outbox']['depth']}), delivered {len(payloads)}, duplicates "
-          f"{sum(counts.values()) - len(counts)}, lost 0; final status depth "
-          f"{_statuses(recovered)[-1]['outbox']['depth']}")
+          f"{duplicates} (most copies of one: {max(counts.values())}), lost 0; final status "
+          f"depth {_statuses(recovered)[-1]['outbox']['depth']}")
+    # Held messages may go out once more when they are finally stored, not again and again.
+    if duplicates > held_in_all:
+        pytest.xfail(f"agent bug, reported to the lead: {duplicates} redeliveries for "
+                     f"{held_in_all} readouts held while the disk was full — every retry of the "
+                     f"held batch is sent early (outbox staging) and rolled back, then sent again")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "agent gap, reported to the lead: build_service opens the outbox at start-up and a failure "
-    "exits with code 2 (a configuration error: systemd's RestartPreventExitStatus=2 then "
-    "leaves the unit failed for good) instead of running, reporting status.outbox.error and "
-    "holding readouts until the state directory is writable"))
 @pytest.mark.parametrize("condition", ["read-only", "full"])
 def test_agent_starting_on_an_unwritable_state_dir_runs_and_recovers(
         tmp_path: Path, mosquitto: MosquittoBroker, make_subscriber, condition: str) -> None:
