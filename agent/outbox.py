@@ -69,6 +69,7 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 DEFAULT_MAX_MESSAGES = 100_000
 DEFAULT_MAX_AGE_S = 30 * 86400.0
+CACHE_KIB = 1024  # SQLite page cache (the default is 2 MiB)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -152,6 +153,8 @@ class Outbox:
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            # The working set is the newest rows: a small page cache keeps memory flat.
+            self._db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise OutboxError(f"outbox {self.path}: written by a newer agent (schema "

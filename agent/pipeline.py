@@ -3,6 +3,7 @@ capture decodes exactly as the live agent would have published it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from agent.forecast import ForecastSettings, forecast_session
@@ -52,3 +53,9 @@ class ReadoutPipeline:
     def remember(self, session: KeySession, readout: Readout) -> None:
         if self.history is not None:
             self.history.record(session, readout.read_at, readout.readout_id)
+
+    def remember_many(self, accepted: Iterable[tuple[KeySession, Readout]]) -> None:
+        """:meth:`remember` several readouts in one history transaction."""
+        if self.history is not None:
+            self.history.record_many([(session, readout.read_at, readout.readout_id)
+                                      for session, readout in accepted])

@@ -84,6 +84,11 @@ log = logging.getLogger(__name__)
 CONTENT_TYPE = "application/json"
 QOS = 1
 _IDLE_WAKE_S = 1.0  # the pump retries failed outbox reads/acks this often when nothing happens
+# A turn woken by PUBACKs alone waits this long for more of them, so that a busy link costs
+# one delete transaction per few milliseconds, not one per PUBACK. New rows, a status or stop
+# still wake the pump at once.
+_ACK_GATHER_S = 0.002
+_ACK_GATHER_MAX = 64
 
 
 class _PahoNoise(logging.Filter):
@@ -112,7 +117,11 @@ class _Down:
 class _Acked:
     mid: int
     reason_code: int
-    reason: str
+    code: ReasonCode  # its name is only needed for a refusal: str() it then, not per PUBACK
+
+    @property
+    def reason(self) -> str:
+        return str(self.code)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +158,7 @@ class MqttPublisher:
         self._client = self._make_client()
 
         self._wake = threading.Condition()
-        self._events: deque[_Event] = deque()  # bounded by inflight + connection changes
+        self._events: deque[_Event] = deque()  # bounded: inflight, link changes, 2 per put
         self._poked = False
         self._stopping = False
         self._connected = False
@@ -170,6 +179,9 @@ class MqttPublisher:
         self._retained_due = False
         self._cursor = 0
         self._unacked_done: list[int] = []
+        # False once a read of the outbox came back short and nobody has said "new rows"
+        # since: turns woken only by PUBACKs then skip the query (and the outbox lock).
+        self._rows_unread = True
         # Rows sent before their commit was known, and those of them already acknowledged.
         self._uncommitted: dict[int, OutboxEntry] = {}
         self._acked_uncommitted: list[int] = []
@@ -177,6 +189,7 @@ class MqttPublisher:
         self._outbox_problem: str | None = None
 
         self.published = 0  # outbox rows handed to paho (resends by paho not counted)
+        self.sent_before_commit = 0  # of those, handed over while their commit still ran
         self.acked = 0  # rows the broker acknowledged and the outbox deleted
         self.failed = 0  # rows the broker (or paho) refused and the publisher dropped
         self.connects = 0
@@ -268,7 +281,7 @@ class MqttPublisher:
     def staged(self, entries: Sequence[OutboxEntry]) -> None:
         """Rows inserted in an outbox transaction, commit under way: send them now if they are
         next in order (see the module docstring)."""
-        if self._thread is None or self._stopping:
+        if self._thread is None or self._stopping or not self._thread.is_alive():
             return  # no pump to send them: they are read back from the outbox in turn
         with self._wake:
             self._events.append(_Staged(tuple(entries)))
@@ -276,7 +289,7 @@ class MqttPublisher:
 
     def settled(self, entries: Sequence[OutboxEntry], committed: bool) -> None:
         """The commit of those rows succeeded or was rolled back."""
-        if not entries or self._thread is None or self._stopping:
+        if not entries or self._thread is None or self._stopping or not self._thread.is_alive():
             return
         with self._wake:
             self._events.append(_Settled(entries[0].row_id, entries[-1].row_id, committed))
@@ -365,8 +378,11 @@ class MqttPublisher:
     def _on_publish(self, client: mqtt.Client, userdata: object, mid: int,
                     reason_code: ReasonCode, properties: Properties | None) -> None:
         with self._wake:
-            self._events.append(_Acked(mid, reason_code.value, str(reason_code)))
-            self._wake.notify()
+            # Only the first of a run of PUBACKs wakes the pump: it gathers the rest (below).
+            wake = not self._events
+            self._events.append(_Acked(mid, reason_code.value, reason_code))
+            if wake:
+                self._wake.notify()
 
     def _note_error(self, message: str) -> None:
         # Once per outage at WARNING; the retries (with backoff) at DEBUG.
@@ -384,8 +400,14 @@ class MqttPublisher:
                 with self._wake:
                     if not (self._events or self._poked or self._stopping):
                         self._wake.wait(timeout=_IDLE_WAKE_S)
+                    if (self._events and not (self._poked or self._stopping)
+                            and len(self._events) < _ACK_GATHER_MAX
+                            and all(type(event) is _Acked for event in self._events)):
+                        self._wake.wait(timeout=_ACK_GATHER_S)
                     events = list(self._events)
                     self._events.clear()
+                    if self._poked or not events:  # told of new rows, or idle: look again
+                        self._rows_unread = True
                     self._poked = False
                     stopping = self._stopping
                 self._handle(events)
@@ -409,6 +431,7 @@ class MqttPublisher:
                 self._settle(event, done)
             elif isinstance(event, _Up):
                 self._link_up = True
+                self._rows_unread = True
                 self._limit = min(self.settings.max_inflight,
                                   event.receive_maximum or self.settings.max_inflight)
                 with self._wake:
@@ -483,6 +506,7 @@ class MqttPublisher:
         for entry in taken:
             self._uncommitted[entry.row_id] = entry
         sent = self._publish_rows(taken)
+        self.sent_before_commit += sent
         for entry in taken[sent:]:  # paho did not take them: read back after the commit
             del self._uncommitted[entry.row_id]
 
@@ -503,19 +527,21 @@ class MqttPublisher:
             if entry.row_id in rows:
                 del self._inflight[mid]
         self._cursor = min(self._cursor, event.first_row - 1)
+        self._rows_unread = True
         log.debug("MQTT: rows %d..%d were sent before a commit that failed", event.first_row,
                   event.last_row)
 
     def _send_rows(self) -> None:
         room = self._limit - len(self._inflight) - len(self._status_mids)
-        if room <= 0:
+        if room <= 0 or not self._rows_unread:
             return
         try:
             rows = self.outbox.pending(after_row=self._cursor, limit=room)
         except OutboxError as exc:
             self._outbox_failed(exc)
             return
-        self._publish_rows(rows)
+        taken = self._publish_rows(rows)
+        self._rows_unread = len(rows) >= room or taken < len(rows)
 
     def _publish_rows(self, rows: Sequence[OutboxEntry]) -> int:
         """Hand rows to paho in order; returns how many it took (the rest waits)."""

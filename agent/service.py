@@ -51,7 +51,10 @@ log = logging.getLogger(__name__)
 READ_SLICE_S = 0.05
 MAX_UNCOMMITTED = 1000
 BATCH_WINDOW_S = 0.02  # a busy reader's turn reads on for at most this long...
-MAX_BATCH_SESSIONS = 200  # ...or until this many sessions completed
+# ...or until this many sessions completed. Kept small: a session whose frames straddle two
+# reads must see the next read within the session timeout, and a batch's readouts are all
+# built before the loop reads again.
+MAX_BATCH_SESSIONS = 32
 
 # A session event with the frame-clock offset of the read that produced it.
 _Outcome = tuple[SessionEvent, float]
@@ -231,11 +234,13 @@ class AgentService:
         for level, message, args in notes:
             log.log(level, message, *args)
         self.publisher.notify()
-        for event, readout in accepted:
-            try:
-                self.pipeline.remember(event.session, readout)
+        if accepted:
+            try:  # one history transaction for the batch (no two readouts of a VIN in it)
+                self.pipeline.remember_many([(event.session, readout)
+                                             for event, readout in accepted])
             except Exception as exc:  # history is an aid to the forecast, never a reason to stop
-                log.error("vehicle history not updated for %s: %s", readout.vehicle.vin, exc)
+                log.error("vehicle history not updated for %s: %s",
+                          ", ".join(readout.vehicle.vin for _, readout in accepted), exc)
         if self.reminders is not None and accepted:
             readouts = [readout for _, readout in accepted]
             try:
@@ -248,8 +253,11 @@ class AgentService:
         if self._uncommitted:  # keep order behind what is already waiting
             self._hold(batch)
             return
+        # Sent while the commit runs, unless the outbox is failing: a batch that will likely
+        # roll back would reach the broker once per retry.
+        listener = self.publisher if self.outbox_error is None else None
         try:
-            self.outbox.put_many(batch, listener=self.publisher)
+            self.outbox.put_many(batch, listener=listener)
         except OutboxError as exc:
             self._outbox_failed(exc)
             self._hold(batch)
@@ -265,7 +273,7 @@ class AgentService:
     def _retry_uncommitted(self) -> None:
         held = list(self._uncommitted)
         try:
-            self.outbox.put_many(held, listener=self.publisher)
+            self.outbox.put_many(held)  # read back once committed: no copy per failed retry
         except OutboxError as exc:
             self._outbox_failed(exc)
             return

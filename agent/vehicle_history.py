@@ -15,15 +15,24 @@ oldest go). Both are enforced in the transaction that records a readout.
 The history is advisory: losing it costs forecast quality, never a readout. A file that is
 not a SQLite database is moved aside (``*.corrupt-N``) and a new one started, with an error
 logged. Other SQLite failures are raised as :class:`HistoryError`.
+
+A busy reader asks for a vehicle's readings before every forecast and records right after,
+so the readings of recently seen vehicles are also kept in memory, bounded by
+``cache_readings`` in total (least recently used vehicles go first). The cache mirrors the
+file exactly: it is updated only after a commit succeeded, and ``PRAGMA data_version`` (which
+changes when another connection, in this or another process, commits) empties it whenever
+someone else has written to the file.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -54,6 +63,11 @@ CREATE INDEX IF NOT EXISTS readings_by_vin ON readings (vin, read_at_us);
 CREATE INDEX IF NOT EXISTS readings_by_time ON readings (read_at_us);
 """
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+DEFAULT_CACHE_READINGS = 1000  # about 1 MB
+_PAGE_CACHE_KIB = 1024  # SQLite's own page cache (the default is 2 MiB)
+
+# A cached reading: its sort key as in the file (read_at_us, readout_id), then the value.
+_Cached = tuple[int, str, PastReading]
 
 
 class HistoryError(CbsError):
@@ -70,15 +84,24 @@ def _from_us(value: int) -> datetime:
     return _EPOCH + timedelta(microseconds=value)
 
 
+def _sort_key(row: tuple[int, str, object]) -> tuple[int, str]:
+    return row[0], row[1]
+
+
 def _select(conn: sqlite3.Connection, vin: str, *, until_us: int | None = None) -> list[PastReading]:
     """The VIN's readouts (read at or before ``until_us``), oldest first."""
+    return [reading for _, _, reading in _select_keyed(conn, vin, until_us=until_us)]
+
+
+def _select_keyed(conn: sqlite3.Connection, vin: str, *,
+                  until_us: int | None = None) -> list[_Cached]:
     limit = until_us if until_us is not None else 2**63 - 1
     rows = conn.execute(
         "SELECT readout_id, read_at_us, key_id, data_date, mileage_km, items FROM readings "
         "WHERE vin = ? AND read_at_us <= ? ORDER BY read_at_us, readout_id", (vin, limit)).fetchall()
-    return [PastReading(readout_id=rid, vin=vin, read_at=_from_us(us), key_id=key_id,
-                        data_date=date.fromisoformat(data_date), mileage_km=km,
-                        items=tuple(PastItem(*fields) for fields in json.loads(items)))
+    return [(us, rid, PastReading(readout_id=rid, vin=vin, read_at=_from_us(us), key_id=key_id,
+                                  data_date=date.fromisoformat(data_date), mileage_km=km,
+                                  items=tuple(PastItem(*fields) for fields in json.loads(items))))
             for rid, us, key_id, data_date, km, items in rows]
 
 
@@ -87,7 +110,8 @@ class VehicleHistory:
 
     def __init__(self, path: str | Path, *, retention_days: int = 3 * 365, max_per_vehicle: int = 50,
                  synchronous: Literal["FULL", "NORMAL"] = "FULL", busy_timeout_s: float = 10.0,
-                 settings: ForecastSettings | None = None) -> None:
+                 settings: ForecastSettings | None = None,
+                 cache_readings: int = DEFAULT_CACHE_READINGS) -> None:
         if retention_days < 1 or max_per_vehicle < 1:
             raise ValueError("retention_days and max_per_vehicle must be at least 1")
         if synchronous not in ("FULL", "NORMAL"):
@@ -102,6 +126,11 @@ class VehicleHistory:
         self.counters: dict[str, int] = {
             "recorded": 0, "duplicates": 0, "stale_keys": 0, "odometer_rollbacks": 0,
             "implausible_segments": 0, "pruned": 0}
+        self.cache_readings = max(0, cache_readings)
+        self._cache: OrderedDict[str, list[_Cached]] = OrderedDict()  # VIN -> as in the file
+        self._cached = 0  # readings in the cache
+        self._data_version: int | None = None
+        self._oldest_us: int | None = None  # oldest read_at_us in the file; None: unknown
         self._conn = self._open()
 
     # --- opening ------------------------------------------------------------------------------
@@ -113,6 +142,7 @@ class VehicleHistory:
             if str(mode).lower() != "wal":
                 log.warning("vehicle history %s: journal mode is %s, not WAL", self.path, mode)
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute(f"PRAGMA cache_size=-{_PAGE_CACHE_KIB}")  # readings are cached anyway
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > _SCHEMA_VERSION:
                 raise HistoryError(f"{self.path}: schema version {version} is newer than this agent's "
@@ -165,12 +195,44 @@ class VehicleHistory:
             except sqlite3.Error as exc:
                 raise HistoryError(f"vehicle history {self.path}: {exc}") from exc
 
+    # --- the cache ----------------------------------------------------------------------------
+    def _fresh(self, conn: sqlite3.Connection) -> None:
+        """Forget the cache if another connection has committed since we last looked."""
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            self._data_version = version
+            self._cache.clear()
+            self._cached = 0
+            self._oldest_us = None
+
+    def _rows(self, conn: sqlite3.Connection, vin: str) -> list[_Cached]:
+        """The VIN's rows as in the file (a list the caller must not change)."""
+        rows = self._cache.get(vin)
+        if rows is None:
+            rows = _select_keyed(conn, vin)
+            self._remember_rows(vin, rows)
+        else:
+            self._cache.move_to_end(vin)
+        return rows
+
+    def _remember_rows(self, vin: str, rows: list[_Cached]) -> None:
+        old = self._cache.pop(vin, None)
+        self._cached -= len(old) if old is not None else 0
+        if len(rows) > self.cache_readings:
+            return
+        self._cache[vin] = rows
+        self._cached += len(rows)
+        while self._cached > self.cache_readings:
+            _, dropped = self._cache.popitem(last=False)
+            self._cached -= len(dropped)
+
     # --- API ----------------------------------------------------------------------------------
     def readings(self, vin: str) -> list[PastReading]:
         """The VIN's readouts, oldest first (by ``read_at``)."""
         with self._lock:
             try:
-                return _select(self._conn, vin)
+                self._fresh(self._conn)
+                return [reading for _, _, reading in self._rows(self._conn, vin)]
             except sqlite3.Error as exc:
                 raise HistoryError(f"vehicle history {self.path}: {exc}") from exc
 
@@ -178,33 +240,90 @@ class VehicleHistory:
         """Keep this readout (idempotent on ``readout_id``) and prune; an anomaly against the
         earlier readouts (stale key, odometer rollback) is logged and counted, and the readout
         is kept all the same: the forecast ignores it where it matters."""
+        self.record_many([(session, read_at, readout_id)])
+
+    def record_many(self, readouts: Iterable[tuple[KeySession, datetime, str]]) -> None:
+        """:meth:`record` each ``(session, read_at, readout_id)`` in order, in one transaction
+        (a busy reader's batch costs one commit). Raises HistoryError (none kept)."""
+        prepared = [self._prepare(*entry) for entry in readouts]
+        if not prepared:
+            return
+        anomalies: list[tuple[str, KeySession, PastReading]] = []
+        try:
+            with self._transaction() as conn:
+                self._fresh(conn)  # under BEGIN IMMEDIATE: nobody else writes until we commit
+                for session, at_us, reading, items in prepared:
+                    anomaly = self._record_in(conn, session, at_us, reading, items)
+                    if anomaly is not None:
+                        anomalies.append((anomaly, session, reading))
+        except BaseException:
+            self._cache.clear()  # rolled back: the file decides again
+            self._cached = 0
+            self._oldest_us = None
+            raise
+        for anomaly, session, reading in anomalies:
+            log.warning("readout %s of %s: %s (data date %s, %d km); the forecast ignores it",
+                        reading.readout_id, session.vin, anomaly.replace("_", " "),
+                        reading.data_date, reading.mileage_km)
+
+    @staticmethod
+    def _prepare(session: KeySession, read_at: datetime,
+                 readout_id: str) -> tuple[KeySession, int, PastReading, str]:
         at_us = _to_us(read_at)
         reading = PastReading.from_session(session, read_at.astimezone(UTC), readout_id)
         items = json.dumps([[i.index, i.code, i.remaining_km, i.availability_pct, i.service_count,
                              i.last_service_km] for i in reading.items], separators=(",", ":"))
-        with self._transaction() as conn:
-            if conn.execute("SELECT 1 FROM readings WHERE readout_id = ?", (readout_id,)).fetchone():
-                self.counters["duplicates"] += 1
-                return
-            earlier = _select(conn, session.vin, until_us=at_us)
-            conn.execute("INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         (readout_id, session.vin, at_us, session.key_id,
-                          reading.data_date.isoformat(), reading.mileage_km, items))
-            pruned = conn.execute("DELETE FROM readings WHERE read_at_us < ?",
-                                  (at_us - self.retention_days * 86_400_000_000,)).rowcount
-            pruned += conn.execute(
-                "DELETE FROM readings WHERE vin = ? AND readout_id NOT IN (SELECT readout_id FROM "
-                "readings WHERE vin = ? ORDER BY read_at_us DESC, readout_id DESC LIMIT ?)",
-                (session.vin, session.vin, self.max_per_vehicle)).rowcount
-            self.counters["recorded"] += 1
-            self.counters["pruned"] += max(0, pruned)
-            anomaly = build_view(earlier, reading, self._settings).current_anomaly
-            if anomaly is not None:
-                self.counters[anomaly + "s"] += 1
+        return session, at_us, reading, items
+
+    def _record_in(self, conn: sqlite3.Connection, session: KeySession, at_us: int,
+                   reading: PastReading, items: str) -> str | None:
+        """One readout inside the caller's transaction; the cache follows at once (the caller
+        empties it if the transaction fails). Returns the anomaly, if any."""
+        vin = session.vin
+        readout_id = reading.readout_id
+        cutoff_us = at_us - self.retention_days * 86_400_000_000
+        rows = self._rows(conn, vin)
+        if conn.execute("INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (readout_id, vin, at_us, session.key_id, reading.data_date.isoformat(),
+                         reading.mileage_km, items)).rowcount == 0:
+            self.counters["duplicates"] += 1
+            return None
+        earlier = [r for us, _, r in rows if us <= at_us]
+        if self._oldest_us is None:
+            oldest = conn.execute("SELECT min(read_at_us) FROM readings").fetchone()[0]
+            self._oldest_us = at_us if oldest is None else oldest
+        aged = 0
+        if self._oldest_us < cutoff_us:  # else nothing is that old: skip the DELETE
+            aged = conn.execute("DELETE FROM readings WHERE read_at_us < ?", (cutoff_us,)).rowcount
+            oldest = conn.execute("SELECT min(read_at_us) FROM readings").fetchone()[0]
+            self._oldest_us = at_us if oldest is None else oldest
+        else:
+            self._oldest_us = min(self._oldest_us, at_us)
+        # This VIN's rows after the insert and the age bound, as the file now has them; the
+        # oldest beyond max_per_vehicle go (the newest are kept, by read_at, then id).
+        pruned = aged
+        kept = [row for row in rows if row[0] >= cutoff_us]
+        bisect.insort(kept, (at_us, readout_id, reading), key=_sort_key)
+        excess = len(kept) - self.max_per_vehicle
+        if excess > 0:
+            conn.executemany("DELETE FROM readings WHERE readout_id = ?",
+                             [(rid,) for _, rid, _ in kept[:excess]])
+            pruned += excess
+            kept = kept[excess:]
+        if aged:  # other vehicles may have lost readings to the age bound too
+            self._cache.clear()
+            self._cached = 0
+        self._remember_rows(vin, kept)
+        self.counters["recorded"] += 1
+        self.counters["pruned"] += max(0, pruned)
+        anomaly = build_view(earlier, reading, self._settings).current_anomaly
         if anomaly is not None:
-            log.warning("readout %s of %s: %s (data date %s, %d km); the forecast ignores it",
-                        readout_id, session.vin, anomaly.replace("_", " "), reading.data_date,
-                        reading.mileage_km)
+            self.counters[anomaly + "s"] += 1
+        return anomaly
+
+    def cache_size(self) -> int:
+        """Readings held in memory (at most ``cache_readings``)."""
+        return self._cached
 
     def vehicle_count(self) -> int:
         with self._lock:

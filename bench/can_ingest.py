@@ -17,11 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import machine, result as report  # noqa: E402
 from broker import MosquittoBroker, Subscriber  # noqa: E402
 from processes import AgentProcess, SimulatorProcess  # noqa: E402
+
+TARGET_CPU = 0.20
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -76,24 +78,35 @@ def run(interface: str, args: argparse.Namespace, work: Path) -> dict[str, float
         broker.stop()
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bitrate", type=int, default=1_000_000)
     parser.add_argument("--bus-load", type=float, default=0.95)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--interval-s", type=float, default=0.2)
     parser.add_argument("--interfaces", default="fastslcan,slcan")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="cbs-bench-can-"))
     frames_per_s = args.bus_load * args.bitrate / 111
     print(f"CAN ingest: {args.bitrate} bit/s at {args.bus_load:.0%} load "
-          f"(~{frames_per_s:,.0f} frames/s offered), {args.seconds:.0f} s measured")
+          f"(~{frames_per_s:,.0f} frames/s offered), {args.seconds:.0f} s measured; {machine()}")
     print(f"{'interface':<10} {'frames/s taken':>15} {'agent CPU (1 core)':>18} {'target':>7} "
           f"{'played':>7} {'readouts':>9} {'lost':>5}")
+    results = {}
     for interface in args.interfaces.split(","):
-        result = run(interface, args, work)
+        result = results[interface] = run(interface, args, work)
         print(f"{interface:<10} {result['frames_per_s']:>15,.0f} {result['cpu_share']:>17.1%} {'<=20%':>7} "
               f"{result['sessions_played']:>7} {result['readouts_expected']:>9} {result['lost']:>5}")
+    fast = results.get("fastslcan")
+    if fast is not None:
+        ok = fast["lost"] == 0 and fast["readouts_expected"] > 0
+        report("CAN ingest, fastslcan: agent CPU (share of one core)", fast["cpu_share"] * 100,
+               "%", f"<= {TARGET_CPU:.0%}", fast["cpu_share"] <= TARGET_CPU and ok)
+        report("CAN ingest, fastslcan: key readouts lost", fast["lost"], "", "0", ok)
+        stock = results.get("slcan")
+        if stock is not None and stock["cpu_share"] > 0:
+            report("CAN ingest: fastslcan CPU / stock slcan CPU", 100 * fast["cpu_share"]
+                   / stock["cpu_share"], "%", "", None)
     return 0
 
 

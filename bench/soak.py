@@ -99,6 +99,7 @@ class SoakResult:
     rss_start_kib: int | None = None
     rss_end_kib: int | None = None
     rss_max_kib: int | None = None
+    rss_first_life_kib: int | None = None  # warm, in the first agent's life (kills only)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -161,6 +162,8 @@ def run_soak(options: SoakOptions) -> SoakResult:
                                            "payload": message.payload.decode()}) + "\n")
         _count(result, sim.truth(), messages, agent.logged_readout_ids())
         _memory(result, samples, agent.starts)
+        with (work / "rss.csv").open("w") as csv:  # seconds, VmRSS KiB, agent start number
+            csv.writelines(f"{t:.1f},{rss},{start}\n" for t, rss, start in samples)
     finally:
         agent.stop()
         sim.stop()
@@ -293,7 +296,8 @@ def _count(result: SoakResult, truth: list[dict[str, Any]], messages: list[Any],
 
 def _memory(result: SoakResult, samples: list[tuple[float, int, int]], last_start: int) -> None:
     """Median VmRSS over the first and the last tenth of the last agent's life (after a
-    warm-up of 10 % of it, at least 2 s: imports, caches and SQLite pages settle)."""
+    warm-up of 10 % of it, at least 2 s: imports, caches and SQLite pages settle); with kills,
+    also the first life's, since what a restarted agent loads can matter more than growth."""
     life = [(t, rss) for t, rss, start in samples if start == last_start]
     if len(life) < 4:
         return
@@ -305,7 +309,17 @@ def _memory(result: SoakResult, samples: list[tuple[float, int, int]], last_star
     if first and last:
         result.rss_start_kib = int(statistics.median(first))
         result.rss_end_kib = int(statistics.median(last))
-    result.rss_max_kib = max(rss for _, rss in life)
+    result.rss_max_kib = max(rss for _, rss, _ in samples)
+    first_life = [(t, rss) for t, rss, start in samples if start == 1]
+    if last_start > 1 and len(first_life) >= 4:
+        warm = first_life[0][0] + 2.0
+        result.rss_first_life_kib = int(statistics.median(
+            [rss for t, rss in first_life if warm <= t <= warm + 5.0] or [first_life[-1][1]]))
+        if result.rss_start_kib and result.rss_start_kib > result.rss_first_life_kib * 1.25:
+            result.problems.append(
+                f"the last agent started with {result.rss_start_kib // 1024} MiB, the first with "
+                f"{result.rss_first_life_kib // 1024} MiB: memory at start-up grows with the "
+                f"state it finds (see docs/robustness.md)")
 
 
 def format_table(result: SoakResult) -> str:
@@ -338,6 +352,7 @@ def format_table(result: SoakResult) -> str:
         ("agent RSS start", mib(result.rss_start_kib)),
         ("agent RSS end", mib(result.rss_end_kib)),
         ("agent RSS max", mib(result.rss_max_kib)),
+        ("agent RSS, first life", mib(result.rss_first_life_kib) if o.kill_every_s else "-"),
         ("agent RSS growth", "-" if growth is None else f"{growth / 1024:+.1f} MiB ({verdict})"),
         ("result", "PASS" if result.ok else "FAIL"),
     ]

@@ -126,13 +126,14 @@ class AgentProcess:
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        _STARTED.append(self)
         self.start()
 
     def start(self) -> AgentProcess:
         log = self.log_path.open("a")
         self.process = subprocess.Popen(
             [*self.prefix, sys.executable, "-m", "agent", "run", *self.args],
-            stdout=log, stderr=log, cwd=self.workdir, env=self.env)
+            stdout=log, stderr=log, cwd=self.workdir, env=self.env, preexec_fn=die_with_parent)
         log.close()
         self.starts += 1
         return self
@@ -284,7 +285,14 @@ def pair_in_order(truth: list[dict[str, Any]], payloads: list[dict[str, Any]], *
                 position = j + 1
                 break
         else:
-            why = (outcome_mismatch(truth[position], payload, exact=exact)
-                   if position < len(truth) else "no session left")
+            earlier = next((r for r in reversed(truth[:position])
+                            if outcome_mismatch(r, payload, exact=exact) is None), None)
+            if earlier is not None:
+                why = (f"out of reading order: session {earlier['n']} arrived after session "
+                       f"{truth[position - 1]['n']}")
+            elif position < len(truth):
+                why = str(outcome_mismatch(truth[position], payload, exact=exact))
+            else:
+                why = "no session left"
             unpaired.append((index, f"{message_id(payload)}: {why}"))
     return pairs, unpaired

@@ -1,5 +1,5 @@
-"""The broker stopped for a while and started again, twice, while keys are read: every
-session arrives, in reading order, exactly as read.
+"""The broker stopped for a while and started again while keys are read: every session
+arrives, exactly as read — and in reading order.
 
 Real processes: ``cbs-sim serial`` -> ``cbs-agent run`` -> a private mosquitto -> a subscriber.
 The broker keeps persistence and the subscriber a persistent session (MQTT 5 session expiry),
@@ -7,12 +7,21 @@ as an integrator's would: messages the broker accepted while the subscriber was 
 reconnecting wait for it, so what the test sees is what the agent delivered. The agent holds
 what it reads during the outage in its outbox and sends it when the broker is back
 (redeliveries allowed: the contract is at least once, deduplicated on ``readout_id``).
+
+Order is asserted by its own test, with outages in quick succession: today the agent can
+send rows read during an outage *before* the ones paho resends after the reconnect (paho calls
+``on_connect`` before its resend loop, and the pump reacts to it at once). The mosquitto log
+(``log_type all``) shows new PUBLISHes (d0) ahead of the resends (d1). Reported with a patch;
+the test is ``xfail`` until that lands.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import pytest
 from expectations import assert_readout_matches
 from processes import (
     AgentProcess,
@@ -25,18 +34,25 @@ from processes import (
 
 SITE, READER = "e2e", "outage"
 BASE = f"cbs/v1/{SITE}/{READER}"
-SESSIONS = 45
-OUTAGES = 2
-READ_DURING_OUTAGE = 8
 WAIT_S = 60.0
 
 
-def test_broker_restarts_lose_nothing_and_keep_order(tmp_path: Path, make_broker,
-                                                     make_subscriber) -> None:
-    broker = make_broker(persistence=True)
+@dataclass
+class Outages:
+    truth: list[dict[str, Any]]
+    payloads: list[dict[str, Any]]
+    counts: dict[str, int]
+    logged: list[str]
+    read_while_down: int
+
+
+def _run_outages(tmp_path: Path, make_broker, make_subscriber, *, sessions: int, outages: int,
+                 delivered_before: int, read_during: int, seed: int,
+                 broker_config: str = "") -> Outages:
+    broker = make_broker(persistence=True, extra_config=broker_config)
     subscriber = make_subscriber(broker, [f"{BASE}/readout", f"{BASE}/rejected"],
                                  persistent=True, client_id="fault-broker-restart")
-    sim = SimulatorProcess(tmp_path, "serial", "--seed", "31", "--sessions", str(SESSIONS),
+    sim = SimulatorProcess(tmp_path, "serial", "--seed", str(seed), "--sessions", str(sessions),
                            "--interval-s", "0.1", "--dwell-s", "0.02", "--baudrate", "0",
                            "--vehicles", "2000", "--linger")
     # A short reconnect cap keeps the test short; the backoff itself is the publisher's.
@@ -45,21 +61,20 @@ def test_broker_restarts_lose_nothing_and_keep_order(tmp_path: Path, make_broker
                          env={"CBS_MQTT__RECONNECT_MAX_S": "2"})
     read_while_down = 0
     try:
-        for outage in range(OUTAGES):
-            delivered = len(first_deliveries(subscriber.snapshot())[0])
-            subscriber.wait_for(lambda ms, before=delivered: len(first_deliveries(ms)[0])
-                                >= before + 5, WAIT_S,
+        for outage in range(outages):
+            before = len(first_deliveries(subscriber.snapshot())[0])
+            subscriber.wait_for(lambda ms, n=before: len(first_deliveries(ms)[0])
+                                >= n + delivered_before, WAIT_S,
                                 what=f"readouts before outage {outage + 1}")
             broker.stop()
             logged = len(agent.logged_readout_ids())
-            wait_until(lambda before=logged: len(agent.logged_readout_ids())
-                       >= before + READ_DURING_OUTAGE,
-                       WAIT_S, f"{READ_DURING_OUTAGE} keys read while the broker is down")
+            wait_until(lambda n=logged: len(agent.logged_readout_ids()) >= n + read_during,
+                       WAIT_S, f"{read_during} keys read while the broker is down")
             read_while_down += len(agent.logged_readout_ids()) - logged
             broker.start()
-        wait_until(lambda: len(sim.truth()) >= SESSIONS, WAIT_S, "every session played")
-        subscriber.wait_for(lambda ms: len(first_deliveries(ms)[0]) >= SESSIONS, WAIT_S,
-                            what=f"{SESSIONS} readouts")
+        wait_until(lambda: len(sim.truth()) >= sessions, WAIT_S, "every session played")
+        subscriber.wait_for(lambda ms: len(first_deliveries(ms)[0]) >= sessions, WAIT_S,
+                            what=f"{sessions} readouts")
     except AssertionError:
         print(f"--- agent log ---\n{agent.tail(60)}\n--- simulator log ---\n{sim.tail()}\n"
               f"--- broker log ---\n{broker.log_text()[-3000:]}")
@@ -67,20 +82,42 @@ def test_broker_restarts_lose_nothing_and_keep_order(tmp_path: Path, make_broker
     finally:
         agent.stop()
         sim.stop()
+    payloads, counts = first_deliveries(subscriber.snapshot())  # same id -> same bytes
+    return Outages(sim.truth(), payloads, counts, agent.logged_readout_ids(), read_while_down)
 
-    truth = sim.truth()
-    messages = subscriber.snapshot()
-    payloads, counts = first_deliveries(messages)  # same id -> same bytes
-    assert len(truth) == SESSIONS and not any(r["disturbed"] for r in truth)
-    assert len(payloads) == SESSIONS, "a session arrived twice under different ids, or extra"
-    numbers = {session_key(r): r["n"] for r in truth}
-    arrival = [numbers.get(readout_key(p)) for p in payloads]
-    assert arrival == [r["n"] for r in truth], f"sessions in order of first arrival: {arrival}"
-    for record, payload in zip(truth, payloads, strict=True):  # in reading order
-        assert record["expected"] == "readout" and "readout_id" in payload
-        assert readout_key(payload) == session_key(record)
-        assert_readout_matches(record, payload)
-    assert set(agent.logged_readout_ids()) == {p["readout_id"] for p in payloads}
-    print(f"\nbroker stopped x{OUTAGES}: sessions sent {len(truth)}, {read_while_down} read while "
+
+def test_broker_restarts_lose_nothing(tmp_path: Path, make_broker, make_subscriber) -> None:
+    run = _run_outages(tmp_path, make_broker, make_subscriber, sessions=45, outages=2,
+                       delivered_before=5, read_during=8, seed=31)
+    truth, payloads = run.truth, run.payloads
+    assert len(truth) == 45 and not any(r["disturbed"] for r in truth)
+    assert len(payloads) == len(truth), "a session arrived twice under different ids, or extra"
+    by_key = {session_key(r): r for r in truth}
+    assert len(by_key) == len(truth)
+    for payload in payloads:  # every one exactly as read, none missing (counted above)
+        assert "readout_id" in payload
+        assert_readout_matches(by_key[readout_key(payload)], payload)
+    assert {readout_key(p) for p in payloads} == set(by_key)
+    assert set(run.logged) == {p["readout_id"] for p in payloads}
+    print(f"\nbroker stopped x2: sessions sent {len(truth)}, {run.read_while_down} read while "
           f"it was down, delivered {len(payloads)}, duplicates "
-          f"{sum(counts.values()) - len(counts)}, lost 0")
+          f"{sum(run.counts.values()) - len(run.counts)}, lost 0; order "
+          f"{'kept' if _arrival(run) == [r['n'] for r in truth] else 'NOT kept'}")
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "agent bug, reported to the lead with a patch: after a reconnect the publisher can send "
+    "rows read during the outage before paho's resends of the rows that were in flight"))
+def test_broker_restarts_keep_reading_order(tmp_path: Path, make_broker, make_subscriber) -> None:
+    # Five short outages, each as soon as the agent is back: rows in flight at every stop.
+    # The broker logs every PUBLISH (d0: first send, d1: a resend) as evidence.
+    run = _run_outages(tmp_path, make_broker, make_subscriber, sessions=60, outages=5,
+                       delivered_before=1, read_during=2, seed=31, broker_config="log_type all")
+    assert len(run.payloads) == len(run.truth) == 60
+    assert _arrival(run) == [r["n"] for r in run.truth], "sessions in order of first arrival"
+
+
+def _arrival(run: Outages) -> list[int | None]:
+    """Ground-truth numbers of the sessions in order of first arrival."""
+    numbers = {session_key(r): r["n"] for r in run.truth}
+    return [numbers.get(readout_key(p)) for p in run.payloads]
