@@ -179,6 +179,9 @@ class MqttPublisher:
         self._retained_due = False
         self._cursor = 0
         self._unacked_done: list[int] = []
+        # mids in flight when the link went down: paho resends them after the reconnect, and
+        # no new row may overtake them (paho calls on_connect before its resend loop).
+        self._carried_over: set[int] = set()
         # False once a read of the outbox came back short and nobody has said "new rows"
         # since: turns woken only by PUBACKs then skip the query (and the outbox lock).
         self._rows_unread = True
@@ -441,6 +444,7 @@ class MqttPublisher:
                         self._status_json = None  # ask the provider for the current one
             else:
                 self._link_up = False
+                self._carried_over = set(self._inflight)
         if done:
             try:
                 self.outbox.ack_many(done)
@@ -457,6 +461,7 @@ class MqttPublisher:
                 log.error("MQTT: broker refused the status on %s: %s", self.topics.status,
                           event.reason)
             return
+        self._carried_over.discard(event.mid)
         entry = self._inflight.pop(event.mid, None)
         if entry is None:
             log.debug("MQTT: PUBACK for unknown mid %d", event.mid)
@@ -499,6 +504,8 @@ class MqttPublisher:
         """Send rows whose commit is still running, if they come next and fit in flight."""
         if not self._link_up or not entries or entries[0].row_id != self._cursor + 1:
             return  # older rows wait, or the link is down: they go in turn after the commit
+        if self._carried_over:  # paho is still resending what was in flight: keep order
+            return
         room = self._limit - len(self._inflight) - len(self._status_mids)
         if room <= 0:
             return
@@ -526,12 +533,15 @@ class MqttPublisher:
         for mid, entry in list(self._inflight.items()):
             if entry.row_id in rows:
                 del self._inflight[mid]
+                self._carried_over.discard(mid)
         self._cursor = min(self._cursor, event.first_row - 1)
         self._rows_unread = True
         log.debug("MQTT: rows %d..%d were sent before a commit that failed", event.first_row,
                   event.last_row)
 
     def _send_rows(self) -> None:
+        if self._carried_over:  # paho is still resending what was in flight: keep order
+            return
         room = self._limit - len(self._inflight) - len(self._status_mids)
         if room <= 0 or not self._rows_unread:
             return

@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     forecasts = {}
     for event in accepted:
         moment = event_time(event.completed_at)
-        forecasts[event.completed_at] = (moment, forecast_session(event.session, moment, [], settings))
+        forecasts[event.completed_at] = (moment,
+                                         forecast_session(event.session, moment, [], settings))
 
     def bare() -> None:
         decode = db.decode_message

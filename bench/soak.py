@@ -15,18 +15,20 @@ agent's outbox has drained, then prints a table:
 
 * sessions sent (the simulator's ground truth), the outcomes it promises;
 * received readouts and rejections (distinct ids), duplicates (redeliveries);
-* lost — must be 0. Without kills: a promised outcome that never arrived (truth and
-  arrivals are paired in order, as the agent must keep order). With kills: a readout the agent
-  logged as read (it logs after the outbox commit) that never arrived; sessions cut by a kill,
-  or still unread when it came, were never read and do not count (see
+* lost — must be 0. Without kills: a promised outcome that never arrived. With kills: a
+  readout the agent logged as read (it logs after the outbox commit) that never arrived;
+  sessions cut by a kill, or still unread when it came, were never read and do not count (see
   tests/e2e/test_fault_agent_kill.py);
-* wrong — an outcome that is not what the ground truth says (other data, other reason);
+* wrong — an outcome that is not what the ground truth says (other data, other reason), and
+  out of reading order (outcomes and sessions are paired in order and by content:
+  processes.pair_in_order);
 * the agent's resident memory (VmRSS from /proc) after warm-up and at the end: it must not
   grow beyond noise over a long run.
 
-Exit status 0 when nothing was lost or wrong and the agent never died by itself (and, for a
-run of 5 minutes or more, its memory did not grow beyond noise), else 1. CI runs a short
-version (tests/e2e/test_fault_soak.py) through :func:`run_soak`.
+Exit status 0 when nothing was lost, wrong or out of order and the agent never died by itself
+(and, for a run of 5 minutes or more, its memory did not grow beyond noise), else 1. The work
+directory keeps the logs, the ground truth, ``received.jsonl`` and ``rss.csv``. CI runs a
+short version (tests/e2e/test_fault_soak.py) through :func:`run_soak`.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class SoakResult:
     lost: int = 0
     wrong: int = 0
     extra: int = 0
+    out_of_order: int = 0
     unread_at_kill: int = 0
     broker_restarts: int = 0
     agent_kills: int = 0
@@ -119,7 +122,7 @@ class SoakResult:
     def ok(self) -> bool:
         memory_ok = self.options.seconds < 300 or self.rss_within_noise is not False
         return (self.sessions_sent > 0 and self.lost == 0 and self.wrong == 0
-                and self.agent_crashes == 0 and memory_ok)
+                and self.out_of_order == 0 and self.agent_crashes == 0 and memory_ok)
 
 
 def run_soak(options: SoakOptions) -> SoakResult:
@@ -274,16 +277,17 @@ def _count(result: SoakResult, truth: list[dict[str, Any]], messages: list[Any],
     if unsent:
         result.problems.append(f"logged as read, never arrived: {sorted(unsent)[:10]}")
 
-    pairs, unmatched = pair_in_order(truth, payloads)
-    matched = set(pairs.values())
+    pairing = pair_in_order(truth, payloads)
+    unmatched = list(pairing.unpaired)
     # The simulator stops mid-read at the end: the agent may report that one cut session.
     if unmatched and unmatched[-1][0] == len(payloads) - 1:
         result.extra = 1
         unmatched.pop()
     result.wrong = len(unmatched)
+    result.out_of_order = len(pairing.late)
     result.problems += [problem for _, problem in unmatched[:5]]
-    promised = [j for j, r in enumerate(truth) if not r["disturbed"]]
-    missing = [truth[j]["n"] for j in promised if j not in matched]
+    result.problems += [problem for _, problem in pairing.late[:5]]
+    missing = [r["n"] for r in pairing.missing(truth)]
     if result.agent_kills == 0:
         result.lost = max(len(unsent), len(missing))
         if missing:
@@ -345,6 +349,7 @@ def format_table(result: SoakResult) -> str:
         ("readouts logged as read", f"{result.logged_readouts}"),
         ("LOST", f"{result.lost}"),
         ("wrong", f"{result.wrong}"),
+        ("out of reading order", f"{result.out_of_order}"),
         ("cut by the end", f"{result.extra}"),
         ("unread when killed", f"{result.unread_at_kill} (never read: no promise)"
                                if o.kill_every_s else "-"),

@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transport", choices=["serial", "can"], default="serial")
     parser.add_argument("--log-level", default="INFO", help="the agent's (INFO: as deployed)")
     parser.add_argument("--profile", type=Path, default=None,
-                        help="record the agent with py-spy (if installed): SVG, or collapsed stacks for .txt")
+                        help="record the agent with py-spy (if installed): SVG, or collapsed "
+                             "stacks for .txt")
     args = parser.parse_args(argv)
 
     rates = [float(r) for r in args.rates.split(",") if r]
@@ -190,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  offered {rate:,.0f}/s: agent user {us1[0] - us0[0]:.2f} s, system "
                   f"{us1[1] - us0[1]:.2f} s over {span:.1f} s")
             achieved = len(stamps) / span if stamps else 0.0
-            rows.append((f"offered {rate:,.0f}/s", count, f"{achieved:,.0f}/s",
-                         f"{max(0.0, max(stamps) - t_fed) * 1000 if stamps else float('nan'):,.0f} ms",
+            after_ms = max(0.0, max(stamps) - t_fed) * 1000 if stamps else float("nan")
+            rows.append((f"offered {rate:,.0f}/s", count, f"{achieved:,.0f}/s", f"{after_ms:,.0f} ms",
                          f"{cpu / span:.0%}" if stamps else "-", "" if done else "INCOMPLETE"))
             time.sleep(0.5)
         # Saturation: the whole backlog at once.
@@ -207,8 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         cpu = cpu_seconds(agent.pid) - cpu0
         span = max(stamps) - t0 if stamps else float("nan")
         saturation = len(stamps) / span if stamps else 0.0
+        after_ms = max(0.0, max(stamps) - t_fed) * 1000 if stamps else float("nan")
         rows.append((f"backlog of {args.sessions}", args.sessions, f"{saturation:,.0f}/s",
-                     f"{max(0.0, max(stamps) - t_fed) * 1000 if stamps else float('nan'):,.0f} ms",
+                     f"{after_ms:,.0f} ms",
                      f"{cpu / span:.0%}" if stamps else "-", "" if done else "INCOMPLETE"))
         ids = [rid for _, rid in got]
         lost = sent - len(set(ids))

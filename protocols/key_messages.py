@@ -375,8 +375,8 @@ def build_key_session(start: Signals, frames: list[DecodedFrame]) -> KeySession:
         if index not in items:
             raise InvalidSession("orphan_history",
                                  f"{frame.where('ItemIndex')}: no KEY_CBS_STATUS for item {index}")
-    services = tuple([
-        _service_item(items[i], histories[i][1] if i in histories else None) for i in sorted(items)])
+    services = tuple([_service_item(items[i], histories[i][1] if i in histories else None)
+                      for i in sorted(items)])
     return KeySession(
         session_seq=start["SessionSeq"], key_id=start["KeyId"], key_slot=slot, vin=vin,
         vehicle=vehicle, usage=usage, services=services,

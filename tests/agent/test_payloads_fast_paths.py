@@ -30,7 +30,8 @@ MOMENT = datetime(2026, 11, 27, 9, 15, 2, 123000, tzinfo=timezone.utc)
 
 def _reference_id(kind: str, site: str, reader: str, moment: datetime, *content: object) -> str:
     """make_id as it was written first: sha256 of the tuple's repr."""
-    digest = hashlib.sha256(repr((kind, site, reader, moment.isoformat(), content)).encode()).hexdigest()
+    text = repr((kind, site, reader, moment.isoformat(), content))
+    digest = hashlib.sha256(text.encode()).hexdigest()
     stamp = moment.strftime("%Y%m%dT%H%M%S") + f"{moment.microsecond // 1000:03d}Z"
     return f"{stamp}-{digest[:12]}"
 

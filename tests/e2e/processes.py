@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -267,32 +268,68 @@ def outcome_mismatch(record: dict[str, Any], payload: dict[str, Any], *,
     return None
 
 
+CAUSALITY_SLACK_S = 3.0  # an outcome may carry a time before its record's: the simulator
+# writes a record after the quiet pause its outcome depends on (2 s), the agent's session
+# timeout fires 0.5 s after the last frame
+
+
+def outcome_time(payload: dict[str, Any]) -> float:
+    """The agent's time of an outcome (``read_at`` / ``at``), epoch seconds."""
+    from datetime import datetime
+    return datetime.fromisoformat(payload.get("read_at") or payload["at"]).timestamp()
+
+
+@dataclass
+class Pairing:
+    """How outcomes pair with ground-truth records (see :func:`pair_in_order`)."""
+
+    pairs: dict[int, int]  # outcome index -> record index
+    unpaired: list[tuple[int, str]]  # outcomes that are no record's, with why
+    late: list[tuple[int, str]]  # outcomes paired with a record passed over before
+
+    def missing(self, truth: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Records that promise an outcome (not ``disturbed``) and got none."""
+        paired = set(self.pairs.values())
+        return [r for j, r in enumerate(truth) if j not in paired and not r["disturbed"]]
+
+
 def pair_in_order(truth: list[dict[str, Any]], payloads: list[dict[str, Any]], *,
-                  exact: bool = True) -> tuple[dict[int, int], list[tuple[int, str]]]:
+                  exact: bool = True, behind: int = 200) -> Pairing:
     """Pair outcomes (in arrival order, :func:`first_deliveries`) with ground-truth records.
 
     The agent keeps reading order, so each outcome is paired with the *next* record it is the
-    outcome of (a fleet may repeat a session's content, so order and content both count; a
-    record is used once). Returns {outcome index: record index} and the outcomes that pair
-    with nothing, with the reason against the record where they should have been."""
-    pairs: dict[int, int] = {}
-    unpaired: list[tuple[int, str]] = []
+    outcome of (a large fleet repeats a session's content, so order and content both count; a
+    record is used once). The search ahead stops where records begin after the outcome's own
+    time (plus :data:`CAUSALITY_SLACK_S`): no agent reports a session before it was played.
+    An outcome that pairs with nothing ahead may belong to a record passed over within the
+    last ``behind``: it arrived out of reading order (``late``). The rest are ``unpaired``."""
+    pairing = Pairing({}, [], [])
+    used: set[int] = set()
     position = 0
     for index, payload in enumerate(payloads):
+        when = outcome_time(payload)
+        found = None
         for j in range(position, len(truth)):
+            if truth[j]["at"] - CAUSALITY_SLACK_S > when:
+                break
             if outcome_mismatch(truth[j], payload, exact=exact) is None:
-                pairs[index] = j
-                position = j + 1
+                found = j
+                break
+        if found is not None:
+            pairing.pairs[index] = found
+            used.add(found)
+            position = found + 1
+            continue
+        for j in range(position - 1, max(-1, position - 1 - behind), -1):
+            if j not in used and outcome_mismatch(truth[j], payload, exact=exact) is None:
+                pairing.pairs[index] = j
+                used.add(j)
+                why = (f"out of reading order: session {truth[j]['n']} arrived after session "
+                       f"{truth[position - 1]['n']}")
+                pairing.late.append((index, f"{message_id(payload)}: {why}"))
                 break
         else:
-            earlier = next((r for r in reversed(truth[:position])
-                            if outcome_mismatch(r, payload, exact=exact) is None), None)
-            if earlier is not None:
-                why = (f"out of reading order: session {earlier['n']} arrived after session "
-                       f"{truth[position - 1]['n']}")
-            elif position < len(truth):
-                why = str(outcome_mismatch(truth[position], payload, exact=exact))
-            else:
-                why = "no session left"
-            unpaired.append((index, f"{message_id(payload)}: {why}"))
-    return pairs, unpaired
+            why = (outcome_mismatch(truth[position], payload, exact=exact)
+                   if position < len(truth) else "no session left")
+            pairing.unpaired.append((index, f"{message_id(payload)}: {why}"))
+    return pairing

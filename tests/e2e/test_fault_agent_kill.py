@@ -71,8 +71,8 @@ def test_sigkill_at_random_moments_loses_no_read_readout(tmp_path: Path, mosquit
         """Ground-truth ``n`` of every session whose outcome arrived (paired in order)."""
         truth = sim.truth()
         payloads, _ = first_deliveries(subscriber.snapshot())
-        pairs, _ = pair_in_order(truth, payloads, exact=False)
-        return {truth[j]["n"] for j in pairs.values()}
+        pairing = pair_in_order(truth, payloads, exact=False)
+        return {truth[j]["n"] for j in pairing.pairs.values()}
 
     def connections() -> int:
         return agent.log_text().count(connected_line)
@@ -133,11 +133,12 @@ def test_sigkill_at_random_moments_loses_no_read_readout(tmp_path: Path, mosquit
 
     lost = set(logged) - {p["readout_id"] for p in readouts}
     assert not lost, f"{len(lost)} readouts the agent logged as read never arrived: {sorted(lost)}"
-    # Each outcome is the next session's in reading order, with exactly the data read; a
-    # session delivered under a second id, or out of order, would pair with nothing.
-    pairs, unpaired = pair_in_order(truth, payloads)
-    assert not unpaired, f"outcomes that are no session's, in order: {unpaired[:5]}"
-    assert idle_checked <= {truth[j]["n"] for j in pairs.values()}
+    # Each outcome is the next session's in reading order, with exactly the data read: a
+    # session delivered under a second id would pair with nothing, one out of order is late.
+    pairing = pair_in_order(truth, payloads)
+    assert not pairing.unpaired, f"outcomes that are no session's: {pairing.unpaired[:5]}"
+    assert not pairing.late, f"outcomes out of reading order: {pairing.late[:5]}"
+    assert idle_checked <= {truth[j]["n"] for j in pairing.pairs.values()}
 
     assert kills >= 20
     undisturbed = [r for r in truth if not r["disturbed"]]

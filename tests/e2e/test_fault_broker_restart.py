@@ -8,11 +8,10 @@ reconnecting wait for it, so what the test sees is what the agent delivered. The
 what it reads during the outage in its outbox and sends it when the broker is back
 (redeliveries allowed: the contract is at least once, deduplicated on ``readout_id``).
 
-Order is asserted by its own test, with outages in quick succession: today the agent can
-send rows read during an outage *before* the ones paho resends after the reconnect (paho calls
-``on_connect`` before its resend loop, and the pump reacts to it at once). The mosquitto log
-(``log_type all``) shows new PUBLISHes (d0) ahead of the resends (d1). Reported with a patch;
-the test is ``xfail`` until that lands.
+Order is asserted by its own test, with outages in quick succession. paho calls
+``on_connect`` before its resend loop, so the publisher sends no new row after a reconnect
+until what was in flight at the disconnect has been acknowledged (the mosquitto log,
+``log_type all``, shows resends (d1) before new PUBLISHes (d0)).
 """
 
 from __future__ import annotations
@@ -105,9 +104,6 @@ def test_broker_restarts_lose_nothing(tmp_path: Path, make_broker, make_subscrib
           f"{'kept' if _arrival(run) == [r['n'] for r in truth] else 'NOT kept'}")
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "agent bug, reported to the lead with a patch: after a reconnect the publisher can send "
-    "rows read during the outage before paho's resends of the rows that were in flight"))
 def test_broker_restarts_keep_reading_order(tmp_path: Path, make_broker, make_subscriber) -> None:
     # Five short outages, each as soon as the agent is back: rows in flight at every stop.
     # The broker logs every PUBLISH (d0: first send, d1: a resend) as evidence.

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 from soak import SoakOptions, format_table, run_soak
@@ -22,3 +23,4 @@ def test_short_soak_loses_nothing(tmp_path: Path) -> None:
     assert result.lost == 0, result.problems
     assert result.wrong == 0, result.problems
     assert result.received_readouts + result.received_rejections >= result.sessions_sent
+    assert result.out_of_order == 0, result.problems  # see test_fault_broker_restart.py
