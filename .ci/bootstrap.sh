@@ -13,6 +13,7 @@ need=()
 { command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; } || need+=(mosquitto)
 { command -v mosquitto_passwd >/dev/null 2>&1 || [ -x /usr/bin/mosquitto_passwd ]; } || need+=(mosquitto)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v mosquitto_sub >/dev/null 2>&1 || need+=(mosquitto-clients)  # bench/throughput.py subscriber
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "bootstrap: installing ${need[*]} from Debian's packages" >&2

@@ -34,7 +34,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Container, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
@@ -55,6 +55,7 @@ from agent.models import (
 )
 from agent.payloads import event_time
 from agent.proposal import ProposalContext
+from agent.sqlite_tx import immediate_transaction
 from agent.topics import validate_name, validate_prefix
 from protocols.errors import CbsError
 
@@ -237,20 +238,10 @@ class ReminderService:
             raise
         return conn
 
-    @contextmanager
-    def _transaction(self, doing: str) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            conn = self._conn
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise ReminderError(f"reminder store {self.path}: {doing}: {exc}") from exc
+    def _transaction(self, doing: str) -> AbstractContextManager[sqlite3.Connection]:
+        return immediate_transaction(
+            self._conn, self._lock,
+            lambda exc: ReminderError(f"reminder store {self.path}: {doing}: {exc}"))
 
     @contextmanager
     def _reading(self, doing: str) -> Iterator[sqlite3.Connection]:

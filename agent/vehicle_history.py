@@ -32,14 +32,15 @@ import logging
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Literal, Self
 
 from agent.forecast import ForecastSettings, PastItem, PastReading
 from agent.forecast.trends import build_view
+from agent.sqlite_tx import immediate_transaction
 from protocols.errors import CbsError
 from protocols.key_session import KeySession
 
@@ -180,20 +181,9 @@ class VehicleHistory:
                 side.rename(aside.with_name(aside.name + suffix))
         return aside
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            conn = self._conn
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise HistoryError(f"vehicle history {self.path}: {exc}") from exc
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return immediate_transaction(
+            self._conn, self._lock, lambda exc: HistoryError(f"vehicle history {self.path}: {exc}"))
 
     # --- the cache ----------------------------------------------------------------------------
     def _fresh(self, conn: sqlite3.Connection) -> None:
