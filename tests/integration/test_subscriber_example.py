@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-import pytest
 from broker import MosquittoBroker, Subscriber, wait_until
 from paho.mqtt.enums import CallbackAPIVersion
-from site_rig import AgentRun, PtyKeyReader, clean_environment, fleet_sessions, key_bytes
+from site_rig import clean_environment, fleet_sessions, key_bytes
 
 from protocols.can_frame import CanFrame
 from protocols.encoder import encode_session
@@ -60,23 +58,6 @@ class ExampleRun:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
-
-
-@pytest.fixture
-def site(tmp_path: Path, make_broker) -> Iterator[tuple[MosquittoBroker, PtyKeyReader, AgentRun]]:
-    broker = make_broker()
-    reader = PtyKeyReader()
-    agent = AgentRun.serial(tmp_path / "agent", reader, site=SITE, name=READER,
-                            broker_url=broker.url)
-    try:
-        reader.wait_connected()
-        yield broker, reader, agent
-    except AssertionError:
-        print("--- agent ---\n" + agent.tail())
-        raise
-    finally:
-        agent.stop()
-        reader.close()
 
 
 def _corrupted(session: KeySession) -> bytes:

@@ -14,13 +14,13 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pytest
-from broker import MosquittoBroker, Subscriber, wait_until
-from site_rig import AgentRun, PtyKeyReader, clean_environment, key_bytes
+from broker import Subscriber, wait_until
+from site_rig import clean_environment, key_bytes
 
 from agent.i18n import LANGUAGES
 from agent.watch import WatchState, display_width, render
@@ -180,23 +180,6 @@ def colours_at(screen: str, needle: str) -> set[str]:
             else:
                 active.add(parameter)
     return active
-
-
-@pytest.fixture
-def site(tmp_path: Path, make_broker) -> Iterator[tuple[MosquittoBroker, PtyKeyReader, AgentRun]]:
-    broker = make_broker()
-    reader = PtyKeyReader()
-    agent = AgentRun.serial(tmp_path / "agent", reader, site=SITE, name=READER,
-                            broker_url=broker.url)
-    try:
-        reader.wait_connected()
-        yield broker, reader, agent
-    except AssertionError:
-        print("--- agent ---\n" + agent.tail())
-        raise
-    finally:
-        agent.stop()
-        reader.close()
 
 
 @requires_tmux
