@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, field_serializer
 
@@ -350,6 +350,60 @@ class Status(_Payload):
     @field_serializer("since")
     def _ts(self, value: datetime | None) -> str | None:
         return None if value is None else format_timestamp(value)
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+# Per class, the set of all its field names, shared by the instances ``construct`` makes:
+# every field is set, and a frozen model never changes the set (``model_copy`` copies it).
+_FIELDS_SET: dict[type[BaseModel], set[str]] = {}
+# BaseModel's own slots, set through their descriptors (what object.__setattr__ finds, minus
+# the search for them on every call).
+_new = object.__new__
+_set_dict = BaseModel.__dict__["__dict__"].__set__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+
+
+def construct(cls: type[ModelT], values: dict[str, Any]) -> ModelT:
+    """An instance of payload model ``cls`` from ``values`` that already meet its constraints.
+
+    Why: the agent builds every readout from a :class:`~protocols.key_session.KeySession`,
+    whose values the protocol layer has checked against the same limits the model states
+    (ranges, sentinels, VIN alphabet; the DBC's bit widths bound the rest), and from forecast
+    and proposal models that were validated when they were made. Validating the ~35 nested
+    models of a readout again cost as much as decoding all of its frames with cantools.
+    ``tests/agent/test_trusted_payloads.py`` holds every constructed payload equal to
+    ``model_validate`` of its own dump over random valid sessions, so a value outside the
+    model's limits fails a test, not an integrator.
+
+    ``values`` must name every field by its Python name (``schema_``, not ``schema``) and
+    hold nested payloads as model instances. What is left is what ``model_construct`` does
+    at its end, without its per-field search for aliases and defaults (which made it slower
+    than validation)."""
+    fields_set = _FIELDS_SET.get(cls)
+    if fields_set is None:
+        fields_set = _check_constructible(cls, values)
+    instance = _new(cls)
+    _set_dict(instance, values)
+    _set_fields_set(instance, fields_set)
+    _set_extra(instance, None)
+    _set_private(instance, None)
+    return instance
+
+
+def _check_constructible(cls: type[BaseModel], values: dict[str, Any]) -> set[str]:
+    """The first call per class: ``construct`` suits only plain payload models, given every field."""
+    if (cls.__pydantic_post_init__ or cls.__pydantic_root_model__
+            or cls.model_config.get("extra") == "allow" or cls.__private_attributes__):
+        raise TypeError(f"{cls.__name__} needs model_validate: it has a post-init, private or extra state")
+    if list(values) != list(cls.model_fields):
+        raise TypeError(f"{cls.__name__}: construct needs every field in order, "
+                        f"got {list(values)}, fields are {list(cls.model_fields)}")
+    if not cls.model_config.get("frozen"):
+        raise TypeError(f"{cls.__name__}: construct shares the set of fields: frozen models only")
+    fields_set = _FIELDS_SET[cls] = set(cls.model_fields)
+    return fields_set
 
 
 def to_json(model: BaseModel) -> str:

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from agent.forecast import ForecastSettings, forecast_session
 from agent.models import Readout, Rejected, Transport
-from agent.payloads import build_readout, build_rejection, event_time
+from agent.payloads import build_readout, build_rejection, event_time, readout_id, service_entries
 from agent.proposal import ProposalContext, default_proposal_context
 from agent.vehicle_history import VehicleHistory
 from protocols.key_session import KeySession
@@ -40,11 +40,13 @@ class ReadoutPipeline:
         session = event.session
         past = self.history.readings(session.vin) if self.history is not None else []
         result = forecast_session(session, moment, past, self.forecast_settings)
-        readout = build_readout(session, site=self.site, reader=self.reader,
-                                transport=self.transport, read_at=moment, forecast=result)
-        proposal = self.proposal.propose(readout.services,
-                                         express_eligible=readout.summary.express_eligible)
-        return readout.model_copy(update={"proposal": proposal})
+        services = service_entries(session, result)
+        proposal = self.proposal.propose(services,
+                                         express_eligible=result.summary.express_eligible)
+        return build_readout(
+            session, site=self.site, reader=self.reader, transport=self.transport,
+            read_at=moment, forecast=result, services=services, proposal=proposal,
+            readout_id=readout_id(event, site=self.site, reader=self.reader, read_at=moment))
 
     def rejection(self, event: SessionRejected, at: datetime | None = None) -> Rejected:
         return build_rejection(event, site=self.site, reader=self.reader,

@@ -42,9 +42,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="earlier readings per vehicle for the forecast stage")
     args = parser.parse_args(argv)
 
+    from agent.cli import RUN_GC_THRESHOLDS
     from agent.forecast import ForecastSettings, PastReading, forecast_session
     from agent.models import to_json
-    from agent.payloads import build_readout, event_time
+    from agent.payloads import build_readout, event_time, readout_id
     from agent.proposal import default_proposal_context
     from dbc import key_reader_database
     from protocols.encoder import encode_session
@@ -84,16 +85,20 @@ def main(argv: list[str] | None = None) -> int:
                 if isinstance(event, SessionAccepted):
                     moment, forecast = forecasts[event.completed_at]
                     build_readout(event.session, site="bench", reader="desk1", transport="can",
-                                  read_at=moment, forecast=forecast)
+                                  read_at=moment, forecast=forecast,
+                                  readout_id=readout_id(event, site="bench", reader="desk1",
+                                                        read_at=moment))
                     count += 1
         built[0] = count
 
-    sessions_at = [(e.session, *forecasts[e.completed_at]) for e in accepted]
+    sessions_at = [(e, *forecasts[e.completed_at]) for e in accepted]
 
     def readout_only() -> None:
-        for session, moment, forecast in sessions_at:
-            build_readout(session, site="bench", reader="desk1", transport="can", read_at=moment,
-                          forecast=forecast)
+        for event, moment, forecast in sessions_at:
+            build_readout(event.session, site="bench", reader="desk1", transport="can",
+                          read_at=moment, forecast=forecast,
+                          readout_id=readout_id(event, site="bench", reader="desk1",
+                                                read_at=moment))
 
     def assembler_only() -> None:
         feed = SessionAssembler(db=db).feed
@@ -125,11 +130,14 @@ def main(argv: list[str] | None = None) -> int:
 
     readouts = [build_readout(e.session, site="bench", reader="desk1", transport="can",
                               read_at=forecasts[e.completed_at][0],
-                              forecast=forecasts[e.completed_at][1]) for e in accepted]
+                              forecast=forecasts[e.completed_at][1], readout_id="x")
+                for e in accepted]
     # Everything set up so far lives as long as the run, as the agent's modules do: keep it
-    # out of the collector's way, as it is in a long-running agent.
+    # out of the collector's way and collect as `cbs-agent run` does (agent/cli.py), for
+    # every stage alike.
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*RUN_GC_THRESHOLDS)
 
     stages = {"bare": bare, "path": decode_path, "assembler": assembler_only,
               "readout": readout_only,

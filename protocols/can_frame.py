@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from protocols.values import fast_init
+
 KEY_READER_FIRST_ID = 0x6F0
 KEY_READER_LAST_ID = 0x6FF
 SESSION_START_ID = 0x6F0
@@ -11,6 +13,7 @@ SESSION_END_ID = 0x6FF
 DATA_FRAME_IDS = frozenset(range(0x6F1, 0x6F8))
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CanFrame:
     """One classic CAN frame. ``timestamp`` is seconds (epoch on live readers and captures)."""

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 from calendar import monthrange
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import date
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 from cantools.database.can import Database, Message
 from cantools.database.conversion import IdentityConversion
@@ -125,13 +125,28 @@ def _compiled_decoder(message: Message, decode_choices: bool) -> _Decode:
         linear = not (conversion.scale == 1 and conversion.offset == 0)
         if choices is None and not linear:
             continue
-        steps.append((signal.name, choices, conversion.scale, conversion.offset))
-    plan = tuple(steps)
+        steps.append((signal.name, choices, linear, conversion.scale, conversion.offset))
+    # Sentinel signals (a choice, scale 1, offset 0: most of the key's) need only the lookup.
+    choice_only = tuple((name, choices) for name, choices, linear, _, _ in steps
+                        if choices is not None and not linear)
+    plan = tuple(step for step in steps if step[2])
+
+    # A message of one byte order only (all but KEY_DTC) skips the other, empty unpack.
+    has_big = any(signal.byte_order == "big_endian" for signal in message.signals)
+    has_little = any(signal.byte_order == "little_endian" for signal in message.signals)
 
     def decode(data: bytes) -> Signals:
-        signals = unpack_big(data)
-        signals.update(unpack_little(data[::-1]))
-        for name, choices, scale, offset in plan:
+        if not has_big:
+            signals = unpack_little(data[::-1])
+        else:
+            signals = unpack_big(data)
+            if has_little:
+                signals.update(unpack_little(data[::-1]))
+        for name, choices in choice_only:
+            choice = choices.get(signals[name])
+            if choice is not None:
+                signals[name] = choice
+        for name, choices, _, scale, offset in plan:  # scaled signals, some with choices
             raw = signals[name]
             if choices is not None:
                 choice = choices.get(raw)
@@ -190,12 +205,6 @@ SLOT_SIGNALS: dict[int, str | None] = {
 }
 
 
-def slot_of(frame_id: int, signals: Signals) -> tuple[int, int]:
-    """What makes a data frame unique in a session: its message and, where it has one, its index."""
-    name = SLOT_SIGNALS.get(frame_id)
-    return frame_id, (0 if name is None else _raw(signals[name]))
-
-
 def _raw(value: Any) -> Any:
     return value.value if isinstance(value, NamedSignalValue) else value
 
@@ -205,21 +214,24 @@ def _available(value: Any) -> Any:
     return None if isinstance(value, NamedSignalValue) else value
 
 
-def _check(ok: bool, frame: DecodedFrame, field: str, message: str) -> None:
-    if not ok:
-        raise InvalidSession("invalid_value", f"{frame.where(field)}: {message}")
+def _invalid(frame: DecodedFrame, field: str, message: str) -> NoReturn:
+    """Raise ``invalid_value`` naming the frame and field. Callers test first and format the
+    message only on failure: an f-string per check per frame would cost more than the check."""
+    raise InvalidSession("invalid_value", f"{frame.where(field)}: {message}")
 
 
 def _month(value: Any, frame: DecodedFrame, field: str) -> int | None:
     month = _available(value)
     if month is None:
         return None
-    _check(1 <= month <= 12, frame, field, f"month {month} is not 1-12")
+    if not 1 <= month <= 12:
+        _invalid(frame, field, f"month {month} is not 1-12")
     return int(month)
 
 
 def _percentage(value: int, frame: DecodedFrame, field: str) -> int:
-    _check(value <= 100, frame, field, f"{value} % is above 100")
+    if value > 100:
+        _invalid(frame, field, f"{value} % is above 100")
     return int(value)
 
 
@@ -229,11 +241,12 @@ _VIN_CHARS = tuple(f"VinChar{i}" for i in range(7))
 def _vin_part(frame: DecodedFrame) -> tuple[int, str]:
     s = frame.signals
     part = _raw(s["VinPart"])
-    _check(part in (0, 1, 2), frame, "VinPart", f"part {part} is not 0, 1 or 2")
+    if part not in (0, 1, 2):
+        _invalid(frame, "VinPart", f"part {part} is not 0, 1 or 2")
     chars = bytes([s[name] for name in _VIN_CHARS])
     if part == 2:
-        _check(chars[3:] == b"\0\0\0\0", frame, "VinChars",
-               f"part 2 must end in four 0x00, got {chars[3:].hex().upper()}")
+        if chars[3:] != b"\0\0\0\0":
+            _invalid(frame, "VinChars", f"part 2 must end in four 0x00, got {chars[3:].hex().upper()}")
         chars = chars[:3]
     return part, chars.decode("latin-1")
 
@@ -241,15 +254,15 @@ def _vin_part(frame: DecodedFrame) -> tuple[int, str]:
 def _vehicle(frame: DecodedFrame) -> VehicleData:
     s = frame.signals
     year, month, day = s["DataYear"], s["DataMonth"], s["DataDay"]
-    _check(1 <= month <= 12, frame, "DataMonth", f"month {month} is not 1-12")
-    _check(1 <= day <= monthrange(year, month)[1], frame, "DataDay",
-           f"{year}-{month:02d}-{day:02d} is not a date")
+    if not 1 <= month <= 12:
+        _invalid(frame, "DataMonth", f"month {month} is not 1-12")
+    if not 1 <= day <= monthrange(year, month)[1]:
+        _invalid(frame, "DataDay", f"{year}-{month:02d}-{day:02d} is not a date")
     fuel = _available(s["FuelLevelPct"])
     if fuel is not None:
         fuel = _percentage(fuel, frame, "FuelLevelPct")
-    return VehicleData(
-        mileage_km=s["MileageKm"], data_date=date(year, month, day), fuel_level_pct=fuel,
-        build_year=s["BuildYear"], build_month=_month(s["BuildMonth"], frame, "BuildMonth"))
+    return VehicleData(s["MileageKm"], date(year, month, day), fuel,  # in field order
+                       s["BuildYear"], _month(s["BuildMonth"], frame, "BuildMonth"))
 
 
 def _usage(frame: DecodedFrame) -> UsageData:
@@ -266,32 +279,8 @@ def _usage(frame: DecodedFrame) -> UsageData:
     )
 
 
-# The two builders below run once per service item of every key read: the helpers above
-# are inlined (same checks, same order, same messages) to keep the decode path lean.
-
-def _service_item(frame: DecodedFrame, history: ServiceHistory | None) -> ServiceItem:
-    s = frame.signals
-    availability = s["AvailabilityPct"]
-    if isinstance(availability, NamedSignalValue):
-        availability = None
-    elif availability > 250:
-        _check(False, frame, "AvailabilityPct", f"{availability} is reserved (251-254)")
-    code = s["CbsType"]
-    if isinstance(code, NamedSignalValue):
-        code = code.value
-    remaining = s["RemainingKm"]
-    if isinstance(remaining, NamedSignalValue):
-        remaining = None
-    month = s["DueMonth"]
-    if isinstance(month, NamedSignalValue):
-        month = None
-    elif 1 <= month <= 12:
-        month = int(month)
-    else:
-        _check(False, frame, "DueMonth", f"month {month} is not 1-12")
-    return ServiceItem(s["ItemIndex"], code, availability, remaining, s["DueYear"], month,
-                       s["ServiceCount"], history)
-
+# The service-item builder (in build_key_session) and _history run for every item of every
+# key read: the helpers above are inlined there (same checks, same order, same messages).
 
 def _history(frame: DecodedFrame) -> ServiceHistory:
     s = frame.signals
@@ -304,7 +293,7 @@ def _history(frame: DecodedFrame) -> ServiceHistory:
     elif 1 <= month <= 12:
         month = int(month)
     else:
-        _check(False, frame, "LastServiceMonth", f"month {month} is not 1-12")
+        _invalid(frame, "LastServiceMonth", f"month {month} is not 1-12")
     interval_km = s["IntervalKm"]
     if isinstance(interval_km, NamedSignalValue):
         interval_km = None
@@ -314,21 +303,23 @@ def _history(frame: DecodedFrame) -> ServiceHistory:
     return ServiceHistory(last_km, s["LastServiceYear"], month, interval_km, interval_months)
 
 
+_CC_STATUS = {1: CheckControlStatus.ACTIVE, 2: CheckControlStatus.STORED}
+
+
 def _check_control(frame: DecodedFrame) -> CheckControlMessage:
     s = frame.signals
     status = _raw(s["CcStatus"])
-    _check(status in (1, 2), frame, "CcStatus", f"status {status} is neither 1 (active) nor 2 (stored)")
-    return CheckControlMessage(index=s["CcIndex"], cc_id=s["CcId"],
-                               status=CheckControlStatus(status), mileage_km=s["CcMileageKm"])
+    if status not in _CC_STATUS:
+        _invalid(frame, "CcStatus", f"status {status} is neither 1 (active) nor 2 (stored)")
+    return CheckControlMessage(s["CcIndex"], s["CcId"], _CC_STATUS[status], s["CcMileageKm"])
 
 
 def _dtc(frame: DecodedFrame) -> StoredDtc:
     s = frame.signals
-    return StoredDtc(index=s["DtcIndex"], code=s["DtcCode"], status=s["DtcStatus"],
-                     ecu_address=s["EcuAddress"], occurrences=s["Occurrences"])
+    return StoredDtc(s["DtcIndex"], s["DtcCode"], s["DtcStatus"], s["EcuAddress"], s["Occurrences"])
 
 
-def build_key_session(start: Signals, frames: list[DecodedFrame]) -> KeySession:
+def build_key_session(start: Signals, frames: Iterable[DecodedFrame]) -> KeySession:
     """The domain value of a session whose framing, count and CRC already checked out.
 
     Raises :class:`InvalidSession` with ``invalid_value``, ``missing_vin``,
@@ -340,16 +331,16 @@ def build_key_session(start: Signals, frames: list[DecodedFrame]) -> KeySession:
     vin_parts: dict[int, str] = {}
     vehicle: VehicleData | None = None
     usage: UsageData | None = None
-    status_frames: list[DecodedFrame] = []
+    items: dict[int, DecodedFrame] = {}
     histories: dict[int, tuple[DecodedFrame, ServiceHistory]] = {}
     check_controls: list[CheckControlMessage] = []
     dtcs: list[StoredDtc] = []
     for frame in frames:  # most frequent first
-        frame_id = frame.frame.arbitration_id
+        frame_id = frame[0].arbitration_id
         if frame_id == KEY_CBS_STATUS:
-            status_frames.append(frame)
+            items[frame[2]["ItemIndex"]] = frame  # one frame per index: the assembler's slots
         elif frame_id == KEY_CBS_HISTORY:
-            histories[frame.signals["ItemIndex"]] = (frame, _history(frame))
+            histories[frame[2]["ItemIndex"]] = (frame, _history(frame))
         elif frame_id == KEY_VIN:
             part, text = _vin_part(frame)
             vin_parts[part] = text
@@ -370,18 +361,37 @@ def build_key_session(start: Signals, frames: list[DecodedFrame]) -> KeySession:
             "invalid_value", f"KEY_VIN field VinChars: {vin!r} is not 17 characters of A-HJ-NPR-Z0-9")
     if vehicle is None:
         raise InvalidSession("missing_vehicle", "no KEY_VEHICLE frame in the session")
-    items = {f.signals["ItemIndex"]: f for f in status_frames}
     for index, (frame, _) in histories.items():
         if index not in items:
             raise InvalidSession("orphan_history",
                                  f"{frame.where('ItemIndex')}: no KEY_CBS_STATUS for item {index}")
-    services = tuple([_service_item(items[i], histories[i][1] if i in histories else None)
-                      for i in sorted(items)])
+    services = []
+    for index in sorted(items):  # _service_item, inlined: it runs for every item of every read
+        frame = items[index]
+        s = frame[2]
+        availability = s["AvailabilityPct"]
+        if availability.__class__ is NamedSignalValue:
+            availability = None
+        elif availability > 250:
+            _invalid(frame, "AvailabilityPct", f"{availability} is reserved (251-254)")
+        code = s["CbsType"]
+        if code.__class__ is NamedSignalValue:
+            code = code.value
+        remaining = s["RemainingKm"]
+        if remaining.__class__ is NamedSignalValue:
+            remaining = None
+        month = s["DueMonth"]
+        if month.__class__ is NamedSignalValue:
+            month = None
+        elif not 1 <= month <= 12:
+            _invalid(frame, "DueMonth", f"month {month} is not 1-12")
+        history = histories.get(index)
+        services.append(ServiceItem(index, code, availability, remaining, s["DueYear"], month,
+                                    s["ServiceCount"], None if history is None else history[1]))
     return KeySession(
-        session_seq=start["SessionSeq"], key_id=start["KeyId"], key_slot=slot, vin=vin,
-        vehicle=vehicle, usage=usage, services=services,
-        check_controls=tuple(sorted(check_controls, key=_by_index)) if check_controls else (),
-        dtcs=tuple(sorted(dtcs, key=_by_index)) if dtcs else ())
+        start["SessionSeq"], start["KeyId"], slot, vin, vehicle, usage, tuple(services),
+        tuple(sorted(check_controls, key=_by_index)) if check_controls else (),
+        tuple(sorted(dtcs, key=_by_index)) if dtcs else ())
 
 
 def _by_index(entry: CheckControlMessage | StoredDtc) -> int:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from protocols.cbs_types import CbsType
+from protocols.values import fast_init
 
 
 class CheckControlStatus(enum.IntEnum):
@@ -18,6 +19,7 @@ class CheckControlStatus(enum.IntEnum):
     STORED = 2
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class VehicleData:
     mileage_km: int
@@ -27,6 +29,7 @@ class VehicleData:
     build_month: int | None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class UsageData:
     ambient_avg_c: float | None
@@ -39,6 +42,7 @@ class UsageData:
     avg_trip_km: float
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ServiceHistory:
     """KEY_CBS_HISTORY of an item. ``last_service_km`` is None when never serviced."""
@@ -50,6 +54,7 @@ class ServiceHistory:
     interval_months: int | None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ServiceItem:
     index: int
@@ -66,6 +71,7 @@ class ServiceItem:
         return CbsType.from_code(self.code)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CheckControlMessage:
     index: int
@@ -74,6 +80,7 @@ class CheckControlMessage:
     mileage_km: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StoredDtc:
     """A diagnostic trouble code; ``code`` is the 24-bit value in ISO 14229-1 byte order."""
@@ -104,6 +111,7 @@ class StoredDtc:
         return f"{letter}{(high >> 12) & 0x3}{high & 0xFFF:03X}"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class KeySession:
     """One complete, validated key read."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from protocols.can_frame import CanFrame
 from protocols.crc import crc16_ccitt_false
 from protocols.errors import ProtocolError
+from protocols.values import fast_init
 
 STX = 0x02
 ETX = 0x03
@@ -47,6 +48,7 @@ class ReaderFaultCode(enum.IntEnum):
     BUFFER_OVERFLOW = 3
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SerialFrame:
     """One intact frame: its type byte (possibly unknown), payload and arrival time."""

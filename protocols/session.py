@@ -47,6 +47,7 @@ from protocols.key_messages import (
     message_decoders,
 )
 from protocols.key_session import KeySession
+from protocols.values import fast_init
 
 DEFAULT_TIMEOUT_S = 0.5
 
@@ -69,13 +70,16 @@ class RejectReason(enum.StrEnum):
     KEY_REMOVED = "key_removed"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SessionAccepted:
     session: KeySession
     completed_at: float  # timestamp of the END frame
     frames_received: int
+    crc32: int  # the CRC-32 over every data frame, as computed and as the END frame confirmed
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SessionRejected:
     reason: RejectReason
@@ -101,13 +105,14 @@ class AssemblerCounters:
 
 
 class _OpenSession:
-    __slots__ = ("start_data", "start", "frames", "slots", "crc", "last_at")
+    __slots__ = ("start_data", "start", "frames", "crc", "last_at")
 
     def __init__(self, start_data: bytes, start: Signals, at: float) -> None:
         self.start_data = start_data
         self.start = start
-        self.frames: list[DecodedFrame] = []
-        self.slots: dict[tuple[int, int], bytes] = {}
+        # The data frames so far, in arrival order, by slot: (frame id << 8 | index), the
+        # message and index that make a frame unique in a session (see _on_data).
+        self.frames: dict[int, DecodedFrame] = {}
         self.crc = 0
         self.last_at = at
 
@@ -127,6 +132,10 @@ class SessionAssembler:
         decoders = message_decoders(self._db)
         self._decode_data = decoders.data
         self._decode_plain = decoders.plain
+        # Per data-frame id: its decoder and the signal that names its slot (feed's fast path).
+        self._data_plan = {frame_id: (decode, SLOT_SIGNALS[frame_id])
+                           for frame_id, decode in decoders.data.items()
+                           if frame_id in DATA_FRAME_IDS}
         self._open: _OpenSession | None = None
         self.counters = AssemblerCounters()
 
@@ -142,9 +151,28 @@ class SessionAssembler:
             counters.other_traffic += 1
             return []
         counters.frames += 1
-        events: list[SessionEvent] = []
         timestamp = frame.timestamp
         session = self._open
+        # Fast path, most frames of a read: a new 8-byte data frame of an open session in time.
+        # The same steps as _on_data, inlined (a method call per frame is a tenth of a decode).
+        plan = self._data_plan.get(frame_id)
+        if (plan is not None and session is not None
+                and timestamp - session.last_at <= self.timeout_s and len(frame.data) == FRAME_BYTES):
+            data = frame.data
+            decode, index_name = plan
+            signals = decode(data)
+            index = 0 if index_name is None else signals[index_name]
+            if index.__class__ is NamedSignalValue:
+                index = index.value
+            frames = session.frames
+            slot = frame_id << 8 | index
+            if slot not in frames:
+                frames[slot] = _decoded_frame((frame, len(frames) + 1, signals))
+                session.crc = zlib.crc32(data, session.crc)
+                if timestamp > session.last_at:
+                    session.last_at = timestamp
+                return []
+        events: list[SessionEvent] = []
         if session is not None and timestamp - session.last_at > self.timeout_s:
             events.append(self._timed_out(session))  # what poll(timestamp) does
             session = None
@@ -227,25 +255,25 @@ class SessionAssembler:
                 frame.timestamp))
             return
         signals = self._decode_data[frame_id](data)
-        index_name = SLOT_SIGNALS[frame_id]  # slot_of(frame_id, signals), inlined
+        index_name = SLOT_SIGNALS[frame_id]  # the signal that tells its frames apart
         index = 0 if index_name is None else signals[index_name]
         if isinstance(index, NamedSignalValue):
             index = index.value
-        slot = (frame_id, index)
-        seen = session.slots.get(slot)
-        if seen is not None:
+        slot = frame_id << 8 | index
+        first = session.frames.get(slot)
+        if first is not None:
+            seen = first.frame.data
             if seen == data:
                 self.counters.repeats_dropped += 1
                 return
             decoded = DecodedFrame(frame, len(session.frames) + 1, signals)
             events.append(self._reject(
                 RejectReason.DUPLICATE_FRAME,
-                f"{decoded.where()} repeats index {slot[1]} with different content "
+                f"{decoded.where()} repeats index {index} with different content "
                 f"(first {seen.hex().upper()})", frame.timestamp))
             return
-        session.slots[slot] = data
         frames = session.frames
-        frames.append(_decoded_frame((frame, len(frames) + 1, signals)))
+        frames[slot] = _decoded_frame((frame, len(frames) + 1, signals))
         session.crc = zlib.crc32(data, session.crc)
 
     def _on_end(self, frame: CanFrame, events: list[SessionEvent]) -> None:
@@ -276,13 +304,13 @@ class SessionAssembler:
                 f"computed 0x{session.crc:08X} over {received} data frames", at))
         else:
             try:
-                key_session = build_key_session(start, session.frames)
+                key_session = build_key_session(start, session.frames.values())
             except InvalidSession as exc:
                 events.append(self._reject(RejectReason(exc.reason), exc.detail, at))
             else:
                 self._open = None
                 self.counters.accepted += 1
-                events.append(SessionAccepted(key_session, at, received))
+                events.append(SessionAccepted(key_session, at, received, session.crc))
 
     def _reject(self, reason: RejectReason, detail: str, at: float) -> SessionRejected:
         session = self._open

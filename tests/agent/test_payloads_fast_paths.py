@@ -1,6 +1,7 @@
-"""The fast paths of agent/payloads.py change nothing on the wire: ``content_repr`` is
-``repr``, ``make_id`` gives the ids it always gave, and ``build_readout`` (one
-``model_validate`` of plain data) gives the readout the nested model constructors gave."""
+"""The fast paths of agent/payloads.py change nothing on the wire: rejection ids are the ids
+they always were, a readout id hashes the session's own bytes (key id, frame count, CRC-32),
+and ``build_readout`` (models constructed from checked values) gives the readout that the
+nested, validating model constructors give."""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ from agent.models import (
     VehicleInfo,
     to_json,
 )
-from agent.payloads import build_readout, build_rejection, content_repr, event_time, make_id
+from agent.payloads import build_readout, build_rejection, event_time, readout_id
 from protocols.key_session import CheckControlStatus, KeySession
-from protocols.session import RejectReason, SessionRejected
+from protocols.session import RejectReason, SessionAccepted, SessionRejected
 from simulators.fleet import Fleet
 
 SESSIONS = list(Fleet(13, None, vehicle_count=300, edge_rate=0.2).sessions(400))
@@ -58,7 +59,7 @@ def _reference_readout(session: KeySession, read_at: datetime, forecast: Forecas
             interval_months=h.interval_months if h is not None else None,
             forecast=forecast.services.get(item.index)))
     return Readout(
-        readout_id=_reference_id("readout", "S1", "desk1", read_at, session), site="S1",
+        readout_id="R1", site="S1",
         reader="desk1", transport="serial", read_at=read_at,
         key=KeyInfo(key_id=session.key_id, slot=session.key_slot),
         vehicle=VehicleInfo(vin=session.vin, mileage_km=v.mileage_km, data_date=v.data_date,
@@ -80,24 +81,19 @@ def _reference_readout(session: KeySession, read_at: datetime, forecast: Forecas
         estimate=forecast.estimate, summary=forecast.summary)
 
 
-def test_content_repr_is_repr() -> None:
-    for session in SESSIONS:
-        assert content_repr(session) == repr(session)
-        assert content_repr((session,)) == repr((session,))
-    assert content_repr((RejectReason.TIMEOUT, "x'y", None, 3)) == repr(
-        (RejectReason.TIMEOUT, "x'y", None, 3))
-
-
-def test_ids_are_unchanged() -> None:
-    for session in SESSIONS:
-        assert make_id("readout", "S1", "desk1", MOMENT, session) == _reference_id(
-            "readout", "S1", "desk1", MOMENT, session)
+def test_ids_are_unchanged_for_rejections_and_hash_the_session_bytes_for_readouts() -> None:
     event = SessionRejected(RejectReason.CRC_MISMATCH, "KEY_SESSION_END field Crc32: 0x1", 7, 3,
                             MOMENT.timestamp())
     rejection = build_rejection(event, site="S1", reader="desk1", transport="can")
     assert rejection.rejection_id == _reference_id(
         "rejected", "S1", "desk1", event_time(event.at), event.reason, event.detail,
         event.key_id, event.frames_received)
+    accepted = SessionAccepted(SESSIONS[0], MOMENT.timestamp(), 21, 0xDEADBEEF)
+    assert readout_id(accepted, site="S1", reader="desk1", read_at=MOMENT) == _reference_id(
+        "readout", "S1", "desk1", MOMENT, SESSIONS[0].key_id, 21, 0xDEADBEEF)
+    other_bytes = SessionAccepted(SESSIONS[0], MOMENT.timestamp(), 21, 0xDEADBEEE)
+    assert readout_id(other_bytes, site="S1", reader="desk1", read_at=MOMENT) != readout_id(
+        accepted, site="S1", reader="desk1", read_at=MOMENT)
 
 
 def test_readout_is_the_same_model_and_json() -> None:
@@ -105,7 +101,7 @@ def test_readout_is_the_same_model_and_json() -> None:
     for session in SESSIONS:
         forecast = forecast_session(session, MOMENT, [], settings)
         ours = build_readout(session, site="S1", reader="desk1", transport="serial",
-                             read_at=MOMENT, forecast=forecast)
+                             read_at=MOMENT, forecast=forecast, readout_id="R1")
         reference = _reference_readout(session, MOMENT, forecast)
         assert ours == reference
         assert to_json(ours) == to_json(reference)

@@ -46,7 +46,7 @@ def spec_session() -> KeySession:
 def readout_of(session: KeySession, read_at: datetime) -> Readout:
     pipeline = ReadoutPipeline(site="S1", reader="desk1", transport="serial",
                                forecast=ForecastSettings())
-    return pipeline.readout(SessionAccepted(session, read_at.timestamp(), 10), read_at)
+    return pipeline.readout(SessionAccepted(session, read_at.timestamp(), 10, 0x1234ABCD), read_at)
 
 
 def spec_readout() -> Readout:

@@ -23,7 +23,8 @@ def expected_readout(record: dict[str, Any], received: dict[str, Any]) -> dict[s
     read_at = datetime.fromisoformat(received["read_at"].replace("Z", "+00:00"))
     result = forecast_session(session, read_at, [], ForecastSettings())
     readout = build_readout(session, site=received["site"], reader=received["reader"],
-                            transport=received["transport"], read_at=read_at, forecast=result)
+                            transport=received["transport"], read_at=read_at, forecast=result,
+                            readout_id=received["readout_id"])
     return json.loads(to_json(readout))
 
 

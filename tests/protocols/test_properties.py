@@ -403,7 +403,7 @@ def test_assembler_never_raises_and_stays_consistent(script) -> None:
         assert c.frames + c.other_traffic == fed
         open_session = assembler._open  # white box: the memory bound
         if open_session is not None:
-            assert len(open_session.frames) == len(open_session.slots) <= MAX_SESSION_SLOTS
+            assert len(open_session.frames) <= MAX_SESSION_SLOTS
 
 
 def test_shuffled_example_sessions_are_accepted() -> None:

@@ -1,0 +1,61 @@
+"""Payloads built with ``agent.models.construct`` are exactly what pydantic's validation makes
+of them: the property that lets the agent skip validating its own readouts (agent/models.py).
+
+Any valid session (every field over its whole protocol range) goes through the encoder, the
+real assembler and the pipeline with an earlier reading in its vehicle history; the readout
+must then survive ``model_validate`` of its own dump, and of its wire JSON, unchanged. A value
+outside a model's limits, a field missing or a wrong type fails here."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agent.forecast import ForecastSettings
+from agent.models import KeyInfo, Readout, construct, to_json
+from agent.pipeline import ReadoutPipeline
+from agent.vehicle_history import VehicleHistory
+from protocols.encoder import encode_session
+from protocols.session import SessionAccepted, SessionAssembler
+from tests.protocols.strategies import examples, key_sessions
+
+
+@settings(max_examples=examples(150), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(session=key_sessions(), days_later=st.integers(0, 800), start=st.floats(1.7e9, 1.9e9))
+def test_constructed_readout_is_what_validation_makes_of_it(tmp_path, session, days_later,
+                                                            start) -> None:
+    history = VehicleHistory(tmp_path / f"history-{id(session)}.sqlite3")
+    pipeline = ReadoutPipeline(site="S1", reader="desk1", transport="can",
+                               forecast=ForecastSettings(), history=history)
+    readouts = []
+    for moment in (start, start + days_later * 86400.0):  # the second forecasts from the first
+        event = _accepted(session, moment)
+        readout = pipeline.readout(event)
+        pipeline.remember(event.session, readout)
+        readouts.append(readout)
+    history.close()
+    for readout in readouts:
+        validated = Readout.model_validate(readout.model_dump())
+        assert validated == readout
+        assert to_json(validated) == to_json(readout)
+        assert Readout.model_validate_json(to_json(readout)) == validated
+
+
+def _accepted(session, moment: float) -> SessionAccepted:
+    assembler = SessionAssembler()
+    accepted = [e for f in encode_session(session, start_time=moment)
+                for e in assembler.feed(f) if isinstance(e, SessionAccepted)]
+    assert len(accepted) == 1
+    return accepted[0]
+
+
+def test_construct_refuses_fields_out_of_order_or_missing() -> None:
+    class Probe(KeyInfo):
+        pass
+    with pytest.raises(TypeError, match="every field in order"):
+        construct(Probe, {"slot": 1, "key_id": 2})
+    assert construct(KeyInfo, {"key_id": 2, "slot": 1}) == KeyInfo(key_id=2, slot=1)
