@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 from decimal import Decimal
+from operator import methodcaller
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, field_serializer
@@ -32,8 +33,10 @@ def format_timestamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def _decimal_text(value: Decimal) -> str:
-    return format(value, "f")  # never exponent notation ("1E+2")
+# format(value, "f"): never exponent notation ("1E+2" -> "100"). A C-level callable, not a
+# Python function: pydantic calls it for every amount of every proposal it serialises, and a
+# Python frame per call was a third of a readout's JSON time.
+_decimal_text = methodcaller("__format__", "f")
 
 
 # Money and quantities are exact decimals, published as JSON strings ("129.90"): a JSON number

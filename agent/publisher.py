@@ -6,7 +6,9 @@ The only module that knows paho-mqtt (2.x, callback API v2). Two threads do the 
   (``reconnect_min_s`` doubling up to ``reconnect_max_s``) and calls our callbacks. The
   callbacks only append an event to a queue and wake the pump; they never touch the outbox.
 * the pump thread (:meth:`MqttPublisher.start`) is the only one that reads and deletes outbox
-  rows and the only caller of ``client.publish`` while running.
+  rows, and the caller of ``client.publish`` while running, except that the service's
+  thread sends newly staged rows itself when the pump is idle (see ``staged``); a lock keeps
+  the two apart.
 
 Delivery
     The pump hands rows to paho in ``row_id`` order at QoS 1, at most ``max_inflight`` (or the
@@ -168,7 +170,10 @@ class MqttPublisher:
         self._thread: threading.Thread | None = None
         self._stopped = False
 
-        # Owned by the pump thread.
+        # Held by whoever sends or changes what follows (the pump for its whole turn, the
+        # service's thread for a direct send from staged()): the delivery state and paho's
+        # publish() are used by one thread at a time.
+        self._state = threading.Lock()
         self._link_up = False
         self._limit = settings.max_inflight
         self._inflight: dict[int, OutboxEntry] = {}
@@ -283,11 +288,27 @@ class MqttPublisher:
 
     def staged(self, entries: Sequence[OutboxEntry]) -> None:
         """Rows inserted in an outbox transaction, commit under way: send them now if they are
-        next in order (see the module docstring)."""
+        next in order (see the module docstring).
+
+        When the pump is idle (nothing queued for it, its state free) this thread sends them
+        itself, as the pump would have with this event first in its queue: waking the pump
+        to do it cost a thread hand-over on the way to the broker (about 0.3 ms). Otherwise
+        the rows go to the pump's queue. Never blocks on the pump (it may be waiting for the
+        outbox lock this thread holds)."""
         if self._thread is None or self._stopping or not self._thread.is_alive():
             return  # no pump to send them: they are read back from the outbox in turn
+        staged = tuple(entries)
+        if self._state.acquire(blocking=False):
+            try:
+                with self._wake:
+                    idle = not self._events
+                if idle:
+                    self._send_staged(staged)
+                    return
+            finally:
+                self._state.release()
         with self._wake:
-            self._events.append(_Staged(tuple(entries)))
+            self._events.append(_Staged(staged))
             self._wake.notify()
 
     def settled(self, entries: Sequence[OutboxEntry], committed: bool) -> None:
@@ -413,12 +434,13 @@ class MqttPublisher:
                         self._rows_unread = True
                     self._poked = False
                     stopping = self._stopping
-                self._handle(events)
-                if stopping:
-                    return
-                if self._link_up:
-                    self._send_status()
-                    self._send_rows()
+                with self._state:
+                    self._handle(events)
+                    if stopping:
+                        return
+                    if self._link_up:
+                        self._send_status()
+                        self._send_rows()
         except Exception:  # a bug here must not silently stop publishing
             log.exception("MQTT: publisher pump failed; no more messages will be sent")
             raise

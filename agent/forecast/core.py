@@ -23,7 +23,15 @@ from agent.forecast.trends import (
     history_km_per_day,
     item_fall_rates,
 )
-from agent.models import Estimate, ForecastStatus, KmPerDayBasis, NextDue, ServiceForecast, Summary
+from agent.models import (
+    Estimate,
+    ForecastStatus,
+    KmPerDayBasis,
+    NextDue,
+    ServiceForecast,
+    Summary,
+    construct,
+)
 from protocols.cbs_types import CbsType
 from protocols.key_session import CheckControlStatus, KeySession, ServiceItem
 
@@ -144,7 +152,11 @@ def forecast_session(session: KeySession, read_at: datetime, history: Sequence[P
     km_per_day = round(km_per_day, 1)
     learned = item_fall_rates(view, [i.key for i in current.items], settings)
     factor = _vehicle_factor(session, learned, settings)
-    estimate = Estimate(km_per_day=km_per_day, km_per_day_basis=basis, climate_factor=factor)
+    # The forecast's models are built without re-validation (agent.models.construct): the
+    # values are computed here, of the fields' types and within their limits (floats made
+    # floats); tests/agent/test_trusted_payloads.py holds them to pydantic's validation.
+    estimate = construct(Estimate, {"km_per_day": float(km_per_day), "km_per_day_basis": basis,
+                                    "climate_factor": float(factor)})
 
     services: dict[int, ServiceForecast | None] = {}
     item_rates: dict[int, ItemRates] = {}
@@ -176,7 +188,7 @@ def summarize(session: KeySession, services: dict[int, ServiceForecast | None],
     forecast_items = [(item, f) for item in session.services
                       if (f := services.get(item.index)) is not None]
     if not forecast_items:
-        return Summary(status="ok", next_due=None, express_eligible=False)
+        return construct(Summary, {"status": "ok", "next_due": None, "express_eligible": False})
     status = max((f.status for _, f in forecast_items), key=_RANK.__getitem__)
     first_item, first = min(forecast_items, key=lambda pair: (pair[1].due_date, pair[0].index))
     flagged = [item for item, f in forecast_items if f.status != "ok"]
@@ -185,5 +197,7 @@ def summarize(session: KeySession, services: dict[int, ServiceForecast | None],
                 and all(item.type.value in express for item in flagged)
                 and not any(cc.status is CheckControlStatus.ACTIVE for cc in session.check_controls)
                 and not any(dtc.confirmed for dtc in session.dtcs))
-    return Summary(status=status, next_due=NextDue(type=first_item.type.value, due_date=first.due_date),
-                   express_eligible=eligible)
+    return construct(Summary, {
+        "status": status,
+        "next_due": construct(NextDue, {"type": first_item.type.value, "due_date": first.due_date}),
+        "express_eligible": eligible})

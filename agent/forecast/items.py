@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from agent.forecast.settings import ForecastSettings
-from agent.models import ForecastBasis, ForecastStatus, ServiceForecast
+from agent.models import ForecastBasis, ForecastStatus, ServiceForecast, construct
 from protocols.cbs_types import CbsType
 from protocols.key_session import ServiceItem
 
@@ -135,5 +135,7 @@ def forecast_item(item: ServiceItem, *, data_date: date, read_date: date, rates:
         status = "due_soon"
     else:
         status = "ok"
-    return ServiceForecast(status=status, due_date=due_date, basis=basis, days_left=days_left,
-                           km_left=item.remaining_km)
+    # Built without re-validation (agent.models.construct): every value above is of the
+    # field's type and within its limits; tests/agent/test_trusted_payloads.py holds it so.
+    return construct(ServiceForecast, {"status": status, "due_date": due_date, "basis": basis,
+                                       "days_left": days_left, "km_left": item.remaining_km})
