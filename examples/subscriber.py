@@ -6,7 +6,7 @@
 
 It prints one line per key read (and per key that could not be read):
 
-    readout 20261127T091502123Z-7490c0870f7f S1/desk1 VIN WBA8E5107FK123456 48371 km \
+    readout 20261127T091502123Z-420f0ce25fb2 S1/desk1 VIN WBA8E5107FK123456 48371 km \
         due_soon express=no
     rejected 20261127T091710004Z-0c1d2e3f4a5b S1/desk1 crc_mismatch: END CRC-32 ...
 
