@@ -40,6 +40,7 @@ from agent.models import (
     ProposalTotals,
     ServiceEntry,
     ServiceForecast,
+    construct,
 )
 
 if TYPE_CHECKING:
@@ -109,10 +110,10 @@ def price_entry(entry: CatalogueEntry, catalogue: Catalogue,
     """(labour, parts, net) of one catalogue entry."""
     places = catalogue.decimal_places
     labour = round_money(catalogue.labour_rate_per_hour * entry.labour_minutes / Decimal(60), places)
-    parts = [ProposalPart(number=p.number, description=p.describe(language), quantity=p.quantity,
-                          unit_price=round_money(p.unit_price, places),
-                          amount=round_money(p.quantity * p.unit_price, places))
-             for p in entry.parts]
+    parts = [construct(ProposalPart, {
+        "number": p.number, "description": p.describe(language), "quantity": p.quantity,
+        "unit_price": round_money(p.unit_price, places),
+        "amount": round_money(p.quantity * p.unit_price, places)}) for p in entry.parts]
     return labour, parts, labour + sum((p.amount for p in parts), Decimal(0))
 
 
@@ -136,14 +137,15 @@ def _item(entry: ServiceEntry, forecast: ServiceForecast, *, optional: bool,
     net: Decimal | None = None
     if priced_entry is not None:
         labour, parts, net = price_entry(priced_entry, catalogue, language)
-    return ProposalItem(
-        index=entry.index, type=entry.type, code=entry.code, name=name, status=forecast.status,
-        due_date=forecast.due_date, days_left=forecast.days_left,
-        note=_note(forecast.status, optional, forecast.days_left, name,
-                   priced_entry is not None, language),
-        priced=priced_entry is not None,
-        labour_minutes=None if priced_entry is None else priced_entry.labour_minutes,
-        labour=labour, parts=parts, net=net)
+    return construct(ProposalItem, {
+        "index": entry.index, "type": entry.type, "code": entry.code, "name": name,
+        "status": forecast.status, "due_date": forecast.due_date,
+        "days_left": forecast.days_left,
+        "note": _note(forecast.status, optional, forecast.days_left, name,
+                      priced_entry is not None, language),
+        "priced": priced_entry is not None,
+        "labour_minutes": None if priced_entry is None else priced_entry.labour_minutes,
+        "labour": labour, "parts": parts, "net": net})
 
 
 def totals(items: Sequence[ProposalItem], catalogue: Catalogue) -> ProposalTotals:
@@ -155,9 +157,10 @@ def totals(items: Sequence[ProposalItem], catalogue: Catalogue) -> ProposalTotal
     parts = sum((p.amount for i in priced for p in i.parts), zero)
     net = labour + parts
     tax = round_money(net * catalogue.tax_rate_pct / Decimal(100), places)
-    return ProposalTotals(labour_minutes=sum(i.labour_minutes or 0 for i in priced), labour=labour,
-                          parts=parts, net=net, tax=tax, gross=net + tax,
-                          complete=len(priced) == len(items))
+    return construct(ProposalTotals, {
+        "labour_minutes": sum(i.labour_minutes or 0 for i in priced), "labour": labour,
+        "parts": parts, "net": net, "tax": tax, "gross": net + tax,
+        "complete": len(priced) == len(items)})
 
 
 def _minutes(items: Sequence[ProposalItem]) -> tuple[int, bool]:
@@ -194,13 +197,18 @@ def build_proposal(services: Sequence[ServiceEntry], *, express_eligible: bool,
     minutes, all_priced = _minutes(required)
     more_minutes, all_priced_more = _minutes(required + optional)
     fits = all_priced and minutes <= budget
-    express = ExpressLane(budget_minutes=budget, minutes=minutes, fits=fits,
-                          with_optional_minutes=more_minutes,
-                          with_optional_fits=all_priced_more and more_minutes <= budget,
-                          eligible=express_eligible and fits)
-    return Proposal(language=lang, currency=catalogue.currency,
-                    labour_rate_per_hour=round_money(catalogue.labour_rate_per_hour,
-                                                     catalogue.decimal_places),
-                    tax_rate_pct=catalogue.tax_rate_pct, look_ahead_days=settings.look_ahead_days,
-                    required=required, optional=optional, totals=totals(required, catalogue),
-                    totals_with_optional=totals(required + optional, catalogue), express=express)
+    express = construct(ExpressLane, {
+        "budget_minutes": budget, "minutes": minutes, "fits": fits,
+        "with_optional_minutes": more_minutes,
+        "with_optional_fits": all_priced_more and more_minutes <= budget,
+        "eligible": bool(express_eligible and fits)})
+    # The proposal's models are built without re-validation (agent.models.construct): every
+    # value comes from the catalogue (validated when it was loaded) and the readout's checked
+    # forecasts; tests/agent/test_trusted_payloads.py holds them to pydantic's validation.
+    return construct(Proposal, {
+        "language": lang, "currency": catalogue.currency,
+        "labour_rate_per_hour": round_money(catalogue.labour_rate_per_hour,
+                                            catalogue.decimal_places),
+        "tax_rate_pct": catalogue.tax_rate_pct, "look_ahead_days": settings.look_ahead_days,
+        "required": required, "optional": optional, "totals": totals(required, catalogue),
+        "totals_with_optional": totals(required + optional, catalogue), "express": express})

@@ -2,21 +2,21 @@
 of them: the property that lets the agent skip validating its own readouts (agent/models.py).
 
 Any valid session (every field over its whole protocol range) goes through the encoder, the
-real assembler and the pipeline with an earlier reading in its vehicle history; the readout
-must then survive ``model_validate`` of its own dump, and of its wire JSON, unchanged. A value
+real assembler and the pipeline (proposal in any language, any look-ahead and express
+budget) with an earlier reading in its vehicle history; the readout must then survive ``model_validate`` of its own dump, and of its wire JSON, unchanged. A value
 outside a model's limits, a field missing or a wrong type fails here."""
 
 from __future__ import annotations
-
-from datetime import timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.forecast import ForecastSettings
+from agent.i18n import LANGUAGES
 from agent.models import KeyInfo, Readout, construct, to_json
 from agent.pipeline import ReadoutPipeline
+from agent.proposal import ProposalContext, ProposalSettings
 from agent.vehicle_history import VehicleHistory
 from protocols.encoder import encode_session
 from protocols.session import SessionAccepted, SessionAssembler
@@ -25,12 +25,18 @@ from tests.protocols.strategies import examples, key_sessions
 
 @settings(max_examples=examples(150), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(session=key_sessions(), days_later=st.integers(0, 800), start=st.floats(1.7e9, 1.9e9))
-def test_constructed_readout_is_what_validation_makes_of_it(tmp_path, session, days_later,
-                                                            start) -> None:
+@given(session=key_sessions(), days_later=st.integers(0, 800), start=st.floats(1.7e9, 1.9e9),
+       language=st.sampled_from(LANGUAGES), look_ahead_days=st.integers(0, 400),
+       budget=st.integers(0, 300))
+def test_constructed_readout_is_what_validation_makes_of_it(tmp_path, session, days_later, start,
+                                                            language, look_ahead_days,
+                                                            budget) -> None:
     history = VehicleHistory(tmp_path / f"history-{id(session)}.sqlite3")
+    proposal = ProposalContext(settings=ProposalSettings(look_ahead_days=look_ahead_days,
+                                                         express_budget_minutes=budget),
+                               language=language)
     pipeline = ReadoutPipeline(site="S1", reader="desk1", transport="can",
-                               forecast=ForecastSettings(), history=history)
+                               forecast=ForecastSettings(), history=history, proposal=proposal)
     readouts = []
     for moment in (start, start + days_later * 86400.0):  # the second forecasts from the first
         event = _accepted(session, moment)
