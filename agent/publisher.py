@@ -260,7 +260,7 @@ class MqttPublisher:
                             packet_type: int = PacketTypes.PUBLISH) -> Properties | None:
         if not self._mqtt5:
             return None
-        properties = Properties(packet_type)  # type: ignore[no-untyped-call]
+        properties = _PackedOnce(packet_type)
         properties.ContentType = CONTENT_TYPE
         properties.PayloadFormatIndicator = 1
         properties.UserProperty = [("schema", schema)]
@@ -749,6 +749,19 @@ class MqttPublisher:
         if self._outbox_problem is not None:
             log.warning("MQTT: outbox usable again")
             self._outbox_problem = None
+
+
+class _PackedOnce(Properties):
+    """MQTT 5 properties that are the same on every message of a schema: encoded once.
+    paho encodes a message's properties on every publish (and resend); ours never change
+    after they are made, and encoding them was a tenth of paho's cost per message."""
+
+    _packed: bytes | None = None
+
+    def pack(self) -> bytes:
+        if self._packed is None:  # paho's __setattr__ admits property names only
+            object.__setattr__(self, "_packed", super().pack())  # type: ignore[no-untyped-call]
+        return self._packed  # type: ignore[return-value]
 
 
 def _str(path: object) -> str | None:
