@@ -12,6 +12,15 @@ every python-can user, and the stock ``slcan`` stays selectable.
 Frames are stamped with the host's clock when their chunk arrived (adapter timestamps, when
 switched on, are 16-bit milliseconds that wrap every minute, so the host clock is the better
 basis for the session timeout).
+
+Coalescing on a busy bus. An adapter writes each frame as it comes off the bus, so on a
+saturated bus every frame would cost a wake-up (select, read, split) of its own, most of the
+interface's CPU. While no frame has passed the acceptance filters for ``QUIET_S``, the
+interface waits ``coalesce_s`` (default 2 ms) before each read, so that one read takes a
+dozen or more frames of other traffic at once. Once a wanted frame arrives, it reads
+without waiting until the traffic it wants has been quiet for ``QUIET_S`` again: the first
+frame after a quiet spell (a key session's START) may be ``coalesce_s`` late, the frames
+after it, END included, are not. ``coalesce_s=0`` reads at once, always.
 """
 
 from __future__ import annotations
@@ -32,6 +41,8 @@ BITRATE_COMMANDS = {10_000: b"S0", 20_000: b"S1", 50_000: b"S2", 100_000: b"S3",
                     250_000: b"S5", 500_000: b"S6", 750_000: b"S7", 1_000_000: b"S8",
                     83_300: b"S9"}
 READ_CHUNK_BYTES = 65536
+QUIET_S = 0.05  # no wanted frame for this long: reads are coalesced (see the module docstring)
+COALESCE_S = 0.002
 MAX_PENDING_LINE = 64  # no valid SLCAN line is longer: a runaway one is dropped
 
 
@@ -40,7 +51,8 @@ class FastSlcanBus(can.BusABC):
     ``PORT@BAUD``); ``bitrate`` selects the CAN bit rate with the ``Sn`` command."""
 
     def __init__(self, channel: str, bitrate: int | None = None, tty_baudrate: int = 115200,
-                 sleep_after_open: float = 0.0, **kwargs: Any) -> None:
+                 sleep_after_open: float = 0.0, coalesce_s: float = COALESCE_S,
+                 **kwargs: Any) -> None:
         if not channel:
             raise can.CanInitializationError("fastslcan needs a channel (the serial port)")
         if "@" in channel:
@@ -58,6 +70,8 @@ class FastSlcanBus(can.BusABC):
         self._id_filters: list[tuple[int, int, bool | None]] = []
         self.dropped_lines = 0
         self.filtered_frames = 0  # frames the acceptance filter passed over (other traffic)
+        self._coalesce_s = max(0.0, float(coalesce_s))
+        self._last_wanted = -QUIET_S  # monotonic time of the last frame that passed the filters
         if sleep_after_open:
             time.sleep(sleep_after_open)
         self._write(b"C\r")
@@ -113,6 +127,13 @@ class FastSlcanBus(can.BusABC):
         The port itself stays non-blocking: changing pyserial's timeout per call would
         reconfigure the tty (tcsetattr) on every read."""
         port = self._port
+        if self._coalesce_s:
+            now = time.monotonic()
+            if now - self._last_wanted > QUIET_S:  # only other traffic lately: gather more
+                pause = self._coalesce_s if deadline is None else min(self._coalesce_s,
+                                                                       deadline - now)
+                if pause > 0:
+                    time.sleep(pause)
         try:
             waiting = port.in_waiting
             if not waiting:
@@ -126,7 +147,10 @@ class FastSlcanBus(can.BusABC):
             data = port.read(min(waiting, READ_CHUNK_BYTES))
         except (serial.SerialException, OSError, TypeError, ValueError) as exc:
             raise can.CanOperationError(f"read from {port.port} failed: {exc}") from exc
+        before = len(self._frames)
         self._parse(data, time.time())
+        if len(self._frames) > before:
+            self._last_wanted = time.monotonic()
 
     def _parse(self, data: bytes, now: float) -> None:
         buffer = self._pending
