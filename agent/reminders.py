@@ -80,6 +80,7 @@ log = logging.getLogger(__name__)
 Put = Callable[[str, bytes, bool, str, str], object]
 
 RETRY_AFTER_FAILURE = timedelta(minutes=5)
+VEHICLE_BATCH = 200  # readouts parsed at a time in a reminder pass (see iter_vehicles)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -158,11 +159,13 @@ def plan_reminders(vehicles: Iterable[Readout], *, now: datetime, sent: Containe
             published = entry.forecast
             if published is None:
                 continue
-            rid = reminder_id(readout.vehicle.vin, entry.index, entry.code, entry.service_count)
-            if rid in sent or published.days_left <= settings.window_days:
-                continue  # already sent, or the desk's proposal offered it
+            if published.days_left <= settings.window_days:
+                continue  # the desk's proposal offered it
             days_left = (published.due_date - today).days
             if days_left > settings.window_days or days_left < -settings.max_overdue_days:
+                continue
+            rid = reminder_id(readout.vehicle.vin, entry.index, entry.code, entry.service_count)
+            if rid in sent:  # asked last: the ledger may be a store lookup
                 continue
             # For the proposal the item is due now, whatever the horizon said at the desk.
             now_due = entry.model_copy(update={"forecast": ServiceForecast(
@@ -181,6 +184,17 @@ def plan_reminders(vehicles: Iterable[Readout], *, now: datetime, sent: Containe
                 mileage_km=readout.vehicle.mileage_km, proposal=proposal))
     out.sort(key=lambda r: (r.due_date, r.vin, r.service.index))
     return out
+
+
+class _Ledger:
+    """The ledger of sent reminders as a container, one lookup per question: the pass asks
+    only about items inside the window, and the whole ledger can be large."""
+
+    def __init__(self, store: ReminderService) -> None:
+        self._store = store
+
+    def __contains__(self, reminder_id: object) -> bool:
+        return isinstance(reminder_id, str) and self._store.was_sent(reminder_id)
 
 
 def _to_us(moment: datetime) -> int:
@@ -272,19 +286,39 @@ class ReminderService:
 
     def vehicles(self) -> list[Readout]:
         """The latest readout of every known vehicle, by VIN. Raises ReminderError."""
-        with self._reading("cannot read vehicles") as conn:
-            rows = conn.execute("SELECT vin, readout FROM vehicles ORDER BY vin").fetchall()
-        out = []
-        for vin, text in rows:
-            try:
-                out.append(Readout.model_validate_json(text))
-            except ValidationError as exc:  # written by another version: skip, keep going
-                log.warning("reminder store: readout of %s unreadable, skipped: %s", vin, exc)
-        return out
+        return list(self.iter_vehicles())
+
+    def iter_vehicles(self, batch: int | None = None) -> Iterator[Readout]:
+        """:meth:`vehicles`, ``batch`` at a time: a site keeps every vehicle it has seen for
+        ``retention_days`` (tens of thousands after a few years), and a parsed readout is tens
+        of kilobytes, so the daily pass must not hold them all at once. The store's lock is
+        taken per batch, not for the whole pass. Raises ReminderError."""
+        batch = batch or VEHICLE_BATCH
+        after = ""
+        while True:
+            with self._reading("cannot read vehicles") as conn:
+                rows = conn.execute("SELECT vin, readout FROM vehicles WHERE vin > ? "
+                                    "ORDER BY vin LIMIT ?", (after, batch)).fetchall()
+            for vin, text in rows:
+                try:
+                    readout = Readout.model_validate_json(text)
+                except ValidationError as exc:  # written by another version: skip, keep going
+                    log.warning("reminder store: readout of %s unreadable, skipped: %s", vin, exc)
+                    continue
+                yield readout
+            if len(rows) < batch:
+                return
+            after = rows[-1][0]
 
     def sent_ids(self) -> set[str]:
         with self._reading("cannot read the ledger") as conn:
             return {row[0] for row in conn.execute("SELECT reminder_id FROM sent")}
+
+    def was_sent(self, reminder_id: str) -> bool:
+        """The ledger holds ``reminder_id``. Raises ReminderError."""
+        with self._reading("cannot read the ledger") as conn:
+            return conn.execute("SELECT 1 FROM sent WHERE reminder_id = ?",
+                                (reminder_id,)).fetchone() is not None
 
     def prune(self, now: datetime) -> int:
         """Forget vehicles not read for ``retention_days`` (with their ledger rows) and ledger
@@ -299,7 +333,7 @@ class ReminderService:
     def due(self, now: datetime) -> list[Reminder]:
         """The reminders to send at ``now``, not yet in the ledger. Raises ReminderError."""
         self.prune(now)
-        return plan_reminders(self.vehicles(), now=now, sent=self.sent_ids(),
+        return plan_reminders(self.iter_vehicles(), now=now, sent=_Ledger(self),
                               settings=self.settings, forecast=self.forecast,
                               context=self.context, site=self.site, reader=self.reader)
 

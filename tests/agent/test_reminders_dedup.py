@@ -15,6 +15,7 @@ from spec_example import END_EPOCH_S, spec_frames
 
 from agent.errors import OutboxError
 from agent.forecast import ForecastSettings
+import agent.reminders as reminders_module
 from agent.models import REMINDER_SCHEMA, Readout, Reminder
 from agent.outbox import Outbox
 from agent.pipeline import ReadoutPipeline
@@ -277,3 +278,30 @@ def test_service_item_shape_is_unchanged() -> None:
     # serviced() relies on the session's service items carrying these fields.
     assert {"service_count", "remaining_km", "availability_pct"} <= {
         f.name for f in dataclasses.fields(ServiceItem)}
+
+
+def test_a_large_site_is_planned_in_batches_with_the_same_result(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pass reads the vehicles a batch at a time and asks the ledger per candidate (a
+    site keeps tens of thousands of vehicles): the reminders are those of the all-at-once
+    plan, sent ones left out."""
+    session = spec_session()
+    readouts = []
+    for n in range(45):  # the same car under 45 VINs, read on different days
+        vin = f"WBA8E5107FK{n:06d}"
+        moment = READ_AT - timedelta(days=n * 3)
+        readouts.append(readout_of(dataclasses.replace(session, vin=vin), moment))
+    now = datetime(2027, 2, 15, 7, 0, tzinfo=UTC)
+    monkeypatch.setattr(reminders_module, "VEHICLE_BATCH", 7)
+    with open_service(tmp_path) as service:
+        service.observe_many(readouts)
+        assert [r.vehicle.vin for r in service.iter_vehicles()] == sorted(
+            r.vehicle.vin for r in readouts)
+        everything = plan_reminders(service.vehicles(), now=now, sent=set(),
+                                    settings=service.settings, forecast=service.forecast,
+                                    context=service.context, site="S1", reader="desk1")
+        assert len(everything) > 10, "precondition: many reminders are due"
+        for reminder in everything[::3]:
+            service.mark_sent(reminder, now)
+        expected = [r for r in everything if r.reminder_id not in service.sent_ids()]
+        assert [r.reminder_id for r in service.due(now)] == [r.reminder_id for r in expected]
