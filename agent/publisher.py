@@ -12,7 +12,12 @@ The only module that knows paho-mqtt (2.x, callback API v2). Two threads do the 
   thread sends newly staged rows itself when the pump is idle (see ``staged``).
 
 One lock (``_state``) is held by whoever calls into paho or changes the delivery state; the
-network thread releases it while it waits in select. Why not paho's ``loop_start``: with its
+network thread releases it while it waits in select, and the pump releases it while it reads
+or deletes outbox rows (the service holds the outbox lock through a commit's fsync: a slow
+disk must not stop PUBACKs from being read or keepalives from being sent). paho may call our
+callbacks from any thread that holds ``_state`` (a write that finds the connection gone calls
+``on_disconnect`` there); they only record and wake. ``staged()`` runs with the outbox lock
+held and only try-locks ``_state``; what it calls must never take the outbox lock. Why not paho's ``loop_start``: with its
 thread, ``publish()`` only queues the packet and wakes that thread to write it, a thread
 hand-over on every message's way to the broker (about 0.3 ms on the appliance class of
 machine, a tenth of the latency budget); without it, paho writes the packet to the socket in
@@ -188,9 +193,8 @@ class MqttPublisher:
         self._state = threading.Lock()
         self._network: threading.Thread | None = None
         self._network_stop = False
-        self._wake_network_r, self._wake_network_w = socket.socketpair()
-        self._wake_network_r.setblocking(False)
-        self._wake_network_w.setblocking(False)
+        self._wake_network_r: socket.socket | None = None  # made by start(), closed by stop()
+        self._wake_network_w: socket.socket | None = None
         self._reconnect_delay: float | None = None
         self._link_up = False
         self._limit = settings.max_inflight
@@ -201,6 +205,8 @@ class MqttPublisher:
         self.on_connect_retained: list[tuple[str, str]] = []
         self._retained_due = False
         self._cursor = 0
+        self._cursor_generation = 0  # changes with every move of the cursor (see _send_rows)
+        self._pump_busy = False  # the pump has taken events off the queue and not finished
         self._unacked_done: list[int] = []
         # mids in flight when the link went down: paho resends them after the reconnect, and
         # no new row may overtake them (paho calls on_connect before its resend loop).
@@ -210,8 +216,10 @@ class MqttPublisher:
         self._rows_unread = True
         # Rows sent before their commit was known, and those of them already acknowledged.
         self._uncommitted: dict[int, OutboxEntry] = {}
-        # (row id, counts as acknowledged once its commit is known)
-        self._acked_uncommitted: list[tuple[int, bool]] = []
+        # Rows sent before their commit was known and already answered: (row id, None when
+        # acknowledged, else why it was refused). Counted, logged and deleted once the commit
+        # is known; forgotten if it rolls back (such a row was never read).
+        self._acked_uncommitted: list[tuple[int, str | None]] = []
         self._last_status_json: str | None = None
         self._outbox_problem: str | None = None
 
@@ -293,6 +301,9 @@ class MqttPublisher:
             self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s, clean_start=True)
         else:
             self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
+        self._wake_network_r, self._wake_network_w = socket.socketpair()
+        self._wake_network_r.setblocking(False)
+        self._wake_network_w.setblocking(False)
         self._network = threading.Thread(target=self._run_network, name="cbs-mqtt-network",
                                          daemon=True)
         self._network.start()
@@ -322,7 +333,7 @@ class MqttPublisher:
         if self._state.acquire(blocking=False):
             try:
                 with self._wake:
-                    idle = not self._events
+                    idle = not self._events and not self._pump_busy
                 if idle:
                     self._send_staged(staged)
                     return
@@ -375,11 +386,13 @@ class MqttPublisher:
             with self._state:
                 self._network_stop = True  # before the disconnect: no reconnect after it
                 self._client.disconnect()
+                self._flush_at_stop(timeout)
             self._poke_network()
             if self._network is not None:
                 self._network.join(timeout=max(timeout, 1.0))
-        self._wake_network_r.close()
-        self._wake_network_w.close()
+        for end in (self._wake_network_r, self._wake_network_w):
+            if end is not None:
+                end.close()
         self._connected = False
         log.info("MQTT: stopped (%d published, %d acknowledged, %d refused, %d waiting in the "
                  "outbox)", self.published, self.acked, self.failed, self.outbox.depth())
@@ -427,6 +440,7 @@ class MqttPublisher:
             self._connected = False
             self._events.append(_Down(str(reason_code)))
             self._wake.notify_all()
+        self._poke_network()  # a write in another thread may have found the link down
         if was_connected and not self._stopping:
             log.warning("MQTT: connection lost (%s); reconnecting", reason_code)
 
@@ -461,20 +475,44 @@ class MqttPublisher:
                         self._wake.wait(timeout=_ACK_GATHER_S)
                     events = list(self._events)
                     self._events.clear()
-                    if self._poked or not events:  # told of new rows, or idle: look again
-                        self._rows_unread = True
+                    poked = self._poked or not events  # told of new rows, or idle: look again
                     self._poked = False
                     stopping = self._stopping
-                with self._state:
-                    self._handle(events)
-                    if stopping:
-                        return
-                    if self._link_up:
-                        self._send_status()
-                        self._send_rows()
+                    self._pump_busy = True  # staged() must not overtake these events
+                try:
+                    self._turn(events, poked, stopping)
+                finally:
+                    with self._wake:
+                        self._pump_busy = False
+                if stopping:
+                    return
         except Exception:  # a bug here must not silently stop publishing
             log.exception("MQTT: publisher pump failed; no more messages will be sent")
             raise
+
+    def _turn(self, events: list[_Event], poked: bool, stopping: bool) -> None:
+        """One pump turn. The delivery state and paho are used under ``_state``; the outbox
+        (whose lock the service holds through a commit's fsync) and the status provider are
+        called without it, so that a slow disk never keeps the network thread from reading
+        PUBACKs and sending keepalives."""
+        with self._state:
+            if poked:
+                self._rows_unread = True
+            self._handle(events)
+            done, self._unacked_done = self._unacked_done, []
+        if done:
+            try:
+                self.outbox.ack_many(done)
+            except OutboxError as exc:
+                self._outbox_failed(exc)
+                with self._state:  # retried next turn
+                    self._unacked_done[:0] = done
+            else:
+                self._outbox_recovered()
+        if stopping or not self._link_up:
+            return
+        self._send_status()
+        self._send_rows()
 
     def _handle(self, events: list[_Event]) -> None:
         done = self._unacked_done
@@ -498,14 +536,6 @@ class MqttPublisher:
             else:
                 self._link_up = False
                 self._carried_over = set(self._inflight)
-        if done:
-            try:
-                self.outbox.ack_many(done)
-            except OutboxError as exc:
-                self._outbox_failed(exc)  # kept in self._unacked_done, retried next turn
-            else:
-                self._unacked_done = []
-                self._outbox_recovered()
 
     def _acked(self, event: _Acked, done: list[int]) -> None:
         if event.mid in self._status_mids:
@@ -519,20 +549,24 @@ class MqttPublisher:
         if entry is None:
             log.debug("MQTT: PUBACK for unknown mid %d", event.mid)
             return
-        success = event.reason_code < 0x80
+        refusal = None if event.reason_code < 0x80 else (
+            f"broker refused {entry.message_id} on {entry.topic} ({event.reason}, "
+            f"0x{event.reason_code:02X}); dropped from the outbox")
         if entry.row_id in self._uncommitted:
-            # Deleted, and counted, once its commit is known: a rolled-back row was never read.
-            self._acked_uncommitted.append((entry.row_id, success))
+            self._acked_uncommitted.append((entry.row_id, refusal))
         else:
             done.append(entry.row_id)
-            if success:
-                self.acked += 1
-        if not success:
+            self._count_answer(refusal)
+
+    def _count_answer(self, refusal: str | None) -> None:
+        if refusal is None:
+            self.acked += 1
+        else:
             self.failed += 1
-            log.error("MQTT: broker refused %s on %s (%s, 0x%02X); dropped from the outbox",
-                      entry.message_id, entry.topic, event.reason, event.reason_code)
+            log.error("MQTT: %s", refusal)
 
     def _send_status(self) -> None:
+        """Publish the status if one is due (the provider is asked without ``_state``)."""
         with self._wake:
             if not self._status_due:
                 return
@@ -543,18 +577,24 @@ class MqttPublisher:
                 payload = self._status_provider()
             except Exception:
                 log.exception("MQTT: status provider failed")
-        payload = payload or self._last_status_json
+        with self._state:
+            self._publish_status(payload or self._last_status_json)
+
+    def _publish_status(self, payload: str | None) -> None:
+        """The status, after the connect's retained messages (Home Assistant discovery): the
+        broker keeps one connection's messages in order, so whoever sees ``online`` finds the
+        discovery configs already retained."""
         if payload is None:
             return
-        info = self._client.publish(self.topics.status, payload, qos=QOS, retain=True,
-                                    properties=self._publish_properties(STATUS_SCHEMA))
-        self._status_mids.add(info.mid)
-        self._last_status_json = payload
         if self._retained_due:
             self._retained_due = False
             for topic, retained in self.on_connect_retained:
                 info = self._client.publish(topic, retained, qos=QOS, retain=True)
                 self._status_mids.add(info.mid)
+        info = self._client.publish(self.topics.status, payload, qos=QOS, retain=True,
+                                    properties=self._publish_properties(STATUS_SCHEMA))
+        self._status_mids.add(info.mid)
+        self._last_status_json = payload
         self._flush_later()
 
     def _send_staged(self, entries: tuple[OutboxEntry, ...]) -> None:
@@ -580,12 +620,13 @@ class MqttPublisher:
             return  # none of them was sent early
         for row in rows:
             self._uncommitted.pop(row, None)
-        acked = [(row, ok) for row, ok in self._acked_uncommitted if row in rows]
-        self._acked_uncommitted = [(row, ok) for row, ok in self._acked_uncommitted
+        answered = [(row, refusal) for row, refusal in self._acked_uncommitted if row in rows]
+        self._acked_uncommitted = [(row, refusal) for row, refusal in self._acked_uncommitted
                                    if row not in rows]
         if event.committed:
-            done.extend(row for row, _ in acked)
-            self.acked += sum(ok for _, ok in acked)
+            for row, refusal in answered:
+                done.append(row)
+                self._count_answer(refusal)
             return
         # Rolled back: those rows do not exist, and their ids may come back with other
         # messages. Forget them and send whatever is stored after the last committed row.
@@ -593,24 +634,40 @@ class MqttPublisher:
             if entry.row_id in rows:
                 del self._inflight[mid]
                 self._carried_over.discard(mid)
-        self._cursor = min(self._cursor, event.first_row - 1)
+        self._move_cursor(min(self._cursor, event.first_row - 1))
         self._rows_unread = True
         log.debug("MQTT: rows %d..%d were sent before a commit that failed", event.first_row,
                   event.last_row)
 
     def _send_rows(self) -> None:
-        if self._carried_over:  # paho is still resending what was in flight: keep order
-            return
-        room = self._limit - len(self._inflight) - len(self._status_mids)
-        if room <= 0 or not self._rows_unread:
-            return
+        """Read the next rows after the cursor (without ``_state``) and send them (with it),
+        unless the cursor moved meanwhile (rows sent by staged(), or a rolled-back commit):
+        then they are read again next turn."""
+        with self._state:
+            if self._carried_over:  # paho is still resending what was in flight: keep order
+                return
+            room = self._limit - len(self._inflight) - len(self._status_mids)
+            if room <= 0 or not self._rows_unread:
+                return
+            cursor, generation = self._cursor, self._cursor_generation
         try:
-            rows = self.outbox.pending(after_row=self._cursor, limit=room)
+            rows = self.outbox.pending(after_row=cursor, limit=room)
         except OutboxError as exc:
             self._outbox_failed(exc)
             return
-        taken = self._publish_rows(rows)
-        self._rows_unread = len(rows) >= room or taken < len(rows)
+        with self._state:
+            if (self._cursor_generation != generation or self._carried_over
+                    or not self._link_up):
+                self._rows_unread = True
+                self._poked_again()
+                return
+            room = self._limit - len(self._inflight) - len(self._status_mids)
+            taken = self._publish_rows(rows[:max(room, 0)])
+            self._rows_unread = len(rows) >= room or taken < len(rows)
+
+    def _poked_again(self) -> None:
+        with self._wake:
+            self._poked = True
 
     def _publish_rows(self, rows: Sequence[OutboxEntry]) -> int:
         """Hand rows to paho in order; returns how many it took (the rest waits)."""
@@ -621,24 +678,25 @@ class MqttPublisher:
                                             retain=entry.retain,
                                             properties=self._publish_properties(entry.schema))
             except ValueError as exc:  # the topic or payload can never be sent
-                self.failed += 1
+                refusal = (f"cannot publish {entry.message_id} on {entry.topic} ({exc}); "
+                           "dropped from the outbox")
                 if entry.row_id in self._uncommitted:
-                    self._acked_uncommitted.append((entry.row_id, False))
+                    self._acked_uncommitted.append((entry.row_id, refusal))
                 else:
                     self._unacked_done.append(entry.row_id)
-                self._cursor = entry.row_id
+                    self._count_answer(refusal)
+                self._move_cursor(entry.row_id)
                 taken += 1
-                log.error("MQTT: cannot publish %s on %s (%s); dropped from the outbox",
-                          entry.message_id, entry.topic, exc)
                 continue
-            if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
                 # Not taken by paho (its queue is full): try this row again next turn.
                 log.warning("MQTT: paho did not take %s: %s", entry.message_id,
                             mqtt.error_string(info.rc))
                 return taken
-            # SUCCESS or NO_CONN: paho holds the message and sends it once (re)connected.
+            # Any other code (SUCCESS, NO_CONN, CONN_LOST when the write itself failed): paho
+            # holds the message and sends it once (re)connected.
             self._inflight[info.mid] = entry
-            self._cursor = entry.row_id
+            self._move_cursor(entry.row_id)
             self.published += 1
             taken += 1
             log.debug("MQTT: sent row %d (%s) on %s as mid %d", entry.row_id, entry.message_id,
@@ -650,10 +708,30 @@ class MqttPublisher:
 
     def _poke_network(self) -> None:
         """Wake the network thread out of its select."""
+        wake = self._wake_network_w
+        if wake is None:
+            return
         try:
-            self._wake_network_w.send(b"\0")
-        except (BlockingIOError, OSError):
+            wake.send(b"\0")
+        except OSError:
             pass  # already woken (the pair's buffer is full) or closed at stop
+
+    def _flush_at_stop(self, timeout_s: float) -> None:
+        """With ``_state`` held, after ``disconnect()``: write what paho could not write at
+        once (a full socket buffer), as paho's own loop does before it ends, so that the
+        broker sees DISCONNECT (and no last will)."""
+        client = self._client
+        deadline = time.monotonic() + max(timeout_s, 0.1)
+        while client.want_write() and time.monotonic() < deadline:
+            sock = client.socket()
+            if sock is None:
+                return
+            try:
+                select.select([], [sock], [], 0.05)
+            except (OSError, ValueError, TypeError):
+                return
+            if client.loop_write() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return
 
     def _flush_later(self) -> None:
         """Called with ``_state`` held after publishing: paho wrote what the socket took at
@@ -667,25 +745,38 @@ class MqttPublisher:
         released while waiting (see the module docstring)."""
         client = self._client
         first = True
-        try:
-            while not self._network_stop:
+        while not self._network_stop:
+            try:
                 if client.socket() is None:
                     if not first and not self._backoff():
                         return
                     first = False
-                    try:
-                        with self._state:
-                            if self._network_stop:
-                                return
-                            client.reconnect()
-                    except (OSError, ValueError) as exc:  # refused, unreachable, TLS, DNS
-                        log.debug("MQTT: connect failed: %s", exc)
-                        self._on_connect_fail(client, None)
+                    self._connect(client)
                     continue
                 self._network_turn(client)
-        except Exception:  # a bug here must not silently stop publishing
-            log.exception("MQTT: network loop failed; no more messages will be sent")
-            raise
+            except Exception:  # never let the thread die: paho's state is reset by reconnecting
+                log.exception("MQTT: network loop error; reconnecting")
+                self._drop_connection(client)
+
+    def _connect(self, client: mqtt.Client) -> None:
+        try:
+            with self._state:
+                if self._network_stop:
+                    return
+                client.reconnect()
+        except (OSError, ValueError) as exc:  # refused, unreachable, TLS, DNS
+            log.debug("MQTT: connect failed: %s", exc)
+            self._on_connect_fail(client, None)
+
+    def _drop_connection(self, client: mqtt.Client) -> None:
+        """After an error paho did not handle itself: tell the pump the link is down (so that
+        paho's resends go first after the reconnect), wait the backoff, connect again
+        (``reconnect`` closes the old socket)."""
+        if client.socket() is not None:
+            self._on_disconnect(client, None, None,
+                                ReasonCode(PacketTypes.DISCONNECT, "Unspecified error"), None)
+        if self._backoff():
+            self._connect(client)
 
     def _backoff(self) -> bool:
         """Wait before the next connection attempt (``reconnect_min_s`` doubling up to
@@ -704,16 +795,19 @@ class MqttPublisher:
 
     def _wait_for_wake(self, rlist: list[object], wlist: list[object],
                        timeout_s: float) -> tuple[list[object], list[object]]:
+        wake = self._wake_network_r
+        assert wake is not None
         try:
-            readable, writable, _ = select.select([*rlist, self._wake_network_r], wlist, [],
-                                                  timeout_s)
-        except (OSError, ValueError, TypeError):  # the socket was closed under us
-            return [], []
-        if self._wake_network_r in readable:
+            readable, writable, _ = select.select([*rlist, wake], wlist, [], timeout_s)
+        except (OSError, ValueError, TypeError) as exc:
+            if self._network_stop:  # the socket was closed under us by stop()
+                return [], []
+            raise PublisherError(f"waiting for the broker's socket failed: {exc}") from exc
+        if wake in readable:
             try:
-                while self._wake_network_r.recv(4096):
+                while wake.recv(4096):
                     pass
-            except (BlockingIOError, OSError):
+            except OSError:
                 pass
         return readable, writable
 
@@ -739,6 +833,10 @@ class MqttPublisher:
                 if client.loop_write() != MQTTErrorCode.MQTT_ERR_SUCCESS or client.socket() is None:
                     return
             client.loop_misc()
+
+    def _move_cursor(self, row_id: int) -> None:
+        self._cursor = row_id
+        self._cursor_generation += 1
 
     def _outbox_failed(self, exc: OutboxError) -> None:
         if self._outbox_problem != str(exc):
