@@ -107,6 +107,11 @@ _IDLE_WAKE_S = 1.0  # the pump retries failed outbox reads/acks this often when 
 # still wake the pump at once.
 _ACK_GATHER_S = 0.002
 _ACK_GATHER_MAX = 64
+# Acknowledged rows are deleted in one transaction once this many are waiting or the oldest
+# has waited this long (or at stop): on a busy link, one delete transaction per pump turn was
+# a tenth of the agent's CPU. A kill in between costs duplicates (same ids), never a readout.
+_DELETE_BATCH_ROWS = 64
+_DELETE_DELAY_S = 0.02
 _NETWORK_WAIT_S = 1.0  # the network thread's select: paho's keepalive needs a turn this often
 
 
@@ -207,6 +212,7 @@ class MqttPublisher:
         self._cursor = 0
         self._cursor_generation = 0  # changes with every move of the cursor (see _send_rows)
         self._pump_busy = False  # the pump has taken events off the queue and not finished
+        self._done_since: float | None = None  # when the oldest row in _unacked_done came
         self._unacked_done: list[int] = []
         # mids in flight when the link went down: paho resends them after the reconnect, and
         # no new row may overtake them (paho calls on_connect before its resend loop).
@@ -349,7 +355,6 @@ class MqttPublisher:
             return
         with self._wake:
             self._events.append(_Settled(entries[0].row_id, entries[-1].row_id, committed))
-            self._poked = True  # committed rows not sent early are read back now
             self._wake.notify()
 
     def publish_status(self, payload_json: str) -> None:
@@ -468,7 +473,7 @@ class MqttPublisher:
             while True:
                 with self._wake:
                     if not (self._events or self._poked or self._stopping):
-                        self._wake.wait(timeout=_IDLE_WAKE_S)
+                        self._wake.wait(timeout=self._idle_wait())
                     if (self._events and not (self._poked or self._stopping)
                             and len(self._events) < _ACK_GATHER_MAX
                             and all(type(event) is _Acked for event in self._events)):
@@ -499,7 +504,7 @@ class MqttPublisher:
             if poked:
                 self._rows_unread = True
             self._handle(events)
-            done, self._unacked_done = self._unacked_done, []
+            done = self._deletes_due(stopping)
         if done:
             try:
                 self.outbox.ack_many(done)
@@ -507,12 +512,36 @@ class MqttPublisher:
                 self._outbox_failed(exc)
                 with self._state:  # retried next turn
                     self._unacked_done[:0] = done
+                    if self._done_since is None:
+                        self._done_since = time.monotonic()
             else:
                 self._outbox_recovered()
         if stopping or not self._link_up:
             return
         self._send_status()
         self._send_rows()
+
+    def _deletes_due(self, stopping: bool) -> list[int]:
+        """The acknowledged rows to delete now (see ``_DELETE_BATCH_ROWS``); ``_state`` held."""
+        if not self._unacked_done:
+            self._done_since = None
+            return []
+        now = time.monotonic()
+        if self._done_since is None:
+            self._done_since = now
+        if (stopping or len(self._unacked_done) >= _DELETE_BATCH_ROWS
+                or now - self._done_since >= _DELETE_DELAY_S):
+            done, self._unacked_done = self._unacked_done, []
+            self._done_since = None
+            return done
+        return []
+
+    def _idle_wait(self) -> float:
+        """How long an idle pump sleeps: until acknowledged rows are due for deletion."""
+        since = self._done_since
+        if since is None:
+            return _IDLE_WAKE_S
+        return max(0.0, min(_IDLE_WAKE_S, since + _DELETE_DELAY_S - time.monotonic()))
 
     def _handle(self, events: list[_Event]) -> None:
         done = self._unacked_done
@@ -616,6 +645,8 @@ class MqttPublisher:
 
     def _settle(self, event: _Settled, done: list[int]) -> None:
         rows = range(event.first_row, event.last_row + 1)
+        if event.committed and event.last_row > self._cursor:
+            self._rows_unread = True  # committed rows not sent early: read them back now
         if not any(row in self._uncommitted for row in rows):
             return  # none of them was sent early
         for row in rows:

@@ -184,7 +184,6 @@ class AgentService:
     def _put_reminder(self, topic: str, payload: bytes, retain: bool, schema: str,
                       message_id: str) -> None:
         self._commit([OutboxMessage(topic, payload, retain, schema, message_id)])
-        self.publisher.notify()
 
     def _handle(self, outcomes: list[_Outcome]) -> None:
         """Build the payloads of ``outcomes`` and commit them to the outbox in one transaction
@@ -233,7 +232,6 @@ class AgentService:
         # power cut (unless the log also says the outbox could not commit and holds it).
         for level, message, args in notes:
             log.log(level, message, *args)
-        self.publisher.notify()
         if accepted:
             try:  # one history transaction for the batch (no two readouts of a VIN in it)
                 self.pipeline.remember_many([(event.session, readout)
@@ -261,6 +259,9 @@ class AgentService:
         except OutboxError as exc:
             self._outbox_failed(exc)
             self._hold(batch)
+            return
+        if listener is None:  # the publisher heard nothing from the outbox: wake it to read
+            self.publisher.notify()
 
     def _hold(self, batch: list[OutboxMessage]) -> None:
         self._uncommitted.extend(batch)
