@@ -17,11 +17,12 @@ or deletes outbox rows (the service holds the outbox lock through a commit's fsy
 disk must not stop PUBACKs from being read or keepalives from being sent). paho may call our
 callbacks from any thread that holds ``_state`` (a write that finds the connection gone calls
 ``on_disconnect`` there); they only record and wake. ``staged()`` runs with the outbox lock
-held and only try-locks ``_state``; what it calls must never take the outbox lock. Why not paho's ``loop_start``: with its
-thread, ``publish()`` only queues the packet and wakes that thread to write it, a thread
-hand-over on every message's way to the broker (about 0.3 ms on the appliance class of
-machine, a tenth of the latency budget); without it, paho writes the packet to the socket in
-the publishing thread, which holds the lock.
+held and only try-locks ``_state``; what it calls must never take the outbox lock.
+
+Why not paho's ``loop_start``: with its thread, ``publish()`` only queues the packet and
+wakes that thread to write it, a thread hand-over on every message's way to the broker
+(about 0.3 ms on the appliance class of machine, a tenth of the latency budget); without it,
+paho writes the packet to the socket in the publishing thread, which holds the lock.
 
 Delivery
     The pump hands rows to paho in ``row_id`` order at QoS 1, at most ``max_inflight`` (or the

@@ -3,8 +3,9 @@ of them: the property that lets the agent skip validating its own readouts (agen
 
 Any valid session (every field over its whole protocol range) goes through the encoder, the
 real assembler and the pipeline (proposal in any language, any look-ahead and express
-budget) with an earlier reading in its vehicle history; the readout must then survive ``model_validate`` of its own dump, and of its wire JSON, unchanged. A value
-outside a model's limits, a field missing or a wrong type fails here."""
+budget) with an earlier reading in its vehicle history; the readout must then survive
+``model_validate`` of its own dump, and of its wire JSON, unchanged. A value outside a
+model's limits, a field missing or a wrong type fails here."""
 
 from __future__ import annotations
 

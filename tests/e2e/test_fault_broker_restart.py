@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 from expectations import assert_readout_matches
 from processes import (
     AgentProcess,
