@@ -80,25 +80,20 @@ def _month(year: int, month: int | None) -> str | None:
 def service_entries(session: KeySession, forecast: ForecastResult) -> list[ServiceEntry]:
     """``services[]`` of the readout: the key's items, ordered by index, with their forecasts."""
     forecasts = forecast.services
-    type_names = _TYPE_NAMES
     services = []
     for item in session.services:
         history = item.history
         if history is None:
             last_service = interval_km = interval_months = None
         else:
-            month = history.last_service_month
             last_service = None if history.last_service_km is None else construct(LastService, {
                 "mileage_km": history.last_service_km,
-                "month": None if month is None else f"{history.last_service_year:04d}-{month:02d}"})
+                "month": _month(history.last_service_year, history.last_service_month)})
             interval_km, interval_months = history.interval_km, history.interval_months
-        code = item.code
-        month = item.due_month
         services.append(construct(ServiceEntry, {
-            "index": item.index,
-            "type": type_names.get(code) or _type_name(code), "code": code,
+            "index": item.index, "type": _type_name(item.code), "code": item.code,
             "availability_pct": item.availability_pct, "remaining_km": item.remaining_km,
-            "due_month": None if month is None else f"{item.due_year:04d}-{month:02d}",
+            "due_month": _month(item.due_year, item.due_month),
             "service_count": item.service_count, "last_service": last_service,
             "interval_km": interval_km, "interval_months": interval_months,
             "forecast": forecasts.get(item.index)}))

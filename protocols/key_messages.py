@@ -184,20 +184,6 @@ def message_decoders(db: Database) -> MessageDecoders:
     return MessageDecoders(db)
 
 
-def decode_signals(db: Database, frame: CanFrame) -> Signals:
-    """Decode one key-reader frame with the DBC, as ``db.decode_message(id, data,
-    decode_choices=True)`` would. Raises :class:`InvalidSession` (``invalid_value``) when the
-    frame does not carry 8 data bytes."""
-    if len(frame.data) != FRAME_BYTES:
-        name = MESSAGE_NAMES.get(frame.arbitration_id, f"0x{frame.arbitration_id:03X}")
-        raise InvalidSession(
-            "invalid_value", f"{name} ({frame}) has {len(frame.data)} data bytes, 8 expected")
-    decode = message_decoders(db).data.get(frame.arbitration_id)
-    if decode is None:
-        return db.decode_message(frame.arbitration_id, frame.data, decode_choices=True)
-    return decode(frame.data)
-
-
 #: The signal that tells a message's frames of one session apart (none: one frame per session).
 SLOT_SIGNALS: dict[int, str | None] = {
     KEY_VIN: "VinPart", KEY_VEHICLE: None, KEY_USAGE: None, KEY_CBS_STATUS: "ItemIndex",

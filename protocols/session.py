@@ -248,7 +248,7 @@ class SessionAssembler:
                  events: list[SessionEvent]) -> None:
         data = frame.data
         frame_id = frame.arbitration_id
-        if len(data) != FRAME_BYTES:  # the rule of key_messages.decode_signals
+        if len(data) != FRAME_BYTES:  # every key-reader message is 8 bytes (the DBC)
             events.append(self._reject(
                 RejectReason.INVALID_VALUE,
                 f"{MESSAGE_NAMES[frame_id]} ({frame}) has {len(data)} data bytes, 8 expected",
