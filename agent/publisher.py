@@ -38,13 +38,17 @@ Delivery
 Publishing while the outbox commits
     The publisher is the outbox's :class:`~agent.outbox.StagingListener`: the service passes
     it to ``put_many``, which hands over the new rows as soon as they are inserted, before
-    the commit's fsync. If they are next in order (the row right after the last one handed to
-    paho, nothing older waiting) and there is room in flight, the pump sends them at once
-    instead of reading them back after the commit, so the broker has them while the disk
-    still syncs. Such a row is deleted only when both its PUBACK and the news of its commit
-    are in; if the commit fails, the pump forgets the rows (their PUBACKs are ignored, their
-    ids may be used again) and moves its cursor back, so that whatever is stored next under
-    those ids is sent in turn. docs/outbox.md explains why this is no less durable.
+    the commit's fsync. If they are next in order (right after the last row handed to paho
+    and the rows already waiting in memory, nothing older waiting in the outbox), they wait
+    in memory (``_ready``, up to ``_READY_MAX_BYTES``) and as many as there is room for in
+    flight are sent at once, so the broker has them while the disk still syncs; the rest go
+    from memory as PUBACKs free room, instead of being read back after the commit. Such a
+    row is deleted only when both its PUBACK and the news of its commit are in; if the commit
+    fails, the pump forgets the rows (those waiting, and the PUBACKs of those sent; their ids
+    may be used again) and moves its cursor back, so that whatever is stored next under those
+    ids is sent in turn. docs/outbox.md explains why this is no less durable. Rows read back
+    from the outbox (after a restart, or when memory was full) go through the same queue,
+    ``_READ_BACK_ROWS`` per query.
 
     After a reconnect, paho itself resends every message it has not seen a PUBACK for, in the
     order they were first sent and with the DUP flag, before anything new; the pump then
@@ -114,6 +118,11 @@ _ACK_GATHER_MAX = 64
 _DELETE_BATCH_ROWS = 64
 _DELETE_DELAY_S = 0.02
 _NETWORK_WAIT_S = 1.0  # the network thread's select: paho's keepalive needs a turn this often
+# Staged rows that found no room in flight wait in memory, up to this many payload bytes (a
+# few busy batches), and are sent from there as PUBACKs free room; beyond it they are read
+# back from the outbox in turn.
+_READY_MAX_BYTES = 1 << 20
+_READ_BACK_ROWS = 64  # rows read back from the outbox per query (into memory, as above)
 
 
 class _PahoNoise(logging.Filter):
@@ -221,6 +230,13 @@ class MqttPublisher:
         # False once a read of the outbox came back short and nobody has said "new rows"
         # since: turns woken only by PUBACKs then skip the query (and the outbox lock).
         self._rows_unread = True
+        # Staged rows not yet handed to paho for want of room in flight: the next ones after
+        # the cursor, consecutive (ready[0].row_id == cursor + 1). mosquitto's default Receive
+        # Maximum is 20 messages, less than one busy batch; reading the rest back from the
+        # outbox as room frees was a tenth of the agent's CPU at saturation.
+        self._ready: deque[OutboxEntry] = deque()
+        self._ready_bytes = 0
+        self._ready_unsettled: set[int] = set()  # of those, rows whose commit is not known yet
         # Rows sent before their commit was known, and those of them already acknowledged.
         self._uncommitted: dict[int, OutboxEntry] = {}
         # Rows sent before their commit was known and already answered: (row id, None when
@@ -476,6 +492,7 @@ class MqttPublisher:
                     if not (self._events or self._poked or self._stopping):
                         self._wake.wait(timeout=self._idle_wait())
                     if (self._events and not (self._poked or self._stopping)
+                            and not self._ready  # rows wait for the room these acks free
                             and len(self._events) < _ACK_GATHER_MAX
                             and all(type(event) is _Acked for event in self._events)):
                         self._wake.wait(timeout=_ACK_GATHER_S)
@@ -628,26 +645,60 @@ class MqttPublisher:
         self._flush_later()
 
     def _send_staged(self, entries: tuple[OutboxEntry, ...]) -> None:
-        """Send rows whose commit is still running, if they come next and fit in flight."""
-        if not self._link_up or not entries or entries[0].row_id != self._cursor + 1:
-            return  # older rows wait, or the link is down: they go in turn after the commit
-        if self._carried_over:  # paho is still resending what was in flight: keep order
+        """Rows whose commit is still running: if they come next (right after the cursor and
+        the rows already waiting in memory), keep them in memory and send what fits in
+        flight now. Otherwise older rows wait in the outbox, and these are read back after
+        them."""
+        if not entries or entries[0].row_id != self._cursor + len(self._ready) + 1:
             return
+        for entry in entries:
+            if self._ready_bytes >= _READY_MAX_BYTES:
+                break  # the rest is read back from the outbox in turn (see _settle)
+            self._ready.append(entry)
+            self._ready_bytes += len(entry.payload)
+            self._ready_unsettled.add(entry.row_id)
+        self._send_ready()
+
+    def _send_ready(self) -> None:
+        """Hand the rows waiting in memory to paho, as many as fit in flight; ``_state``
+        held. Rows whose commit is not yet known are sent early (see the module docstring)."""
+        ready = self._ready
+        if not ready or not self._link_up or self._carried_over:
+            return  # the link is down, or paho still resends what was in flight: keep order
         room = self._limit - len(self._inflight) - len(self._status_mids)
         if room <= 0:
             return
-        taken = entries[:room]
-        for entry in taken:
+        taken = [ready[i] for i in range(min(room, len(ready)))]
+        unsettled = self._ready_unsettled
+        early = [entry for entry in taken if entry.row_id in unsettled]
+        for entry in early:
             self._uncommitted[entry.row_id] = entry
         sent = self._publish_rows(taken)
-        self.sent_before_commit += sent
-        for entry in taken[sent:]:  # paho did not take them: read back after the commit
-            del self._uncommitted[entry.row_id]
+        for _ in range(sent):
+            entry = ready.popleft()
+            self._ready_bytes -= len(entry.payload)
+            if entry.row_id in unsettled:
+                unsettled.discard(entry.row_id)
+                self.sent_before_commit += 1
+        for entry in taken[sent:]:  # paho did not take them: they stay in memory
+            self._uncommitted.pop(entry.row_id, None)
+
+    def _forget_ready_from(self, row_id: int) -> None:
+        """Drop the rows waiting in memory from ``row_id`` on (their commit rolled back)."""
+        ready = self._ready
+        while ready and ready[-1].row_id >= row_id:
+            entry = ready.pop()
+            self._ready_bytes -= len(entry.payload)
+            self._ready_unsettled.discard(entry.row_id)
 
     def _settle(self, event: _Settled, done: list[int]) -> None:
         rows = range(event.first_row, event.last_row + 1)
-        if event.committed and event.last_row > self._cursor:
-            self._rows_unread = True  # committed rows not sent early: read them back now
+        if event.committed:
+            self._ready_unsettled.difference_update(rows)
+            if event.last_row > self._cursor + len(self._ready):
+                self._rows_unread = True  # committed rows neither sent nor in memory: read back
+        else:
+            self._forget_ready_from(event.first_row)
         if not any(row in self._uncommitted for row in rows):
             return  # none of them was sent early
         for row in rows:
@@ -672,30 +723,39 @@ class MqttPublisher:
                   event.last_row)
 
     def _send_rows(self) -> None:
-        """Read the next rows after the cursor (without ``_state``) and send them (with it),
-        unless the cursor moved meanwhile (rows sent by staged(), or a rolled-back commit):
-        then they are read again next turn."""
+        """Send the rows waiting in memory; when there are none and the outbox holds rows
+        not yet read, read the next ``_READ_BACK_ROWS`` after the cursor (without
+        ``_state``) into memory and send what fits (with it), unless the cursor moved
+        meanwhile (rows sent by staged(), or a rolled-back commit): then they are read again
+        next turn. Reading a batch ahead, not just the room in flight, keeps it to one query
+        per batch when PUBACKs free room a few messages at a time."""
         with self._state:
-            if self._carried_over:  # paho is still resending what was in flight: keep order
+            self._send_ready()
+            if self._ready or self._carried_over:  # no room yet, or paho still resends
                 return
             room = self._limit - len(self._inflight) - len(self._status_mids)
             if room <= 0 or not self._rows_unread:
                 return
             cursor, generation = self._cursor, self._cursor_generation
         try:
-            rows = self.outbox.pending(after_row=cursor, limit=room)
+            rows = self.outbox.pending(after_row=cursor, limit=_READ_BACK_ROWS)
         except OutboxError as exc:
             self._outbox_failed(exc)
             return
         with self._state:
             if (self._cursor_generation != generation or self._carried_over
-                    or not self._link_up):
+                    or not self._link_up or self._ready):
                 self._rows_unread = True
                 self._poked_again()
                 return
-            room = self._limit - len(self._inflight) - len(self._status_mids)
-            taken = self._publish_rows(rows[:max(room, 0)])
-            self._rows_unread = len(rows) >= room or taken < len(rows)
+            self._rows_unread = len(rows) >= _READ_BACK_ROWS
+            for entry in rows:
+                if self._ready_bytes >= _READY_MAX_BYTES:
+                    self._rows_unread = True
+                    break
+                self._ready.append(entry)
+                self._ready_bytes += len(entry.payload)
+            self._send_ready()
 
     def _poked_again(self) -> None:
         with self._wake:

@@ -127,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path, default=None,
                         help="record the agent with py-spy (if installed): SVG, or collapsed "
                              "stacks for .txt")
+    parser.add_argument("--profile-gil", action="store_true",
+                        help="with --profile: sample only the thread holding the GIL (what "
+                             "bounds a CPU-bound agent), not every thread that is running")
     args = parser.parse_args(argv)
 
     rates = [float(r) for r in args.rates.split(",") if r]
@@ -166,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             fmt = "raw" if args.profile.suffix == ".txt" else "flamegraph"
             spy = subprocess.Popen(["py-spy", "record", "-o", str(args.profile), "-p",
                                     str(agent.pid), "--threads", "--rate", "250", "--nonblocking",
-                                    "--format", fmt],
+                                    "--format", fmt, *(["--gil"] if args.profile_gil else [])],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         sent = 0
         for rate in rates:
