@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Container, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
@@ -51,6 +51,7 @@ from agent.models import (
     ReminderItem,
     ServiceEntry,
     ServiceForecast,
+    readout_json,
     to_json,
 )
 from agent.payloads import event_time
@@ -271,11 +272,17 @@ class ReminderService:
         Raises ReminderError."""
         self.observe_many([readout])
 
-    def observe_many(self, readouts: Iterable[Readout]) -> None:
+    def observe_many(self, readouts: Iterable[Readout],
+                     kept_json: Sequence[str] | None = None) -> None:
         """:meth:`observe` each of ``readouts``, in order, in one transaction (one fsync for
-        a busy reader's whole batch). Raises ReminderError (none kept)."""
-        rows = [(readout.vehicle.vin, _to_us(readout.read_at),
-                 to_json(readout.model_copy(update={"proposal": None}))) for readout in readouts]
+        a busy reader's whole batch). ``kept_json``, if given, holds each readout's JSON
+        without its proposal, as :func:`agent.models.readout_json` makes it (the service has
+        it already). Raises ReminderError (none kept)."""
+        readouts = list(readouts)
+        if kept_json is None:
+            kept_json = [readout_json(readout)[1] for readout in readouts]
+        rows = [(readout.vehicle.vin, _to_us(readout.read_at), kept)
+                for readout, kept in zip(readouts, kept_json, strict=True)]
         if not rows:
             return
         with self._transaction("cannot keep readout") as conn:

@@ -33,6 +33,7 @@ from agent.models import (
     OutboxStatus,
     ReaderStatus,
     Status,
+    readout_json,
     to_json,
 )
 from agent.outbox import Outbox, OutboxMessage
@@ -205,10 +206,13 @@ class AgentService:
         batch: list[OutboxMessage] = []
         accepted: list[tuple[SessionAccepted, Readout]] = []
         notes: list[tuple[int, str, tuple[object, ...]]] = []
+        kept_json: list[str] = []  # each readout without its proposal, for the reminders store
         for event, offset in outcomes:
             if isinstance(event, SessionAccepted):
                 readout = self.pipeline.readout(event, event_time(event.completed_at - offset))
-                payload = to_json(readout).encode()
+                wire, kept = readout_json(readout)
+                kept_json.append(kept)
+                payload = wire.encode()
                 self.readouts += 1
                 notes.append((logging.INFO, "readout %s: VIN %s, %d km, %d items, %s",
                               (readout.readout_id, readout.vehicle.vin,
@@ -242,7 +246,8 @@ class AgentService:
         if self.reminders is not None and accepted:
             readouts = [readout for _, readout in accepted]
             try:
-                self.reminders.observe_many(readouts)  # one transaction (one fsync) per batch
+                # one transaction (one fsync) per batch
+                self.reminders.observe_many(readouts, kept_json)
             except Exception as exc:  # reminders are an aid too
                 log.error("vehicle history not updated for %s: %s",
                           ", ".join(r.vehicle.vin for r in readouts), exc)

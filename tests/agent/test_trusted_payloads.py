@@ -5,7 +5,8 @@ Any valid session (every field over its whole protocol range) goes through the e
 real assembler and the pipeline (proposal in any language, any look-ahead and express
 budget) with an earlier reading in its vehicle history; the readout must then survive
 ``model_validate`` of its own dump, and of its wire JSON, unchanged. A value outside a
-model's limits, a field missing or a wrong type fails here."""
+model's limits, a field missing or a wrong type fails here. The same readouts check the
+service's one-pass JSON (``readout_json``) against ``to_json``."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 from agent.forecast import ForecastSettings
 from agent.i18n import LANGUAGES
-from agent.models import KeyInfo, Readout, construct, to_json
+from agent.models import KeyInfo, Readout, construct, readout_json, to_json
 from agent.pipeline import ReadoutPipeline
 from agent.proposal import ProposalContext, ProposalSettings
 from agent.vehicle_history import VehicleHistory
@@ -50,6 +51,10 @@ def test_constructed_readout_is_what_validation_makes_of_it(tmp_path, session, d
         assert validated == readout
         assert to_json(validated) == to_json(readout)
         assert Readout.model_validate_json(to_json(readout)) == validated
+        # The service's one-pass JSON (wire, and as the reminders store keeps it) is to_json's.
+        without = readout.model_copy(update={"proposal": None})
+        assert readout_json(readout) == (to_json(readout), to_json(without))
+        assert readout_json(without) == (to_json(without), to_json(without))
 
 
 def _accepted(session, moment: float) -> SessionAccepted:
