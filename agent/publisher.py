@@ -230,13 +230,16 @@ class MqttPublisher:
         # False once a read of the outbox came back short and nobody has said "new rows"
         # since: turns woken only by PUBACKs then skip the query (and the outbox lock).
         self._rows_unread = True
-        # Staged rows not yet handed to paho for want of room in flight: the next ones after
-        # the cursor, consecutive (ready[0].row_id == cursor + 1). mosquitto's default Receive
+        # Rows not yet handed to paho for want of room in flight, in order: the next ones
+        # after the cursor (staged, or read back from the outbox). mosquitto's default Receive
         # Maximum is 20 messages, less than one busy batch; reading the rest back from the
         # outbox as room frees was a tenth of the agent's CPU at saturation.
         self._ready: deque[OutboxEntry] = deque()
         self._ready_bytes = 0
         self._ready_unsettled: set[int] = set()  # of those, rows whose commit is not known yet
+        # Commits rolled back so far (see settled): a read-back that overlapped one may hold
+        # rows stored afterwards under the rolled-back ids, ahead of their turn.
+        self._rollbacks = 0
         # Rows sent before their commit was known, and those of them already acknowledged.
         self._uncommitted: dict[int, OutboxEntry] = {}
         # Rows sent before their commit was known and already answered: (row id, None when
@@ -371,6 +374,8 @@ class MqttPublisher:
         if not entries or self._thread is None or self._stopping or not self._thread.is_alive():
             return
         with self._wake:
+            if not committed:
+                self._rollbacks += 1
             self._events.append(_Settled(entries[0].row_id, entries[-1].row_id, committed))
             self._wake.notify()
 
@@ -649,7 +654,9 @@ class MqttPublisher:
         the rows already waiting in memory), keep them in memory and send what fits in
         flight now. Otherwise older rows wait in the outbox, and these are read back after
         them."""
-        if not entries or entries[0].row_id != self._cursor + len(self._ready) + 1:
+        if not self._link_up:
+            return  # read back after the reconnect: an outage may evict or expire rows
+        if not entries or entries[0].row_id != self._last_known_row() + 1:
             return
         for entry in entries:
             if self._ready_bytes >= _READY_MAX_BYTES:
@@ -658,6 +665,11 @@ class MqttPublisher:
             self._ready_bytes += len(entry.payload)
             self._ready_unsettled.add(entry.row_id)
         self._send_ready()
+
+    def _last_known_row(self) -> int:
+        """The last row sent or waiting in memory: a staged batch that starts right after
+        it leaves nothing unsent in between (row ids only grow)."""
+        return self._ready[-1].row_id if self._ready else self._cursor
 
     def _send_ready(self) -> None:
         """Hand the rows waiting in memory to paho, as many as fit in flight; ``_state``
@@ -690,12 +702,13 @@ class MqttPublisher:
             entry = ready.pop()
             self._ready_bytes -= len(entry.payload)
             self._ready_unsettled.discard(entry.row_id)
+            self._rows_unread = True  # committed rows may come back under those ids
 
     def _settle(self, event: _Settled, done: list[int]) -> None:
         rows = range(event.first_row, event.last_row + 1)
         if event.committed:
             self._ready_unsettled.difference_update(rows)
-            if event.last_row > self._cursor + len(self._ready):
+            if event.last_row > self._last_known_row():
                 self._rows_unread = True  # committed rows neither sent nor in memory: read back
         else:
             self._forget_ready_from(event.first_row)
@@ -726,9 +739,10 @@ class MqttPublisher:
         """Send the rows waiting in memory; when there are none and the outbox holds rows
         not yet read, read the next ``_READ_BACK_ROWS`` after the cursor (without
         ``_state``) into memory and send what fits (with it), unless the cursor moved
-        meanwhile (rows sent by staged(), or a rolled-back commit): then they are read again
-        next turn. Reading a batch ahead, not just the room in flight, keeps it to one query
-        per batch when PUBACKs free room a few messages at a time."""
+        meanwhile (rows sent by staged()) or a commit was rolled back meanwhile (rows stored
+        since may reuse its ids, while its rows still count as sent): then they are read
+        again next turn. Reading a batch ahead, not just the room in flight, keeps it to one
+        query per batch when PUBACKs free room a few messages at a time."""
         with self._state:
             self._send_ready()
             if self._ready or self._carried_over:  # no room yet, or paho still resends
@@ -737,14 +751,18 @@ class MqttPublisher:
             if room <= 0 or not self._rows_unread:
                 return
             cursor, generation = self._cursor, self._cursor_generation
+        with self._wake:
+            rollbacks = self._rollbacks
         try:
             rows = self.outbox.pending(after_row=cursor, limit=_READ_BACK_ROWS)
         except OutboxError as exc:
             self._outbox_failed(exc)
             return
+        with self._wake:
+            rolled_back = self._rollbacks != rollbacks
         with self._state:
             if (self._cursor_generation != generation or self._carried_over
-                    or not self._link_up or self._ready):
+                    or not self._link_up or self._ready or rolled_back):
                 self._rows_unread = True
                 self._poked_again()
                 return
@@ -784,6 +802,10 @@ class MqttPublisher:
                 # Not taken by paho (its queue is full): try this row again next turn.
                 log.warning("MQTT: paho did not take %s: %s", entry.message_id,
                             mqtt.error_string(info.rc))
+                self._flush_later()
+                with self._wake:  # a direct send from staged() has no pump turn coming
+                    self._poked = True
+                    self._wake.notify()
                 return taken
             # Any other code (SUCCESS, NO_CONN, CONN_LOST when the write itself failed): paho
             # holds the message and sends it once (re)connected.

@@ -9,6 +9,7 @@ fail real commits; here the point is the exact moment: after the rows were hande
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -117,6 +118,86 @@ def test_rows_sent_before_a_failed_commit_are_forgotten(
         assert committed == sorted(committed), "committed messages arrived out of order"
         assert publisher.acked == 31
     finally:
+        publisher.stop(timeout_s=2)
+        outbox.close()
+        subscriber.stop()
+
+
+class GatedOutbox(Outbox):
+    """The real outbox; its next read-back (``pending``) waits at a gate once armed."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.armed = False
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def pending(self, after_row: int = 0, limit: int = 100) -> list[OutboxEntry]:
+        if self.armed:
+            self.armed = False
+            self.entered.set()
+            self.gate.wait(10)
+        return super().pending(after_row=after_row, limit=limit)
+
+
+def test_a_read_back_overlapping_a_rollback_sends_nothing_ahead_of_its_turn(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mosquitto: MosquittoBroker) -> None:
+    """Rows 1..5 are sent early; the pump starts reading back after row 5 (outside its
+    lock); their commit fails and a larger put stores rows 1..8 under the same ids. The read
+    must not send rows 6..8 before 1..5 (nor twice): it is discarded and done again after
+    the rollback moved the cursor back. (Found in review; older than the memory queue.)"""
+    subscriber = Subscriber.for_broker(mosquitto, TOPICS.readout).start()
+    outbox = GatedOutbox(tmp_path / "o.db")
+    publisher = MqttPublisher(MqttSettings(url=mosquitto.url, reconnect_min_s=0.05,
+                                           reconnect_max_s=0.5), outbox, TOPICS)
+    fsync_done = threading.Event()
+    original = outbox_module._transaction
+
+    @contextmanager
+    def slow_failing_commit(db: sqlite3.Connection) -> Iterator[None]:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            fsync_done.wait(10)
+            raise sqlite3.OperationalError("disk I/O error (at COMMIT, for the test)")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    errors: list[Exception] = []
+
+    def put_first() -> None:
+        try:
+            outbox.put_many([message(n) for n in range(101, 106)], listener=publisher)
+        except OutboxError as exc:
+            errors.append(exc)
+
+    try:
+        publisher.start(lambda: '{"schema": "cbs.status/1", "state": "online"}')
+        assert publisher.wait_connected(10)
+        monkeypatch.setattr(outbox_module, "_transaction", slow_failing_commit)
+        putter = threading.Thread(target=put_first)
+        putter.start()
+        wait_until(lambda: publisher.sent_before_commit == 5, what="rows 1..5 sent early")
+        outbox.armed = True
+        publisher.notify()  # the pump reads back after row 5
+        assert outbox.entered.wait(10)
+        fsync_done.set()
+        putter.join(10)
+        assert errors, "the first commit must have failed"
+        monkeypatch.setattr(outbox_module, "_transaction", original)
+        outbox.put_many([message(n) for n in range(1, 9)])  # rows 1..8 again, committed
+        publisher.notify()
+        outbox.gate.set()
+        wait_until(lambda: outbox.depth() == 0, what="an empty outbox")
+        outbox.put_many([message(9)], listener=publisher)  # after all of them, one connection
+        got = subscriber.wait_for(lambda ms: 9 in {m.json()["n"] for m in ms}, what="row 9")
+        committed = [m.json()["n"] for m in got if m.json()["n"] < 100]
+        assert committed == list(range(1, 10))
+        wait_until(lambda: publisher.acked == 9, what="9 rows acknowledged")
+    finally:
+        fsync_done.set()
+        outbox.gate.set()
         publisher.stop(timeout_s=2)
         outbox.close()
         subscriber.stop()
