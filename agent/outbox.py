@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Protocol, Self
 
 from agent.errors import OutboxError
+from protocols.values import fast_init
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ CREATE INDEX IF NOT EXISTS outbox_retained ON outbox (row_id) WHERE retain = 1;
 _COLUMNS = "row_id, topic, payload, retain, schema, message_id, created_at"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class OutboxMessage:
     """A message to store (see :meth:`Outbox.put_many`)."""
@@ -97,6 +99,7 @@ class OutboxMessage:
     message_id: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
     """A stored message. ``created_at`` is the wall clock (Unix seconds) at :meth:`put`."""

@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 
 from agent.errors import ReaderError
 from protocols.can_frame import CanFrame
+from protocols.values import fast_init
 
 log = logging.getLogger(__name__)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class KeyRemoved:
     """The serial reader reported that the key was lifted."""

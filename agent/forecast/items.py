@@ -24,6 +24,7 @@ from agent.forecast.settings import ForecastSettings
 from agent.models import ForecastBasis, ForecastStatus, ServiceForecast, construct
 from protocols.cbs_types import CbsType
 from protocols.key_session import ServiceItem
+from protocols.values import fast_init
 
 __all__ = ["DISTANCE_DRIVEN", "SEVERITY_DRIVEN", "WEAR_MODELLED", "ItemRates", "forecast_item",
            "last_day_of_month"]
@@ -48,6 +49,7 @@ DISTANCE_DRIVEN: frozenset[CbsType] = SEVERITY_DRIVEN | WEAR_MODELLED
 _EPS = 1e-9
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ItemRates:
     """How fast one item runs out, as the session forecast estimated it."""

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from protocols.key_session import KeySession, ServiceItem
+from protocols.values import fast_init
 
 __all__ = ["PastItem", "PastReading"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PastItem:
     """One service item of an earlier readout."""
@@ -39,6 +41,7 @@ class PastItem:
                    last_service_km=last_km)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PastReading:
     """An earlier readout of one vehicle on this site (``read_at`` is tz-aware UTC)."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from agent.forecast.readings import PastItem, PastReading
 from agent.forecast.settings import ForecastSettings
+from protocols.values import fast_init
 
 __all__ = ["HistoryAnomalies", "HistoryView", "Segment", "availability_trend", "build_view",
            "history_km_per_day", "item_fall_rates"]
@@ -30,6 +31,7 @@ __all__ = ["HistoryAnomalies", "HistoryView", "Segment", "availability_trend", "
 ItemKey = tuple[int, int]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class HistoryAnomalies:
     """Readouts the forecast ignored, by reason. Counted per forecast call: the same stale
@@ -44,6 +46,7 @@ class HistoryAnomalies:
         return self.stale_keys + self.odometer_rollbacks + self.implausible_segments
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Segment:
     """Two neighbouring readouts of one unbroken series."""
@@ -55,6 +58,7 @@ class Segment:
     weight: float
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class HistoryView:
     segments: tuple[Segment, ...]
