@@ -253,10 +253,16 @@ class ReminderService:
             raise
         return conn
 
-    def _transaction(self, doing: str) -> AbstractContextManager[sqlite3.Connection]:
+    def _transaction(self, doing: str, *, durable: bool = True
+                     ) -> AbstractContextManager[sqlite3.Connection]:
+        """A write transaction. ``durable=False`` commits without an fsync of its own
+        (``synchronous=NORMAL``, as the vehicle history does): kept readouts are an aid like
+        the history, rewritten at each read of the vehicle, and a power cut may only take the
+        last few; the ledger of sent reminders always commits with ``FULL``."""
         return immediate_transaction(
             self._conn, self._lock,
-            lambda exc: ReminderError(f"reminder store {self.path}: {doing}: {exc}"))
+            lambda exc: ReminderError(f"reminder store {self.path}: {doing}: {exc}"),
+            synchronous="FULL" if durable else "NORMAL")
 
     @contextmanager
     def _reading(self, doing: str) -> Iterator[sqlite3.Connection]:
@@ -274,8 +280,9 @@ class ReminderService:
 
     def observe_many(self, readouts: Iterable[Readout],
                      kept_json: Sequence[str] | None = None) -> None:
-        """:meth:`observe` each of ``readouts``, in order, in one transaction (one fsync for
-        a busy reader's whole batch). ``kept_json``, if given, holds each readout's JSON
+        """:meth:`observe` each of ``readouts``, in order, in one transaction without an fsync
+        of its own (see ``_transaction``; the reader's next batch waited for one on every
+        batch). ``kept_json``, if given, holds each readout's JSON
         without its proposal, as :func:`agent.models.readout_json` makes it (the service has
         it already). Raises ReminderError (none kept)."""
         readouts = list(readouts)
@@ -285,7 +292,7 @@ class ReminderService:
                 for readout, kept in zip(readouts, kept_json, strict=True)]
         if not rows:
             return
-        with self._transaction("cannot keep readout") as conn:
+        with self._transaction("cannot keep readout", durable=False) as conn:
             conn.executemany("INSERT INTO vehicles (vin, read_at_us, readout) VALUES (?, ?, ?) "
                              "ON CONFLICT (vin) DO UPDATE SET read_at_us = excluded.read_at_us, "
                              "readout = excluded.readout WHERE excluded.read_at_us >= read_at_us",

@@ -305,3 +305,18 @@ def test_a_large_site_is_planned_in_batches_with_the_same_result(
             service.mark_sent(reminder, now)
         expected = [r for r in everything if r.reminder_id not in service.sent_ids()]
         assert [r.reminder_id for r in service.due(now)] == [r.reminder_id for r in expected]
+
+
+def test_the_ledger_commits_with_an_fsync_and_kept_readouts_without(tmp_path: Path) -> None:
+    """Kept readouts are an aid, rewritten at every read (NORMAL, as the history); the ledger
+    decides whether a reminder goes out twice (FULL): each transaction sets its own mode."""
+    def synchronous(service: ReminderService) -> int:
+        return int(service._conn.execute("PRAGMA synchronous").fetchone()[0])
+
+    with open_service(tmp_path) as service:
+        service.observe(spec_readout())
+        assert synchronous(service) == 1  # NORMAL
+        service.mark_sent(Reminder.model_construct(reminder_id="x", vin=VIN,
+                                                   due_date=date(2027, 1, 1)), READ_AT)
+        assert synchronous(service) == 2  # FULL
+        assert service.sent_ids() == {"x"} and len(service.vehicles()) == 1
