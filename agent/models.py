@@ -414,25 +414,25 @@ def to_json(model: BaseModel) -> str:
     return model.model_dump_json(by_alias=True)
 
 
-_WITHOUT_PROPOSAL = frozenset({"proposal"})
-if list(Readout.model_fields)[-1] != "proposal":  # readout_json splices it in last
+_PROPOSAL_KEY = ',"proposal":'
+if list(Readout.model_fields)[-1] != "proposal":  # without_proposal cuts the text there
     raise RuntimeError("Readout.proposal must stay the model's last field")
 
 
-def readout_json(readout: Readout) -> tuple[str, str]:
-    """``(wire, kept)``: the readout's wire JSON (``to_json``) and the same with
-    ``"proposal": null``, as the reminders store keeps a vehicle's latest readout.
+def without_proposal(readout_json: str) -> str:
+    """A readout's wire JSON (``to_json``) with ``"proposal": null``: the reminders store
+    keeps a vehicle's latest readout without its proposal.
 
-    Why not ``to_json`` twice: the service needs both for every readout, and the second
-    serialisation of everything but the proposal was a twentieth of the agent's CPU at
-    saturation. The readout is serialised once without its proposal, the proposal once, and
-    the two joined where the proposal, the model's last field, goes (checked above; the
-    payload property test compares both with ``to_json``)."""
-    head = readout.model_dump_json(by_alias=True, exclude=_WITHOUT_PROPOSAL)[:-1]
-    kept = head + ',"proposal":null}'
-    if readout.proposal is None:
-        return kept, kept
-    return head + ',"proposal":' + readout.proposal.model_dump_json(by_alias=True) + "}", kept
+    Why cut the text instead of serialising the readout again: the service has the wire JSON
+    already, and the second serialisation was a twentieth of the agent's CPU at saturation.
+    The proposal is the readout's last field (checked above) and no model inside a proposal
+    has a field of that name (tests/agent/test_trusted_payloads.py checks both, and compares
+    the result with ``to_json`` over any valid session); quotes inside JSON strings are
+    escaped, so the last ``,"proposal":`` of the text is where the proposal starts."""
+    cut = readout_json.rfind(_PROPOSAL_KEY)
+    if cut < 0:
+        raise ValueError("not a readout's wire JSON: no proposal field")
+    return readout_json[:cut] + ',"proposal":null}'
 
 
 OFFLINE_STATUS_JSON = '{"schema": "cbs.status/1", "state": "offline"}'

@@ -51,8 +51,8 @@ from agent.models import (
     ReminderItem,
     ServiceEntry,
     ServiceForecast,
-    readout_json,
     to_json,
+    without_proposal,
 )
 from agent.payloads import event_time
 from agent.proposal import ProposalContext
@@ -279,17 +279,16 @@ class ReminderService:
         self.observe_many([readout])
 
     def observe_many(self, readouts: Iterable[Readout],
-                     kept_json: Sequence[str] | None = None) -> None:
+                     wire_json: Sequence[str] | None = None) -> None:
         """:meth:`observe` each of ``readouts``, in order, in one transaction without an fsync
         of its own (see ``_transaction``; the reader's next batch waited for one on every
-        batch). ``kept_json``, if given, holds each readout's JSON
-        without its proposal, as :func:`agent.models.readout_json` makes it (the service has
-        it already). Raises ReminderError (none kept)."""
+        batch). ``wire_json``, if given, holds each readout's wire JSON (``to_json``: the
+        service has it already). Raises ReminderError (none kept)."""
         readouts = list(readouts)
-        if kept_json is None:
-            kept_json = [readout_json(readout)[1] for readout in readouts]
-        rows = [(readout.vehicle.vin, _to_us(readout.read_at), kept)
-                for readout, kept in zip(readouts, kept_json, strict=True)]
+        if wire_json is None:
+            wire_json = [to_json(readout) for readout in readouts]
+        rows = [(readout.vehicle.vin, _to_us(readout.read_at), without_proposal(wire))
+                for readout, wire in zip(readouts, wire_json, strict=True)]
         if not rows:
             return
         with self._transaction("cannot keep readout", durable=False) as conn:

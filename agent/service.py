@@ -33,7 +33,6 @@ from agent.models import (
     OutboxStatus,
     ReaderStatus,
     Status,
-    readout_json,
     to_json,
 )
 from agent.outbox import Outbox, OutboxMessage
@@ -206,12 +205,12 @@ class AgentService:
         batch: list[OutboxMessage] = []
         accepted: list[tuple[SessionAccepted, Readout]] = []
         notes: list[tuple[int, str, tuple[object, ...]]] = []
-        kept_json: list[str] = []  # each readout without its proposal, for the reminders store
+        wire_json: list[str] = []  # each readout's JSON, for the reminders store
         for event, offset in outcomes:
             if isinstance(event, SessionAccepted):
                 readout = self.pipeline.readout(event, event_time(event.completed_at - offset))
-                wire, kept = readout_json(readout)
-                kept_json.append(kept)
+                wire = to_json(readout)
+                wire_json.append(wire)
                 payload = wire.encode()
                 self.readouts += 1
                 notes.append((logging.INFO, "readout %s: VIN %s, %d km, %d items, %s",
@@ -247,7 +246,7 @@ class AgentService:
             readouts = [readout for _, readout in accepted]
             try:
                 # one transaction (one fsync) per batch
-                self.reminders.observe_many(readouts, kept_json)
+                self.reminders.observe_many(readouts, wire_json)
             except Exception as exc:  # reminders are an aid too
                 log.error("vehicle history not updated for %s: %s",
                           ", ".join(r.vehicle.vin for r in readouts), exc)

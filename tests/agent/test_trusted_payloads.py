@@ -6,7 +6,7 @@ real assembler and the pipeline (proposal in any language, any look-ahead and ex
 budget) with an earlier reading in its vehicle history; the readout must then survive
 ``model_validate`` of its own dump, and of its wire JSON, unchanged. A value outside a
 model's limits, a field missing or a wrong type fails here. The same readouts check the
-service's one-pass JSON (``readout_json``) against ``to_json``."""
+reminders store's copy without the proposal (``without_proposal``, cut from the wire JSON)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from agent.forecast import ForecastSettings
 from agent.i18n import LANGUAGES
-from agent.models import KeyInfo, Readout, construct, readout_json, to_json
+from agent.models import KeyInfo, Proposal, Readout, construct, to_json, without_proposal
 from agent.pipeline import ReadoutPipeline
 from agent.proposal import ProposalContext, ProposalSettings
 from agent.vehicle_history import VehicleHistory
@@ -51,10 +51,10 @@ def test_constructed_readout_is_what_validation_makes_of_it(tmp_path, session, d
         assert validated == readout
         assert to_json(validated) == to_json(readout)
         assert Readout.model_validate_json(to_json(readout)) == validated
-        # The service's one-pass JSON (wire, and as the reminders store keeps it) is to_json's.
+        # The reminders store's copy, cut from the wire JSON, is to_json's without a proposal.
         without = readout.model_copy(update={"proposal": None})
-        assert readout_json(readout) == (to_json(readout), to_json(without))
-        assert readout_json(without) == (to_json(without), to_json(without))
+        assert without_proposal(to_json(readout)) == to_json(without)
+        assert without_proposal(to_json(without)) == to_json(without)
 
 
 def _accepted(session, moment: float) -> SessionAccepted:
@@ -71,3 +71,29 @@ def test_construct_refuses_fields_out_of_order_or_missing() -> None:
     with pytest.raises(TypeError, match="every field in order"):
         construct(Probe, {"slot": 1, "key_id": 2})
     assert construct(KeyInfo, {"key_id": 2, "slot": 1}) == KeyInfo(key_id=2, slot=1)
+
+
+def test_no_model_inside_a_proposal_has_a_field_named_proposal() -> None:
+    """``without_proposal`` relies on it (and on the proposal being the readout's last field)."""
+    import typing
+
+    from pydantic import BaseModel
+
+    seen: set[type] = set()
+
+    def models_in(annotation: object) -> list[type[BaseModel]]:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return [annotation]
+        return [m for arg in typing.get_args(annotation) for m in models_in(arg)]
+
+    pending: list[type[BaseModel]] = [Proposal]
+    while pending:
+        model = pending.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            assert "proposal" not in (name, field.alias), f"{model.__name__}.{name}"
+            pending.extend(models_in(field.annotation))
+    assert len(seen) > 1  # the walk reached the nested models
+    assert list(Readout.model_fields)[-1] == "proposal"
