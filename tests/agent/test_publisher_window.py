@@ -76,6 +76,8 @@ def publisher(narrow_broker: MosquittoBroker, outbox: CountingOutbox) -> Iterato
     publisher = MqttPublisher(settings, outbox, TOPICS)
     publisher.start(lambda: ONLINE)
     assert publisher.wait_connected(10)
+    # The pump has handled the connect (link up, the broker's window applied).
+    wait_until(lambda: publisher._limit == WINDOW, what="the broker's window applied")
     yield publisher
     publisher.stop(timeout_s=2)
 
@@ -107,7 +109,7 @@ def put_batches(outbox: Outbox, publisher: MqttPublisher, numbers_: range) -> No
 
 
 def test_the_broker_window_is_honoured(publisher: MqttPublisher) -> None:
-    assert publisher._limit == WINDOW  # from the CONNACK's Receive Maximum
+    assert publisher._limit == WINDOW  # from the CONNACK's Receive Maximum (see the fixture)
 
 
 def test_batches_larger_than_the_window_arrive_once_in_order_from_memory(
