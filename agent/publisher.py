@@ -475,7 +475,9 @@ class MqttPublisher:
                     reason_code: ReasonCode, properties: Properties | None) -> None:
         with self._wake:
             # Only the first of a run of PUBACKs wakes the pump: it gathers the rest (below).
-            wake = not self._events
+            # None does while rows wait in memory: this thread sends them right after its
+            # read (_refill_here), or the pump finds the PUBACKs when its turn ends.
+            wake = not self._events and not self._ready
             self._events.append(_Acked(mid, reason_code.value, reason_code))
             if wake:
                 self._wake.notify()
@@ -943,10 +945,35 @@ class MqttPublisher:
             if sock in readable or pending:
                 if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS or client.socket() is None:
                     return
+                self._refill_here()
             if sock in writable or client.want_write():
                 if client.loop_write() != MQTTErrorCode.MQTT_ERR_SUCCESS or client.socket() is None:
                     return
             client.loop_misc()
+
+    def _refill_here(self) -> None:
+        """With ``_state`` held, right after reading PUBACKs: when rows wait in memory for the
+        room those PUBACKs free, and the pump is idle with nothing but PUBACKs queued, take
+        them here and send the next rows, as the pump would have (same code, same lock).
+        With a broker window of 20 messages a busy link frees room every few PUBACKs, and
+        waking the pump for each refill was a thread hand-over per round trip. Deletes stay
+        with the pump (they touch the outbox): it is woken when the first is waiting, to
+        time the batch, or when a batch is full."""
+        if not self._ready or not self._link_up:
+            return
+        with self._wake:
+            if (self._pump_busy or not self._events
+                    or not all(type(event) is _Acked for event in self._events)):
+                return
+            events = list(self._events)
+            self._events.clear()
+        waiting = bool(self._unacked_done)
+        self._handle(events)
+        self._send_ready()
+        if self._unacked_done and (not waiting
+                                   or len(self._unacked_done) >= _DELETE_BATCH_ROWS):
+            with self._wake:
+                self._wake.notify()
 
     def _move_cursor(self, row_id: int) -> None:
         self._cursor = row_id

@@ -14,6 +14,7 @@ No timed assertions: every wait is for an event and bounded.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -117,6 +118,14 @@ def test_batches_larger_than_the_window_arrive_once_in_order_from_memory(
         make_subscriber: Callable[..., Subscriber]) -> None:
     subscriber = make_subscriber(narrow_broker, TOPICS.readout)
     reads_before = outbox.reads
+    senders: set[str] = set()
+    send_ready = publisher._send_ready
+
+    def spy() -> None:
+        senders.add(threading.current_thread().name)
+        send_ready()
+
+    publisher._send_ready = spy  # type: ignore[method-assign]
     put_batches(outbox, publisher, range(600))
     messages = subscriber.wait_for_count(600, timeout_s=60)
     wait_until(lambda: outbox.depth() == 0, timeout_s=30, what="an empty outbox")
@@ -126,6 +135,8 @@ def test_batches_larger_than_the_window_arrive_once_in_order_from_memory(
     # Read back from the outbox, one query per PUBACK, these would be about 200 queries; from
     # memory, only the pump's idle look-ups remain.
     assert outbox.reads - reads_before < 20, outbox.reads - reads_before
+    # The network thread refills the window right after reading PUBACKs (no hand-over).
+    assert "cbs-mqtt-network" in senders, senders
 
 
 def test_rows_waiting_for_room_are_forgotten_when_their_commit_fails(
