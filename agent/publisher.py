@@ -6,10 +6,13 @@ The only module that knows paho-mqtt (2.x, callback API v2). Two threads do the 
   ``loop_forever`` does (select, ``loop_read``/``loop_write``/``loop_misc``), connects and
   reconnects with exponential backoff (``reconnect_min_s`` doubling up to
   ``reconnect_max_s``, reset by a successful CONNACK) and calls our callbacks. The callbacks
-  only append an event to a queue and wake the pump; they never touch the outbox.
+  only append an event to a queue and wake the pump; they never touch the outbox. When rows
+  wait in memory for room in flight and the pump is idle, this thread handles the PUBACKs it
+  has just read and sends the next rows itself (``_refill_here``), as the pump would.
 * the pump thread (:meth:`MqttPublisher.start`) is the only one that reads and deletes outbox
   rows, and the caller of ``client.publish`` while running, except that the service's
-  thread sends newly staged rows itself when the pump is idle (see ``staged``).
+  thread sends newly staged rows itself when the pump is idle (see ``staged``), and the
+  network thread refills the window (above).
 
 One lock (``_state``) is held by whoever calls into paho or changes the delivery state; the
 network thread releases it while it waits in select, and the pump releases it while it reads
