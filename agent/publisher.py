@@ -663,13 +663,20 @@ class MqttPublisher:
             return  # read back after the reconnect: an outage may evict or expire rows
         if not entries or entries[0].row_id != self._last_known_row() + 1:
             return
+        self._keep_ready(entries, settled=False)  # the rest is read back in turn (see _settle)
+        self._send_ready()
+
+    def _keep_ready(self, entries: Sequence[OutboxEntry], *, settled: bool) -> bool:
+        """Queue rows in memory, in order, while the memory bound allows; False when some
+        did not fit (they are read back from the outbox later)."""
         for entry in entries:
             if self._ready_bytes >= _READY_MAX_BYTES:
-                break  # the rest is read back from the outbox in turn (see _settle)
+                return False
             self._ready.append(entry)
             self._ready_bytes += len(entry.payload)
-            self._ready_unsettled.add(entry.row_id)
-        self._send_ready()
+            if not settled:
+                self._ready_unsettled.add(entry.row_id)
+        return True
 
     def _last_known_row(self) -> int:
         """The last row sent or waiting in memory: a staged batch that starts right after
@@ -771,13 +778,8 @@ class MqttPublisher:
                 self._rows_unread = True
                 self._poked_again()
                 return
-            self._rows_unread = len(rows) >= _READ_BACK_ROWS
-            for entry in rows:
-                if self._ready_bytes >= _READY_MAX_BYTES:
-                    self._rows_unread = True
-                    break
-                self._ready.append(entry)
-                self._ready_bytes += len(entry.payload)
+            all_kept = self._keep_ready(rows, settled=True)
+            self._rows_unread = len(rows) >= _READ_BACK_ROWS or not all_kept
             self._send_ready()
 
     def _poked_again(self) -> None:

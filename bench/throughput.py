@@ -2,7 +2,7 @@
 real mosquitto, and the rate at which it saturates.
 
     python bench/throughput.py [--sessions 3000] [--rates 250,500,1000,2000] [--seconds 4]
-                               [--transport serial|can] [--profile FILE]
+                               [--transport serial|can] [--broker-window N] [--profile FILE]
 
 What is measured. Sessions of a seeded fleet are encoded before the clock starts (serial
 frames: KEY_PRESENT, CAN_FRAMEs, KEY_REMOVED) and written by this process to the device side
@@ -124,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=4.0, help="duration of each offered load")
     parser.add_argument("--transport", choices=["serial", "can"], default="serial")
     parser.add_argument("--log-level", default="INFO", help="the agent's (INFO: as deployed)")
+    parser.add_argument("--broker-window", type=int, default=None, metavar="N",
+                        help="mosquitto's max_inflight_messages, the Receive Maximum it grants "
+                             "the agent (default: mosquitto's own, 20)")
     parser.add_argument("--profile", type=Path, default=None,
                         help="record the agent with py-spy (if installed): SVG, or collapsed "
                              "stacks for .txt")
@@ -146,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
           f"(~{sum(map(len, blobs)) / len(blobs):.0f} bytes each)")
 
     work = Path(tempfile.mkdtemp(prefix="cbs-bench-tp-"))
-    broker = MosquittoBroker(work / "broker").start()
+    window = "" if args.broker_window is None else f"max_inflight_messages {args.broker_window}"
+    broker = MosquittoBroker(work / "broker", extra_config=window).start()
+    print(f"  broker window (Receive Maximum): {args.broker_window or 'mosquitto default (20)'}")
     base = f"cbs/v1/{SITE}/{READER}"
     status = Subscriber.for_broker(broker, f"{base}/status").start()
     receiver = Receiver(broker, f"{base}/readout", work / "received.txt")
