@@ -244,11 +244,10 @@ class AgentService:
                           ", ".join(readout.vehicle.vin for _, readout in accepted), exc)
         if self.reminders is not None and accepted:
             readouts = [readout for _, readout in accepted]
-            try:
-                # one transaction (one fsync) per batch
+            try:  # one transaction per batch
                 self.reminders.observe_many(readouts, wire_json)
             except Exception as exc:  # reminders are an aid too
-                log.error("vehicle history not updated for %s: %s",
+                log.error("reminders store not updated for %s: %s",
                           ", ".join(r.vehicle.vin for r in readouts), exc)
 
     def _commit(self, batch: list[OutboxMessage]) -> None:

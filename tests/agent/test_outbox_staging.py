@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from broker import MosquittoBroker, Subscriber, wait_until
+from commit_faults import failing_commit
 
-import agent.outbox as outbox_module
 from agent.errors import OutboxError
 from agent.mqtt_settings import MqttSettings
 from agent.outbox import Outbox, OutboxEntry, OutboxMessage
@@ -47,25 +46,6 @@ class Recorder:
 
     def settled(self, entries: Sequence[OutboxEntry], committed: bool) -> None:
         self.calls.append(("settled", [e.row_id for e in entries], committed, self._visible()))
-
-
-@contextmanager
-def failing_commit(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    original = outbox_module._transaction
-
-    @contextmanager
-    def transaction(db: sqlite3.Connection) -> Iterator[None]:
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            raise sqlite3.OperationalError("disk I/O error (at COMMIT, for the test)")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-
-    monkeypatch.setattr(outbox_module, "_transaction", transaction)
-    yield
-    monkeypatch.setattr(outbox_module, "_transaction", original)
 
 
 def test_listener_hears_rows_before_the_commit_and_its_outcome(
@@ -151,18 +131,6 @@ def test_a_read_back_overlapping_a_rollback_sends_nothing_ahead_of_its_turn(
     publisher = MqttPublisher(MqttSettings(url=mosquitto.url, reconnect_min_s=0.05,
                                            reconnect_max_s=0.5), outbox, TOPICS)
     fsync_done = threading.Event()
-    original = outbox_module._transaction
-
-    @contextmanager
-    def slow_failing_commit(db: sqlite3.Connection) -> Iterator[None]:
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            fsync_done.wait(10)
-            raise sqlite3.OperationalError("disk I/O error (at COMMIT, for the test)")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     errors: list[Exception] = []
 
@@ -175,17 +143,16 @@ def test_a_read_back_overlapping_a_rollback_sends_nothing_ahead_of_its_turn(
     try:
         publisher.start(lambda: '{"schema": "cbs.status/1", "state": "online"}')
         assert publisher.wait_connected(10)
-        monkeypatch.setattr(outbox_module, "_transaction", slow_failing_commit)
-        putter = threading.Thread(target=put_first)
-        putter.start()
-        wait_until(lambda: publisher.sent_before_commit == 5, what="rows 1..5 sent early")
-        outbox.armed = True
-        publisher.notify()  # the pump reads back after row 5
-        assert outbox.entered.wait(10)
-        fsync_done.set()
-        putter.join(10)
+        with failing_commit(monkeypatch, fsync_done):
+            putter = threading.Thread(target=put_first)
+            putter.start()
+            wait_until(lambda: publisher.sent_before_commit == 5, what="rows 1..5 sent early")
+            outbox.armed = True
+            publisher.notify()  # the pump reads back after row 5
+            assert outbox.entered.wait(10)
+            fsync_done.set()
+            putter.join(10)
         assert errors, "the first commit must have failed"
-        monkeypatch.setattr(outbox_module, "_transaction", original)
         outbox.put_many([message(n) for n in range(1, 9)])  # rows 1..8 again, committed
         publisher.notify()
         outbox.gate.set()

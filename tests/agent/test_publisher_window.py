@@ -13,16 +13,14 @@ No timed assertions: every wait is for an event and bounded.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from broker import MosquittoBroker, Received, Subscriber, wait_until
+from commit_faults import failing_commit
 
-import agent.outbox as outbox_module
 from agent.errors import OutboxError
 from agent.mqtt_settings import MqttSettings
 from agent.outbox import Outbox, OutboxMessage
@@ -81,26 +79,6 @@ def publisher(narrow_broker: MosquittoBroker, outbox: CountingOutbox) -> Iterato
     wait_until(lambda: publisher._limit == WINDOW, what="the broker's window applied")
     yield publisher
     publisher.stop(timeout_s=2)
-
-
-@contextmanager
-def failing_commit(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """SQLite's COMMIT fails after the rows were handed to the listener."""
-    original = outbox_module._transaction
-
-    @contextmanager
-    def transaction(db: sqlite3.Connection) -> Iterator[None]:
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            raise sqlite3.OperationalError("disk I/O error (at COMMIT, for the test)")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-
-    monkeypatch.setattr(outbox_module, "_transaction", transaction)
-    yield
-    monkeypatch.setattr(outbox_module, "_transaction", original)
 
 
 def put_batches(outbox: Outbox, publisher: MqttPublisher, numbers_: range) -> None:
