@@ -99,10 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "schema":
             return _schema(args.payload)
         if args.command == "watch":
-            from agent.watch import watch_command
+            from agent.tools.watch import watch_command
             return watch_command(args)
         if args.command == "check-config":
-            from agent.check_config import check_config
+            from agent.tools.check_config import check_config
             from agent.config import load_settings
             return check_config(load_settings(args.config, **_settings_overrides(args)), sys.stdout)
     except (ConfigError, CbsError) as exc:
@@ -114,17 +114,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _schema(payload: str) -> int:
-    from agent.schemas import payload_schema
+    from agent.contract.schemas import payload_schema
     print(json.dumps(payload_schema(payload), indent=2, ensure_ascii=False))
     return 0
 
 
 def _decode(args: argparse.Namespace) -> int:
-    from agent.decode import decode_files
-    from agent.forecast import ForecastSettings
+    from agent.tools.decode import decode_files
+    from agent.domain.forecast import ForecastSettings
     from agent.pipeline import ReadoutPipeline
-    from agent.topics import validate_name
-    from agent.vehicle_history import VehicleHistory
+    from agent.contract.topics import validate_name
+    from agent.store.history import VehicleHistory
 
     validate_name("site", args.site)
     validate_name("reader", args.reader)
@@ -132,7 +132,7 @@ def _decode(args: argparse.Namespace) -> int:
     proposal = None
     if args.config is not None:
         from agent.config import load_settings
-        from agent.proposal import proposal_context
+        from agent.domain.proposal import proposal_context
         settings = load_settings(args.config, site=args.site, reader=args.reader)
         forecast, proposal = settings.forecast, proposal_context(settings)
     for path in args.files:
@@ -154,7 +154,7 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def _looks_serial(path: Path) -> bool:
-    from agent.capture import detect_format
+    from agent.readers.capture import detect_format
     return detect_format(path) == "serial"
 
 

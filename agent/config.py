@@ -16,14 +16,14 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict,
                                SettingsError)
 
-from agent.catalogue import CatalogueSettings
+from agent.domain.catalogue import CatalogueSettings
 from agent.errors import ConfigError
-from agent.forecast import ForecastSettings
-from agent.i18n import Language
-from agent.mqtt_settings import MqttSettings
-from agent.proposal import ProposalSettings
-from agent.reminders import ReminderSettings
-from agent.topics import validate_name
+from agent.domain.forecast import ForecastSettings
+from agent.domain.i18n import Language
+from agent.mqtt.settings import MqttSettings
+from agent.domain.proposal import ProposalSettings
+from agent.domain.reminders import ReminderSettings
+from agent.contract.topics import validate_name
 
 
 class OutboxSettings(BaseModel):

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from agent.forecast import ForecastSettings, forecast_session
-from agent.models import Readout, Rejected, Transport
-from agent.payloads import build_readout, build_rejection, event_time, readout_id, service_entries
-from agent.proposal import ProposalContext, default_proposal_context
-from agent.vehicle_history import VehicleHistory
+from agent.domain.forecast import ForecastSettings, forecast_session
+from agent.domain.models import Readout, Rejected, Transport
+from agent.contract.payloads import build_readout, build_rejection, event_time, readout_id, service_entries
+from agent.domain.proposal import ProposalContext, default_proposal_context
+from agent.store.history import VehicleHistory
 from protocols.key_session import KeySession
 from protocols.session import SessionAccepted, SessionRejected
 
@@ -21,7 +21,7 @@ class ReadoutPipeline:
     ``remember`` is separate from ``readout`` so the live agent can commit the readout to its
     outbox first: a crash in between then costs a history entry, never a readout.
 
-    ``proposal`` prices the readout (agent/proposal.py); without one, the shipped catalogue
+    ``proposal`` prices the readout (agent/domain/proposal.py); without one, the shipped catalogue
     with default settings in English.
     """
 

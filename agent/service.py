@@ -11,7 +11,7 @@ one vehicle never share a batch: the second one's forecast must see the first in
 vehicle history, which is written after the commit (as it always was).
 
 The publisher hears of the rows as soon as they are inserted and may send them while the
-commit's fsync runs (agent/outbox.py, docs/outbox.md).
+commit's fsync runs (agent/store/outbox.py, docs/outbox.md).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 
 from agent import __version__
 from agent.errors import OutboxError
-from agent.models import (
+from agent.domain.models import (
     READOUT_SCHEMA,
     REJECTED_SCHEMA,
     Readout,
@@ -35,14 +35,14 @@ from agent.models import (
     Status,
     to_json,
 )
-from agent.outbox import Outbox, OutboxMessage
-from agent.payloads import event_time
+from agent.store.outbox import Outbox, OutboxMessage
+from agent.contract.payloads import event_time
 from agent.pipeline import ReadoutPipeline
-from agent.publisher import MqttPublisher
-from agent.reader import KeyReader, KeyRemoved
-from agent.reminders import ReminderService
+from agent.mqtt.publisher import MqttPublisher
+from agent.readers.base import KeyReader, KeyRemoved
+from agent.domain.reminders import ReminderService
 from agent.sd_notify import Watchdog, notify
-from agent.topics import Topics
+from agent.contract.topics import Topics
 from protocols.can_frame import CanFrame
 from protocols.session import SessionAccepted, SessionAssembler, SessionEvent
 

@@ -8,17 +8,17 @@ from __future__ import annotations
 import logging
 
 from agent.config import AgentSettings
-from agent.deferred import HISTORY_FALLBACKS, OUTBOX_FALLBACKS, REMINDER_FALLBACKS, DeferredStore
+from agent.store.deferred import HISTORY_FALLBACKS, OUTBOX_FALLBACKS, REMINDER_FALLBACKS, DeferredStore
 from agent.errors import ConfigError, OutboxError
-from agent.outbox import Outbox
+from agent.store.outbox import Outbox
 from agent.pipeline import ReadoutPipeline
-from agent.publisher import MqttPublisher
-from agent.proposal import proposal_context
-from agent.reader import KeyReader
-from agent.reminders import ReminderError, open_reminders
+from agent.mqtt.publisher import MqttPublisher
+from agent.domain.proposal import proposal_context
+from agent.readers.base import KeyReader
+from agent.domain.reminders import ReminderError, open_reminders
 from agent.service import AgentService
-from agent.topics import Topics
-from agent.vehicle_history import HistoryError, VehicleHistory
+from agent.contract.topics import Topics
+from agent.store.history import HistoryError, VehicleHistory
 from dbc import DbcError, key_reader_database
 from protocols.key_messages import MESSAGE_NAMES
 from protocols.session import SessionAssembler
@@ -44,13 +44,13 @@ def load_database(settings: AgentSettings):  # type: ignore[no-untyped-def]
 
 def build_reader(settings: AgentSettings) -> KeyReader:
     if settings.can_interface:
-        from agent.can_reader import CanKeyReader
+        from agent.readers.can_reader import CanKeyReader
         return CanKeyReader(settings.can_interface, settings.can_channel or "",
                             bitrate=settings.can_bitrate)
     if not settings.serial:
         raise ConfigError("no reader configured: set serial (--serial PORT) or can_interface "
                           "and can_channel (--can-interface NAME --can-channel CH)")
-    from agent.serial_reader import SerialKeyReader
+    from agent.readers.serial_reader import SerialKeyReader
     return SerialKeyReader(settings.serial, baudrate=settings.baudrate)
 
 
@@ -63,7 +63,7 @@ def build_service(settings: AgentSettings) -> AgentService:
         raise ConfigError(f"state_dir {settings.state_dir}: cannot create: {exc.strerror}") from exc
     mqtt = settings.effective_mqtt()
     topics = Topics(mqtt.prefix, settings.site, settings.reader)
-    # An unwritable state directory is survived, not refused: see agent/deferred.py.
+    # An unwritable state directory is survived, not refused: see agent/store/deferred.py.
     outbox: Outbox = DeferredStore(  # type: ignore[assignment]
         "outbox", lambda: Outbox(settings.state_dir / "outbox.sqlite3",
                                  max_messages=settings.outbox.max_messages,
@@ -78,7 +78,7 @@ def build_service(settings: AgentSettings) -> AgentService:
     publisher = MqttPublisher(mqtt, outbox, topics)
     if mqtt.home_assistant_discovery:
         from agent import __version__
-        from agent.ha_discovery import discovery_messages
+        from agent.contract.ha_discovery import discovery_messages
         publisher.on_connect_retained = discovery_messages(
             topics, settings.site, settings.reader, mqtt.home_assistant_prefix,
             agent_version=__version__)

@@ -34,8 +34,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.forecast import ForecastSettings, forecast_session, last_day_of_month
-from agent.vehicle_history import VehicleHistory
+from agent.domain.forecast import ForecastSettings, forecast_session, last_day_of_month
+from agent.store.history import VehicleHistory
 from simulators.fleet_over_time import (
     FleetConfig,
     FleetReadout,

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import pytest
 
-import agent.outbox as outbox_module
+import agent.store.outbox as outbox_module
 
 
 @contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, date, datetime, time
 
-from agent.forecast import PastReading
+from agent.domain.forecast import PastReading
 from protocols.cbs_types import TYPE_TO_CODE, CbsType
 from protocols.key_session import (
     CheckControlMessage,

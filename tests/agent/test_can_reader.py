@@ -5,7 +5,7 @@ from __future__ import annotations
 import can
 from spec_example import spec_frames
 
-from agent.can_reader import CanKeyReader
+from agent.readers.can_reader import CanKeyReader
 from protocols.can_frame import CanFrame
 from protocols.session import SessionAccepted, SessionAssembler
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.catalogue import (
+from agent.domain.catalogue import (
     DEFAULT_CATALOGUE_PATH,
     CatalogueError,
     CatalogueSettings,
@@ -18,7 +18,7 @@ from agent.catalogue import (
 )
 from agent.config import load_settings
 from agent.errors import ConfigError
-from agent.proposal import proposal_context
+from agent.domain.proposal import proposal_context
 from protocols.cbs_types import CbsType
 
 GOOD = """

@@ -8,12 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent.capture import read_capture
-from agent.forecast import ForecastSettings
-from agent.models import to_json
+from agent.readers.capture import read_capture
+from agent.domain.forecast import ForecastSettings
+from agent.domain.models import to_json
 from agent.pipeline import ReadoutPipeline
-from agent.reader import ReaderCounters
-from agent.vehicle_history import VehicleHistory
+from agent.readers.base import ReaderCounters
+from agent.store.history import VehicleHistory
 from protocols.can_frame import CanFrame
 from protocols.session import SessionAccepted, SessionAssembler
 

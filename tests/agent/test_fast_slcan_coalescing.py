@@ -1,4 +1,4 @@
-"""``fastslcan`` coalesces reads only while nothing it wants arrives (agent/fast_slcan.py).
+"""``fastslcan`` coalesces reads only while nothing it wants arrives (agent/readers/fast_slcan.py).
 
 Over a real pseudo-terminal: other traffic alone makes each read wait ``coalesce_s`` first;
 once a wanted frame has arrived, reads do not wait (a key session's later frames, END among
@@ -15,8 +15,8 @@ import time
 import can
 import pytest
 
-import agent.fast_slcan as fast_slcan
-from agent.fast_slcan import COALESCE_S, QUIET_S, FastSlcanBus
+import agent.readers.fast_slcan as fast_slcan
+from agent.readers.fast_slcan import COALESCE_S, QUIET_S, FastSlcanBus
 
 KEY_FILTER = [{"can_id": 0x6F0, "can_mask": 0x7F0, "extended": False}]
 

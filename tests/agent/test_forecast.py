@@ -20,9 +20,9 @@ from forecast_fixtures import (
 )
 from pydantic import ValidationError
 
-from agent.climate import ClimateModel, climate_factor, severe_share
-from agent.forecast import ForecastSettings, forecast_session, last_day_of_month
-from agent.models import Estimate, NextDue, ServiceForecast, Summary
+from agent.domain.climate import ClimateModel, climate_factor, severe_share
+from agent.domain.forecast import ForecastSettings, forecast_session, last_day_of_month
+from agent.domain.models import Estimate, NextDue, ServiceForecast, Summary
 from protocols.cbs_types import CbsType
 from protocols.key_session import ServiceHistory, UsageData
 

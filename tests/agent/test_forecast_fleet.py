@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.forecast import ForecastSettings, last_day_of_month
+from agent.domain.forecast import ForecastSettings, last_day_of_month
 from protocols.encoder import encode_session
 from protocols.key_session_json import session_from_dict
 from protocols.session import SessionAccepted, SessionAssembler
@@ -118,12 +118,12 @@ def test_cli_hook_writes_sessions_and_truth(tmp_path: Path) -> None:
 
 
 def test_small_bench_beats_the_naive_forecast(fleet, tmp_path: Path) -> None:
-    logging.getLogger("agent.vehicle_history").setLevel(logging.ERROR)
+    logging.getLogger("agent.store.history").setLevel(logging.ERROR)
     try:
         samples, counters = forecast_accuracy.evaluate(fleet, ForecastSettings(timezone="Europe/Berlin"),
                                                        tmp_path)
     finally:
-        logging.getLogger("agent.vehicle_history").setLevel(logging.NOTSET)
+        logging.getLogger("agent.store.history").setLevel(logging.NOTSET)
     assert counters["recorded"] == sum(len(rs) for _, rs in fleet)
     table = forecast_accuracy.tables(samples)["by visit (items with remaining km)"]
     for visit in ("first visit", "later visits"):

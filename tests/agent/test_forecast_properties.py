@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.forecast import (
+from agent.domain.forecast import (
     ForecastSettings,
     ItemRates,
     PastItem,

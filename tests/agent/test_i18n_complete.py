@@ -7,7 +7,7 @@ import string
 
 import pytest
 
-from agent.i18n import (
+from agent.domain.i18n import (
     LABEL_KEYS,
     LABELS,
     LANGUAGES,
@@ -18,7 +18,7 @@ from agent.i18n import (
     label,
     service_name,
 )
-from agent.models import ForecastBasis, ForecastStatus, KmPerDayBasis
+from agent.domain.models import ForecastBasis, ForecastStatus, KmPerDayBasis
 from protocols.cbs_types import CODE_TO_TYPE, CbsType
 from protocols.errors import CbsError
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from agent.errors import OutboxError
-from agent.outbox import Outbox, OutboxMessage
+from agent.store.outbox import Outbox, OutboxMessage
 
 T0 = 1_800_000_000.0  # a fixed wall clock for the bounds tests
 
@@ -102,7 +102,7 @@ def test_put_many_is_one_ordered_transaction(tmp_path: Path) -> None:
 
 def test_when_full_the_oldest_retained_message_goes_first(tmp_path: Path,
                                                           caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="agent.outbox")
+    caplog.set_level(logging.WARNING, logger="agent.store.outbox")
     with Outbox(tmp_path / "o.db", max_messages=4) as outbox:
         put(outbox, 0)
         put(outbox, 1, retain=True, topic="cbs/v1/S1/vehicles/V1")
@@ -122,7 +122,7 @@ def test_when_full_the_oldest_retained_message_goes_first(tmp_path: Path,
 
 
 def test_messages_older_than_max_age_expire(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="agent.outbox")
+    caplog.set_level(logging.WARNING, logger="agent.store.outbox")
     with Outbox(tmp_path / "o.db", max_age_s=100, clock=lambda: T0 + 170) as outbox:
         put(outbox, 0, now=T0)
         put(outbox, 1, now=T0 + 10)
@@ -204,7 +204,7 @@ def test_an_unopenable_path_is_an_outbox_error(tmp_path: Path) -> None:
 FILE_SIZE_LIMIT_SCRIPT = textwrap.dedent("""
     import os, resource, signal, sys
     from agent.errors import OutboxError
-    from agent.outbox import Outbox
+    from agent.store.outbox import Outbox
 
     path = sys.argv[1]
     outbox = Outbox(path)
@@ -247,7 +247,7 @@ def test_a_failing_write_raises_outbox_error_and_loses_nothing(tmp_path: Path) -
 TMPFS_SCRIPT = textwrap.dedent("""
     import subprocess, sys
     from agent.errors import OutboxError
-    from agent.outbox import Outbox
+    from agent.store.outbox import Outbox
 
     directory = sys.argv[1]
     path = directory + "/o.db"

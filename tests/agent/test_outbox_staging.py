@@ -18,10 +18,10 @@ from broker import MosquittoBroker, Subscriber, wait_until
 from commit_faults import failing_commit
 
 from agent.errors import OutboxError
-from agent.mqtt_settings import MqttSettings
-from agent.outbox import Outbox, OutboxEntry, OutboxMessage
-from agent.publisher import MqttPublisher
-from agent.topics import Topics
+from agent.mqtt.settings import MqttSettings
+from agent.store.outbox import Outbox, OutboxEntry, OutboxMessage
+from agent.mqtt.publisher import MqttPublisher
+from agent.contract.topics import Topics
 
 TOPICS = Topics("cbs/v1", "S1", "desk1")
 

@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 import pytest
 from spec_example import spec_frames
 
-from agent.forecast import ForecastSettings
-from agent.models import to_json
+from agent.domain.forecast import ForecastSettings
+from agent.domain.models import to_json
 from agent.pipeline import ReadoutPipeline
 from protocols.can_frame import CanFrame
 from protocols.session import SessionAccepted, SessionAssembler, SessionRejected

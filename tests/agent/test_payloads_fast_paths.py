@@ -1,4 +1,4 @@
-"""The fast paths of agent/payloads.py change nothing on the wire: rejection ids are the ids
+"""The fast paths of agent/contract/payloads.py change nothing on the wire: rejection ids are the ids
 they always were, a readout id hashes the session's own bytes (key id, frame count, CRC-32),
 and ``build_readout`` (models constructed from checked values) gives the readout that the
 nested, validating model constructors give."""
@@ -8,8 +8,8 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timezone
 
-from agent.forecast import ForecastResult, ForecastSettings, forecast_session
-from agent.models import (
+from agent.domain.forecast import ForecastResult, ForecastSettings, forecast_session
+from agent.domain.models import (
     CheckControlEntry,
     DtcEntry,
     KeyInfo,
@@ -20,7 +20,7 @@ from agent.models import (
     VehicleInfo,
     to_json,
 )
-from agent.payloads import build_readout, build_rejection, event_time, readout_id
+from agent.contract.payloads import build_readout, build_rejection, event_time, readout_id
 from protocols.key_session import CheckControlStatus, KeySession
 from protocols.session import RejectReason, SessionAccepted, SessionRejected
 from simulators.fleet import Fleet

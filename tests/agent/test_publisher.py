@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from broker import MosquittoBroker, Received, Subscriber, wait_until
 
-from agent.models import OFFLINE_STATUS_JSON
-from agent.mqtt_settings import MqttSettings
-from agent.outbox import Outbox
-from agent.publisher import MqttPublisher
-from agent.topics import Topics
+from agent.domain.models import OFFLINE_STATUS_JSON
+from agent.mqtt.settings import MqttSettings
+from agent.store.outbox import Outbox
+from agent.mqtt.publisher import MqttPublisher
+from agent.contract.topics import Topics
 
 TOPICS = Topics("cbs/v1", "S1", "desk1")
 VIN = "WBA8E5107FK123456"
@@ -149,10 +149,10 @@ def test_status_on_connect_on_demand_and_offline_on_stop(
 
 WILL_SCRIPT = textwrap.dedent("""
     import sys, time
-    from agent.mqtt_settings import MqttSettings
-    from agent.outbox import Outbox
-    from agent.publisher import MqttPublisher
-    from agent.topics import Topics
+    from agent.mqtt.settings import MqttSettings
+    from agent.store.outbox import Outbox
+    from agent.mqtt.publisher import MqttPublisher
+    from agent.contract.topics import Topics
 
     url, outbox_path, protocol = sys.argv[1:4]
     settings = MqttSettings(url=url, protocol=protocol, reconnect_min_s=0.05, reconnect_max_s=0.5)

@@ -1,4 +1,4 @@
-"""The publisher's own network loop (agent/publisher.py): paho writes in the publishing
+"""The publisher's own network loop (agent/mqtt/publisher.py): paho writes in the publishing
 thread, one lock keeps paho to one thread at a time, and neither a slow disk nor a write
 that finds the connection gone costs a keepalive or a duplicate. Against a real mosquitto."""
 
@@ -11,10 +11,10 @@ from pathlib import Path
 
 from broker import MosquittoBroker, Subscriber, wait_until
 
-from agent.mqtt_settings import MqttSettings
-from agent.outbox import Outbox, OutboxMessage
-from agent.publisher import MqttPublisher
-from agent.topics import Topics
+from agent.mqtt.settings import MqttSettings
+from agent.store.outbox import Outbox, OutboxMessage
+from agent.mqtt.publisher import MqttPublisher
+from agent.contract.topics import Topics
 
 TOPICS = Topics("cbs/v1", "S1", "desk1")
 ONLINE = '{"schema": "cbs.status/1", "state": "online"}'

@@ -24,10 +24,10 @@ from broker import (
 )
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.mqtt_settings import MqttSettings
-from agent.outbox import Outbox
-from agent.publisher import MqttPublisher
-from agent.topics import Topics
+from agent.mqtt.settings import MqttSettings
+from agent.store.outbox import Outbox
+from agent.mqtt.publisher import MqttPublisher
+from agent.contract.topics import Topics
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "mosquitto"
 DESK1 = Topics("cbs/v1", "S1", "desk1")
@@ -108,7 +108,7 @@ def test_wrong_password_is_refused_and_never_logged(
     assert publisher.last_error is not None and "refused" in publisher.last_error
     assert publisher.outbox.depth() == 1
     assert wrong not in caplog.text
-    refusals = [r for r in caplog.records if r.name == "agent.publisher"
+    refusals = [r for r in caplog.records if r.name == "agent.mqtt.publisher"
                 and "refused" in r.getMessage() and r.levelno >= logging.WARNING]
     assert len(refusals) == 1  # a warning once per outage, the retries at DEBUG
 
@@ -184,7 +184,7 @@ def test_example_acl_confines_the_agent_to_its_own_topics(
         # connection after a denied publish; the publisher reconnects.)
         assert publisher.failed == 2
         refused = [r.getMessage() for r in caplog.records
-                   if r.name == "agent.publisher" and r.levelno == logging.ERROR]
+                   if r.name == "agent.mqtt.publisher" and r.levelno == logging.ERROR]
         assert any("m1" in m and DESK2.readout in m and "Not authorized" in m for m in refused)
     else:
         # MQTT 3.1.1 has no reason codes: the broker acknowledges and discards.

@@ -17,8 +17,8 @@ from agent.errors import (
     ReaderError,
     TransientError,
 )
-from agent.mqtt_settings import MqttSettings
-from agent.topics import NAME_PATTERN, Topics, subscription_filter, validate_name
+from agent.mqtt.settings import MqttSettings
+from agent.contract.topics import NAME_PATTERN, Topics, subscription_filter, validate_name
 from protocols.errors import CbsError
 
 # -- topics ------------------------------------------------------------------------------------
@@ -168,8 +168,8 @@ def test_error_tree() -> None:
 
 
 def test_unusable_tls_files_stop_the_start(tmp_path: Path) -> None:
-    from agent.outbox import Outbox
-    from agent.publisher import MqttPublisher
+    from agent.store.outbox import Outbox
+    from agent.mqtt.publisher import MqttPublisher
 
     garbage = tmp_path / "ca.crt"
     garbage.write_text("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n")

@@ -22,10 +22,10 @@ from broker import MosquittoBroker, Received, Subscriber, wait_until
 from commit_faults import failing_commit
 
 from agent.errors import OutboxError
-from agent.mqtt_settings import MqttSettings
-from agent.outbox import Outbox, OutboxMessage
-from agent.publisher import MqttPublisher
-from agent.topics import Topics
+from agent.mqtt.settings import MqttSettings
+from agent.store.outbox import Outbox, OutboxMessage
+from agent.mqtt.publisher import MqttPublisher
+from agent.contract.topics import Topics
 
 TOPICS = Topics("cbs/v1", "S1", "desk1")
 ONLINE = '{"schema": "cbs.status/1", "state": "online"}'

@@ -14,13 +14,13 @@ import pytest
 from spec_example import END_EPOCH_S, spec_frames
 
 from agent.errors import OutboxError
-from agent.forecast import ForecastSettings
-import agent.reminders as reminders_module
-from agent.models import REMINDER_SCHEMA, Readout, Reminder
-from agent.outbox import Outbox
+from agent.domain.forecast import ForecastSettings
+import agent.domain.reminders as reminders_module
+from agent.domain.models import REMINDER_SCHEMA, Readout, Reminder
+from agent.store.outbox import Outbox
 from agent.pipeline import ReadoutPipeline
-from agent.proposal import ProposalContext
-from agent.reminders import (
+from agent.domain.proposal import ProposalContext
+from agent.domain.reminders import (
     ReminderService,
     ReminderSettings,
     next_pass_after,

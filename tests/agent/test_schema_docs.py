@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.schemas import payload_schema
+from agent.contract.schemas import payload_schema
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 

@@ -10,15 +10,15 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from agent.forecast import ForecastSettings
-from agent.mqtt_settings import MqttSettings
-from agent.outbox import Outbox
+from agent.domain.forecast import ForecastSettings
+from agent.mqtt.settings import MqttSettings
+from agent.store.outbox import Outbox
 from agent.pipeline import ReadoutPipeline
-from agent.publisher import MqttPublisher
-from agent.reader import KeyReader, ReaderEvent
+from agent.mqtt.publisher import MqttPublisher
+from agent.readers.base import KeyReader, ReaderEvent
 from agent.service import AgentService
-from agent.topics import Topics
-from agent.vehicle_history import VehicleHistory
+from agent.contract.topics import Topics
+from agent.store.history import VehicleHistory
 from protocols.encoder import encode_session
 from protocols.session import SessionAssembler
 from simulators.fleet import Fleet

@@ -1,5 +1,5 @@
-"""Payloads built with ``agent.models.construct`` are exactly what pydantic's validation makes
-of them: the property that lets the agent skip validating its own readouts (agent/models.py).
+"""Payloads built with ``agent.domain.models.construct`` are exactly what pydantic's validation makes
+of them: the property that lets the agent skip validating its own readouts (agent/domain/models.py).
 
 Any valid session (every field over its whole protocol range) goes through the encoder, the
 real assembler and the pipeline (proposal in any language, any look-ahead and express
@@ -14,12 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.forecast import ForecastSettings
-from agent.i18n import LANGUAGES
-from agent.models import KeyInfo, Proposal, Readout, construct, to_json, without_proposal
+from agent.domain.forecast import ForecastSettings
+from agent.domain.i18n import LANGUAGES
+from agent.domain.models import KeyInfo, Proposal, Readout, construct, to_json, without_proposal
 from agent.pipeline import ReadoutPipeline
-from agent.proposal import ProposalContext, ProposalSettings
-from agent.vehicle_history import VehicleHistory
+from agent.domain.proposal import ProposalContext, ProposalSettings
+from agent.store.history import VehicleHistory
 from protocols.encoder import encode_session
 from protocols.session import SessionAccepted, SessionAssembler
 from tests.protocols.strategies import examples, key_sessions

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from forecast_fixtures import VIN, at, item, moved, session
 
-from agent.forecast import ForecastSettings, PastReading, forecast_session
-from agent.vehicle_history import HistoryError, VehicleHistory
+from agent.domain.forecast import ForecastSettings, PastReading, forecast_session
+from agent.store.history import HistoryError, VehicleHistory
 from protocols.cbs_types import CbsType
 from protocols.key_session import ServiceHistory
 
@@ -83,7 +83,7 @@ def test_bounded_by_age_across_vehicles(tmp_path: Path) -> None:
 def test_anomalies_are_counted_and_logged(history: VehicleHistory, caplog: pytest.LogCaptureFixture) -> None:
     history.record(visit(0, 40_000), at(date(2026, 1, 1)), "a")
     history.record(visit(60, 42_000), at(date(2026, 3, 2)), "b")
-    with caplog.at_level(logging.WARNING, logger="agent.vehicle_history"):
+    with caplog.at_level(logging.WARNING, logger="agent.store.history"):
         # A spare key last used in January, read in April: stale.
         history.record(visit(10, 40_300, key_id=1), at(date(2026, 4, 1)), "spare")
         # A replaced instrument cluster: fewer km at a later date.
@@ -110,7 +110,7 @@ def test_survives_reopening_and_uses_wal(tmp_path: Path) -> None:
 def test_unreadable_file_is_moved_aside(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "h.sqlite3"
     path.write_bytes(b"this is not a database" * 200)
-    with caplog.at_level(logging.ERROR, logger="agent.vehicle_history"), VehicleHistory(path) as h:
+    with caplog.at_level(logging.ERROR, logger="agent.store.history"), VehicleHistory(path) as h:
         h.record(visit(0, 40_000), at(date(2026, 1, 1)), "a")
         assert len(h.readings(VIN)) == 1
     assert (tmp_path / "h.sqlite3.corrupt-1").read_bytes().startswith(b"this is not")
@@ -145,7 +145,7 @@ def test_forecast_learns_from_recorded_history(history: VehicleHistory) -> None:
 WRITER = textwrap.dedent("""
     import sys
     from datetime import date, datetime, timedelta, timezone
-    from agent.vehicle_history import VehicleHistory
+    from agent.store.history import VehicleHistory
     from protocols.key_session import KeySession, ServiceItem, VehicleData
 
     path, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])

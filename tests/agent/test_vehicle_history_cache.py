@@ -10,7 +10,7 @@ from pathlib import Path
 
 from forecast_fixtures import VIN, at, item, session
 
-from agent.vehicle_history import VehicleHistory
+from agent.store.history import VehicleHistory
 from protocols.cbs_types import CbsType
 
 VINS = [VIN, "WBA8E5107FK65432A", "WBA8E5107FK65432B"]

@@ -1,6 +1,6 @@
 """The field reference of docs/integrators.md, generated from the payload models.
 
-Every field of every payload (``agent.schemas.PAYLOAD_MODELS``) becomes one table row: its
+Every field of every payload (``agent.contract.schemas.PAYLOAD_MODELS``) becomes one table row: its
 path, JSON type, unit, whether it can be null (or absent), an example value and what it means.
 The examples are real: the protocol spec's worked example (section 4) decoded, forecast and
 priced by the agent's own pipeline, a real rejection of the same session with one bit flipped,
@@ -11,7 +11,7 @@ neither miss a field nor show a value the agent would not send.
     python tests/integration/integrator_reference.py --check    # exit 1 when it is stale
 
 tests/integration/test_integrator_docs.py fails when the docs are stale, like the schema copies
-in docs/schemas/ (regenerate both after changing agent/models.py).
+in docs/schemas/ (regenerate both after changing agent/domain/models.py).
 """
 
 from __future__ import annotations
@@ -91,8 +91,8 @@ _MONEY = {"unit_price", "amount", "labour", "net", "tax", "gross", "parts",
 
 def example_payloads() -> dict[str, dict[str, Any]]:
     """name -> a real example payload (as published) for every payload we can build."""
-    from agent.forecast import ForecastSettings
-    from agent.models import Counters, OutboxStatus, ReaderStatus, Status, to_json
+    from agent.domain.forecast import ForecastSettings
+    from agent.domain.models import Counters, OutboxStatus, ReaderStatus, Status, to_json
     from agent.pipeline import ReadoutPipeline
     from protocols.can_frame import CanFrame
     from protocols.session import SessionAccepted, SessionAssembler, SessionRejected
@@ -137,10 +137,10 @@ def example_payloads() -> dict[str, dict[str, Any]]:
 
 def _example_reminder(readout: Any) -> dict[str, Any] | None:
     try:
-        from agent.forecast import ForecastSettings
-        from agent.models import to_json
-        from agent.proposal import default_proposal_context
-        from agent.reminders import ReminderSettings, plan_reminders
+        from agent.domain.forecast import ForecastSettings
+        from agent.domain.models import to_json
+        from agent.domain.proposal import default_proposal_context
+        from agent.domain.reminders import ReminderSettings, plan_reminders
     except ImportError:
         return None
     # 16 days before the brake fluid of the worked example falls due (2027-03-31).
@@ -225,7 +225,7 @@ def _walk(schema: dict[str, Any], node: dict[str, Any], path: str,
 
 def field_rows(name: str) -> list[tuple[str, str, str, str, str]]:
     """(path, type, unit, null?, description) for every field of payload ``name``."""
-    from agent.schemas import payload_schema
+    from agent.contract.schemas import payload_schema
 
     schema = payload_schema(name)
     raw: list[tuple[str, dict[str, Any], bool, bool]] = []
@@ -288,7 +288,7 @@ TITLES = {
 
 
 def reference_markdown() -> str:
-    from agent.schemas import PAYLOAD_MODELS
+    from agent.contract.schemas import PAYLOAD_MODELS
 
     examples = example_payloads()
     out = [BEGIN, ""]

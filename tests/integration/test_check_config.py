@@ -16,7 +16,7 @@ import serial
 from broker import free_port, make_certificates
 from site_rig import PtyKeyReader, clean_environment
 
-from agent.check_config import check_config
+from agent.tools.check_config import check_config
 from agent.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""agent/ha_discovery.py builds Home Assistant MQTT discovery messages by HA's conventions.
+"""agent/contract/ha_discovery.py builds Home Assistant MQTT discovery messages by HA's conventions.
 
 The allowed keys below are those Home Assistant documents for MQTT sensors and binary sensors
 (integrations/sensor.mqtt, binary_sensor.mqtt, and "MQTT Discovery" for device and origin),
@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from agent.ha_discovery import discovery_messages, node_id_for, removal_messages
-from agent.topics import Topics
+from agent.contract.ha_discovery import discovery_messages, node_id_for, removal_messages
+from agent.contract.topics import Topics
 
 _COMMON = {
     "availability", "availability_mode", "availability_template", "availability_topic",

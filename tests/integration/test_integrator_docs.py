@@ -24,7 +24,7 @@ from integrator_reference import (
     reference_markdown,
 )
 
-from agent.schemas import PAYLOAD_MODELS
+from agent.contract.schemas import PAYLOAD_MODELS
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "docs" / name for name in ("integrators.md", "operations.md", "multi-site.md")]

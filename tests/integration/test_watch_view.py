@@ -2,7 +2,7 @@
 
 The terminal is tmux (a private server on a socket in the test's directory), the screen is read
 with ``capture-pane`` (``-e`` keeps the colours), the keys come from the real agent reading a
-pseudo-terminal key reader, through a real mosquitto. The pure part (:func:`agent.watch.render`)
+pseudo-terminal key reader, through a real mosquitto. The pure part (:func:`agent.tools.watch.render`)
 is checked without a terminal below. Tests that need tmux skip without it (.ci/bootstrap.sh
 installs it).
 """
@@ -22,8 +22,8 @@ import pytest
 from broker import Subscriber, wait_until
 from site_rig import clean_environment, key_bytes
 
-from agent.i18n import LANGUAGES
-from agent.watch import WatchState, display_width, render
+from agent.domain.i18n import LANGUAGES
+from agent.tools.watch import WatchState, display_width, render
 from protocols.can_frame import CanFrame
 from protocols.key_session import KeySession, ServiceItem, VehicleData
 from protocols.serial_framing import FrameType, encode_can_frame, encode_frame
@@ -264,8 +264,8 @@ def test_watch_in_german_from_the_config_file(tmp_path: Path, site) -> None:
 
 
 def _spec_payload() -> bytes:
-    from agent.forecast import ForecastSettings
-    from agent.models import to_json
+    from agent.domain.forecast import ForecastSettings
+    from agent.domain.models import to_json
     from agent.pipeline import ReadoutPipeline
     from protocols.session import SessionAccepted, SessionAssembler
 

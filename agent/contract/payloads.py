@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timezone
 
-from agent.forecast import ForecastResult
-from agent.models import (
+from agent.domain.forecast import ForecastResult
+from agent.domain.models import (
     READOUT_SCHEMA,
     CheckControlEntry,
     DtcEntry,
@@ -106,7 +106,7 @@ def build_readout(session: KeySession, *, site: str, reader: str, transport: Tra
                   proposal: Proposal | None = None) -> Readout:
     """The ``cbs.readout/1`` payload of an accepted session.
 
-    Built with :func:`agent.models.construct` from values the protocol layer has checked
+    Built with :func:`agent.domain.models.construct` from values the protocol layer has checked
     (see there; a property test holds the result equal to pydantic's validation of it).
     ``services`` are :func:`service_entries` when the caller made them already (to price
     them before the readout is built)."""

@@ -3,7 +3,7 @@
 ``climate_factor`` (contract: >= 1.0) says how much faster than nominal the vehicle's usage
 and climate wear its distance-driven items: the forecast divides their remaining km by
 ``km_per_day * climate_factor``. Once the vehicle has history on this site the forecast learns
-the factor from how fast the key's remaining km actually fall (agent/forecast/trends.py); this
+the factor from how fast the key's remaining km actually fall (agent/domain/forecast/trends.py); this
 module is only the prior for a first visit.
 
 The model (docs/forecast.md has the figures and their sources):

@@ -20,8 +20,8 @@ import math
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from agent.forecast.settings import ForecastSettings
-from agent.models import ForecastBasis, ForecastStatus, ServiceForecast, construct
+from agent.domain.forecast.settings import ForecastSettings
+from agent.domain.models import ForecastBasis, ForecastStatus, ServiceForecast, construct
 from protocols.cbs_types import CbsType
 from protocols.key_session import ServiceItem
 from protocols.values import fast_init
@@ -137,7 +137,7 @@ def forecast_item(item: ServiceItem, *, data_date: date, read_date: date, rates:
         status = "due_soon"
     else:
         status = "ok"
-    # Built without re-validation (agent.models.construct): every value above is of the
+    # Built without re-validation (agent.domain.models.construct): every value above is of the
     # field's type and within its limits; tests/agent/test_trusted_payloads.py holds it so.
     return construct(ServiceForecast, {"status": status, "due_date": due_date, "basis": basis,
                                        "days_left": days_left, "km_left": item.remaining_km})

@@ -20,7 +20,7 @@ Shape (sans-IO core, thin I/O edge):
   queue), a redraw loop on the alternate screen, and a restored terminal on exit. When the
   output is not a terminal it prints one plain block per vehicle instead (for logs, pipes).
 
-Labels come from :mod:`agent.i18n` (English, German, Simplified Chinese); the few words only
+Labels come from :mod:`agent.domain.i18n` (English, German, Simplified Chinese); the few words only
 this view needs are in :data:`VIEW_LABELS` below.
 """
 
@@ -44,12 +44,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from agent import i18n
+from agent.domain import i18n
 
 if TYPE_CHECKING:
     import argparse
 
-    from agent.mqtt_settings import MqttSettings
+    from agent.mqtt.settings import MqttSettings
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ RECENT_VEHICLES = 6
 SEEN_IDS = 512
 REDRAW_EVERY_S = 1.0
 
-# Words of this view that agent.i18n does not have (yet); same shape as its LABELS.
+# Words of this view that agent.domain.i18n does not have (yet); same shape as its LABELS.
 VIEW_LABELS: dict[str, dict[str, str]] = {
     "title": {"en": "CBS reception", "de": "CBS-Serviceannahme", "zh": "CBS 服务接待"},
     "reader_online": {"en": "online", "de": "online", "zh": "在线"},
@@ -86,7 +86,7 @@ VIEW_LABELS: dict[str, dict[str, str]] = {
 
 
 def text(key: str, lang: str, **fields: object) -> str:
-    """One label in ``lang``: from :mod:`agent.i18n` when it has the key, else from
+    """One label in ``lang``: from :mod:`agent.domain.i18n` when it has the key, else from
     :data:`VIEW_LABELS`; an unknown key shows as itself rather than breaking the screen."""
     if key in i18n.LABELS:
         return i18n.label(key, lang, **fields)
@@ -635,7 +635,7 @@ def watch_command(args: argparse.Namespace) -> int:
 
     from agent.config import load_settings, parse_config_text
     from agent.errors import ConfigError
-    from agent.topics import validate_name
+    from agent.contract.topics import validate_name
 
     config: Path | None = args.config
     file_data: dict[str, Any] = {}

@@ -10,13 +10,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agent.climate import ClimateModel
+from agent.domain.climate import ClimateModel
 
 __all__ = ["ForecastSettings"]
 
 
 class ForecastSettings(BaseModel):
-    """Knobs of :func:`agent.forecast.forecast_session`; every default is documented."""
+    """Knobs of :func:`agent.domain.forecast.forecast_session`; every default is documented."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -36,7 +36,7 @@ from agent.errors import ConfigError
 
 if TYPE_CHECKING:
     from agent.config import AgentSettings
-    from agent.mqtt_settings import MqttSettings
+    from agent.mqtt.settings import MqttSettings
 
 __all__ = ["Finding", "check_config", "check_broker", "check_dbc", "check_reader",
            "check_state_dir"]

@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from agent.forecast.readings import PastItem, PastReading
-from agent.forecast.settings import ForecastSettings
+from agent.domain.forecast.readings import PastItem, PastReading
+from agent.domain.forecast.settings import ForecastSettings
 from protocols.values import fast_init
 
 __all__ = ["HistoryAnomalies", "HistoryView", "Segment", "availability_trend", "build_view",

@@ -33,7 +33,7 @@ from pydantic import (
 )
 
 from agent.errors import ConfigError
-from agent.topics import DEFAULT_PREFIX, validate_prefix
+from agent.contract.topics import DEFAULT_PREFIX, validate_prefix
 
 DEFAULT_URL = "mqtt://127.0.0.1:1883"
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.models import Readout, Rejected, Reminder, Status
+from agent.domain.models import Readout, Rejected, Reminder, Status
 
 PAYLOAD_MODELS = {"readout": Readout, "rejected": Rejected, "status": Status, "reminder": Reminder}
 

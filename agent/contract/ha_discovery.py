@@ -31,7 +31,7 @@ import re
 from typing import Any
 
 from agent import __version__
-from agent.topics import Topics, validate_name
+from agent.contract.topics import Topics, validate_name
 
 __all__ = ["DEFAULT_DISCOVERY_PREFIX", "discovery_messages", "node_id_for", "removal_messages"]
 

@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.catalogue import Catalogue, CatalogueEntry, default_catalogue, load_catalogue
-from agent.i18n import DEFAULT_LANGUAGE, Language, check_language, label, service_name
-from agent.models import (
+from agent.domain.catalogue import Catalogue, CatalogueEntry, default_catalogue, load_catalogue
+from agent.domain.i18n import DEFAULT_LANGUAGE, Language, check_language, label, service_name
+from agent.domain.models import (
     ExpressLane,
     Proposal,
     ProposalItem,
@@ -95,7 +95,7 @@ def default_proposal_context() -> ProposalContext:
 def proposal_context(settings: AgentSettings) -> ProposalContext:
     """The context of the agent's settings (``[catalogue]``, ``[proposal]``, ``language``).
     Loads and validates the catalogue: call it at start-up, where a
-    :class:`~agent.catalogue.CatalogueError` (a ConfigError) stops the agent with exit 2."""
+    :class:`~agent.domain.catalogue.CatalogueError` (a ConfigError) stops the agent with exit 2."""
     return ProposalContext(catalogue=load_catalogue(settings.catalogue),
                            settings=settings.proposal, language=check_language(settings.language))
 
@@ -175,7 +175,7 @@ def build_proposal(services: Sequence[ServiceEntry], *, express_eligible: bool,
 
     ``express_eligible`` is the readout's ``summary.express_eligible`` (the express set, check
     control and DTCs); the proposal adds the time budget. Raises UnsupportedLanguageError for
-    a language outside agent.i18n.LANGUAGES.
+    a language outside agent.domain.i18n.LANGUAGES.
     """
     lang = check_language(language)
     required: list[ProposalItem] = []
@@ -202,7 +202,7 @@ def build_proposal(services: Sequence[ServiceEntry], *, express_eligible: bool,
         "with_optional_minutes": more_minutes,
         "with_optional_fits": all_priced_more and more_minutes <= budget,
         "eligible": bool(express_eligible and fits)})
-    # The proposal's models are built without re-validation (agent.models.construct): every
+    # The proposal's models are built without re-validation (agent.domain.models.construct): every
     # value comes from the catalogue (validated when it was loaded) and the readout's checked
     # forecasts; tests/agent/test_trusted_payloads.py holds them to pydantic's validation.
     return construct(Proposal, {

@@ -42,9 +42,9 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.forecast import ForecastSettings, read_date_of
-from agent.i18n import service_name
-from agent.models import (
+from agent.domain.forecast import ForecastSettings, read_date_of
+from agent.domain.i18n import service_name
+from agent.domain.models import (
     REMINDER_SCHEMA,
     Readout,
     Reminder,
@@ -54,10 +54,10 @@ from agent.models import (
     to_json,
     without_proposal,
 )
-from agent.payloads import event_time
-from agent.proposal import ProposalContext
-from agent.sqlite_tx import immediate_transaction
-from agent.topics import validate_name, validate_prefix
+from agent.contract.payloads import event_time
+from agent.domain.proposal import ProposalContext
+from agent.store.sqlite import immediate_transaction
+from agent.contract.topics import validate_name, validate_prefix
 from protocols.errors import CbsError
 
 if TYPE_CHECKING:

@@ -8,10 +8,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
-from agent.capture import CaptureError, read_capture
-from agent.models import to_json
+from agent.readers.capture import CaptureError, read_capture
+from agent.domain.models import to_json
 from agent.pipeline import ReadoutPipeline
-from agent.reader import KeyRemoved, ReaderCounters
+from agent.readers.base import KeyRemoved, ReaderCounters
 from protocols.can_frame import CanFrame
 from protocols.session import SessionAccepted, SessionAssembler, SessionEvent
 

@@ -1,8 +1,8 @@
 """``forecast_session``: the contract's forecast of one key read, as a pure function.
 
 Order of work: the daily distance (history, else vehicle age, else the default), the climate
-factor (learned from history, else the usage model of agent/climate.py, else 1.0), then per
-item its own rates and its forecast (agent/forecast/items.py), then the summary.
+factor (learned from history, else the usage model of agent/domain/climate.py, else 1.0), then per
+item its own rates and its forecast (agent/domain/forecast/items.py), then the summary.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-from agent.climate import climate_factor as usage_climate_factor
-from agent.forecast.items import DISTANCE_DRIVEN, SEVERITY_DRIVEN, ItemRates, forecast_item
-from agent.forecast.readings import PastReading
-from agent.forecast.settings import ForecastSettings
-from agent.forecast.trends import (
+from agent.domain.climate import climate_factor as usage_climate_factor
+from agent.domain.forecast.items import DISTANCE_DRIVEN, SEVERITY_DRIVEN, ItemRates, forecast_item
+from agent.domain.forecast.readings import PastReading
+from agent.domain.forecast.settings import ForecastSettings
+from agent.domain.forecast.trends import (
     HistoryAnomalies,
     HistoryView,
     availability_trend,
@@ -23,7 +23,7 @@ from agent.forecast.trends import (
     history_km_per_day,
     item_fall_rates,
 )
-from agent.models import (
+from agent.domain.models import (
     Estimate,
     ForecastStatus,
     KmPerDayBasis,
@@ -152,7 +152,7 @@ def forecast_session(session: KeySession, read_at: datetime, history: Sequence[P
     km_per_day = round(km_per_day, 1)
     learned = item_fall_rates(view, [i.key for i in current.items], settings)
     factor = _vehicle_factor(session, learned, settings)
-    # The forecast's models are built without re-validation (agent.models.construct): the
+    # The forecast's models are built without re-validation (agent.domain.models.construct): the
     # values are computed here, of the fields' types and within their limits (floats made
     # floats); tests/agent/test_trusted_payloads.py holds them to pydantic's validation.
     estimate = construct(Estimate, {"km_per_day": float(km_per_day), "km_per_day_basis": basis,

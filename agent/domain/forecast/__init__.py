@@ -4,7 +4,7 @@ Public API::
 
     forecast_session(session, read_at, history, settings) -> ForecastResult   # pure
     ForecastSettings          the [forecast] config section
-    PastReading, PastItem     what agent.vehicle_history keeps per earlier readout
+    PastReading, PastItem     what agent.store.history keeps per earlier readout
     HistoryAnomalies          readouts the forecast ignored (stale keys, odometer rollbacks)
 
 The model and its figures are in docs/forecast.md.
@@ -12,8 +12,8 @@ The model and its figures are in docs/forecast.md.
 
 from __future__ import annotations
 
-from agent.forecast.core import ForecastResult, forecast_session, read_date_of, summarize
-from agent.forecast.items import (
+from agent.domain.forecast.core import ForecastResult, forecast_session, read_date_of, summarize
+from agent.domain.forecast.items import (
     DISTANCE_DRIVEN,
     SEVERITY_DRIVEN,
     WEAR_MODELLED,
@@ -21,9 +21,9 @@ from agent.forecast.items import (
     forecast_item,
     last_day_of_month,
 )
-from agent.forecast.readings import PastItem, PastReading
-from agent.forecast.settings import ForecastSettings
-from agent.forecast.trends import HistoryAnomalies
+from agent.domain.forecast.readings import PastItem, PastReading
+from agent.domain.forecast.settings import ForecastSettings
+from agent.domain.forecast.trends import HistoryAnomalies
 
 __all__ = [
     "DISTANCE_DRIVEN",

@@ -14,7 +14,7 @@ from typing import Any
 import can
 
 from agent.errors import ReaderError
-from agent.reader import KeyReader, ReaderEvent
+from agent.readers.base import KeyReader, ReaderEvent
 from protocols.can_frame import CanFrame
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Reading captures for ``cbs-agent decode``: raw serial bytes from a reader, or any CAN log
 python-can reads (candump ``.log``, Vector ``.asc``, ``.blf``, ``.trc``, ``.csv``).
 
-A capture yields the same :data:`~agent.reader.ReaderEvent` values as a live reader. A file
+A capture yields the same :data:`~agent.readers.base.ReaderEvent` values as a live reader. A file
 that breaks off or turns to garbage mid-way yields what was readable and then raises
 :class:`CaptureError`, so the caller can still print what it decoded.
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 import can
 
 from protocols.errors import CbsError
-from agent.reader import ReaderCounters, ReaderEvent
-from agent.serial_reader import serial_frame_events
+from agent.readers.base import ReaderCounters, ReaderEvent
+from agent.readers.serial_reader import serial_frame_events
 from protocols.can_frame import CanFrame
 from protocols.serial_framing import SerialFrameDecoder
 

@@ -3,7 +3,7 @@
 Dealers promise the same labour times and parts prices at every dealer, so the prices are data,
 not code: a TOML file gives, per CBS service type, the labour time and the parts (number,
 description, quantity, unit price), and for the whole catalogue the currency, the hourly labour
-rate and the tax rate. The agent ships a default (``agent/data/catalogue.toml``); a dealer
+rate and the tax rate. The agent ships a default (``agent/domain/data/catalogue.toml``); a dealer
 points ``[catalogue] path`` at its own copy.
 
 Path -> text -> pure parser (as cantools does): :func:`load_catalogue_file` reads,
@@ -30,7 +30,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.errors import ConfigError
-from agent.i18n import DEFAULT_LANGUAGE, LANGUAGES
+from agent.domain.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from protocols.cbs_types import CbsType
 
 __all__ = [
@@ -272,7 +272,7 @@ def load_catalogue_file(path: str | Path) -> Catalogue:
 
 @functools.cache
 def default_catalogue() -> Catalogue:
-    """The shipped catalogue (``agent/data/catalogue.toml``), parsed once."""
+    """The shipped catalogue (``agent/domain/data/catalogue.toml``), parsed once."""
     return load_catalogue_file(DEFAULT_CATALOGUE_PATH)
 
 

@@ -36,10 +36,10 @@ Delivery
 
     A row leaves the outbox only on a PUBACK with a success reason code (< 0x80; "no
     matching subscribers", 0x10, is success). Acks of one pump turn are deleted in one
-    transaction (no fsync of its own: see agent/outbox.py).
+    transaction (no fsync of its own: see agent/store/outbox.py).
 
 Publishing while the outbox commits
-    The publisher is the outbox's :class:`~agent.outbox.StagingListener`: the service passes
+    The publisher is the outbox's :class:`~agent.store.outbox.StagingListener`: the service passes
     it to ``put_many``, which hands over the new rows as soon as they are inserted, before
     the commit's fsync. If they are next in order (right after the last row handed to paho
     and the rows already waiting in memory, nothing older waiting in the outbox), they wait
@@ -100,10 +100,10 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.errors import ConfigError, OutboxError, PublisherError
-from agent.models import OFFLINE_STATUS_JSON, STATUS_SCHEMA
-from agent.mqtt_settings import MqttSettings
-from agent.outbox import Outbox, OutboxEntry
-from agent.topics import Topics
+from agent.domain.models import OFFLINE_STATUS_JSON, STATUS_SCHEMA
+from agent.mqtt.settings import MqttSettings
+from agent.store.outbox import Outbox, OutboxEntry
+from agent.contract.topics import Topics
 
 log = logging.getLogger(__name__)
 

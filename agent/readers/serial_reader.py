@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 import serial
 
 from agent.errors import ReaderError
-from agent.reader import KeyReader, KeyRemoved, ReaderCounters, ReaderEvent
+from agent.readers.base import KeyReader, KeyRemoved, ReaderCounters, ReaderEvent
 from protocols.serial_framing import (
     FrameType,
     SerialFrame,

@@ -38,9 +38,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Literal, Self
 
-from agent.forecast import ForecastSettings, PastItem, PastReading
-from agent.forecast.trends import build_view
-from agent.sqlite_tx import immediate_transaction
+from agent.domain.forecast import ForecastSettings, PastItem, PastReading
+from agent.domain.forecast.trends import build_view
+from agent.store.sqlite import immediate_transaction
 from protocols.errors import CbsError
 from protocols.key_session import KeySession
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, field_serializer
 
-from agent.i18n import Language
+from agent.domain.i18n import Language
 
 READOUT_SCHEMA = "cbs.readout/1"
 REJECTED_SCHEMA = "cbs.rejected/1"
