@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             from agent.tools.watch import watch_command
             return watch_command(args)
         if args.command == "check-config":
-            from agent.tools.check_config import check_config
             from agent.config import load_settings
+            from agent.tools.check_config import check_config
             return check_config(load_settings(args.config, **_settings_overrides(args)), sys.stdout)
     except (ConfigError, CbsError) as exc:
         print(f"cbs-agent: {exc}", file=sys.stderr)
@@ -120,11 +120,11 @@ def _schema(payload: str) -> int:
 
 
 def _decode(args: argparse.Namespace) -> int:
-    from agent.tools.decode import decode_files
+    from agent.contract.topics import validate_name
     from agent.domain.forecast import ForecastSettings
     from agent.pipeline import ReadoutPipeline
-    from agent.contract.topics import validate_name
     from agent.store.history import VehicleHistory
+    from agent.tools.decode import decode_files
 
     validate_name("site", args.site)
     validate_name("reader", args.reader)
@@ -132,7 +132,7 @@ def _decode(args: argparse.Namespace) -> int:
     proposal = None
     if args.config is not None:
         from agent.config import load_settings
-        from agent.domain.proposal import proposal_context
+        from agent.wiring import proposal_context
         settings = load_settings(args.config, site=args.site, reader=args.reader)
         forecast, proposal = settings.forecast, proposal_context(settings)
     for path in args.files:

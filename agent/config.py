@@ -13,17 +13,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict,
-                               SettingsError)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
+from agent.contract.topics import validate_name
 from agent.domain.catalogue import CatalogueSettings
-from agent.errors import ConfigError
 from agent.domain.forecast import ForecastSettings
 from agent.domain.i18n import Language
-from agent.mqtt.settings import MqttSettings
 from agent.domain.proposal import ProposalSettings
 from agent.domain.reminders import ReminderSettings
-from agent.contract.topics import validate_name
+from agent.errors import ConfigError
+from agent.mqtt.settings import MqttSettings
 
 
 class OutboxSettings(BaseModel):

@@ -4,10 +4,12 @@
     +-- ProtocolError                 (protocols.errors) a bad value given to an encoder
     +-- ConfigError (+ ValueError)    bad configuration, found at start-up; the CLI exits 2
     +-- OutboxError                   the durable outbox cannot store, read or delete a message
-    |   +-- OutboxFullError           the outbox could not make room for a message
-    +-- ReaderError                   the key reader (serial port / CAN interface) failed
+    +-- ReaderError                   the key reader (serial port / CAN interface) cannot be opened
     |   +-- ReaderDisconnected (+ TransientError, OSError)
-    |                                 the reader went away; the service loop reopens it
+    |                                 the open reader went away; the service loop reopens it
+    +-- CaptureError                  a capture file for ``decode`` cannot be used
+    |   +-- CaptureUnreadableError    not there, not readable, unknown format: nothing was read
+    |   +-- CaptureCorruptError       truncated or corrupt: what came before was read
     +-- PublisherError                the MQTT publisher cannot work as configured
 
     TransientError                    marker mixin: "try again later"; the service loop retries
@@ -27,7 +29,9 @@ __all__ = [
     "CbsError",
     "ConfigError",
     "OutboxError",
-    "OutboxFullError",
+    "CaptureCorruptError",
+    "CaptureError",
+    "CaptureUnreadableError",
     "PublisherError",
     "ReaderDisconnected",
     "ReaderError",
@@ -50,9 +54,6 @@ class OutboxError(CbsError):
     The message it names was *not* committed; the caller keeps it and reports the failure."""
 
 
-class OutboxFullError(OutboxError):
-    """The outbox is at its bound and could not make room (see docs/outbox.md)."""
-
 
 class ReaderError(CbsError):
     """The key reader (serial port or CAN interface) failed."""
@@ -64,3 +65,17 @@ class ReaderDisconnected(ReaderError, TransientError, OSError):
 
 class PublisherError(CbsError):
     """The MQTT publisher cannot do what was asked (e.g. started twice, TLS files unusable)."""
+
+
+class CaptureError(CbsError):
+    """A capture given to ``cbs-agent decode`` cannot be used; the message says where."""
+
+
+class CaptureUnreadableError(CaptureError):
+    """Nothing could be read: the file is missing, unreadable or of an unknown format
+    (``decode`` exits 2)."""
+
+
+class CaptureCorruptError(CaptureError):
+    """The capture is truncated or corrupt after some records; what came before was decoded
+    (``decode`` exits 1)."""

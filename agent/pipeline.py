@@ -1,14 +1,18 @@
 """From session events to the contract's payloads, shared by ``run`` and ``decode`` so that a
-capture decodes exactly as the live agent would have published it."""
+capture decodes exactly as the live agent would have published it.
+
+A readout takes one pass (docs/architecture.md): the vehicle's history (store) -> the forecast
+(domain, pure) -> the payload with its priced proposal (contract) -> back to the service,
+which commits it to the outbox and only then remembers it (:meth:`ReadoutPipeline.remember`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
 
+from agent.contract.payloads import build_rejection, readout_payload
 from agent.domain.forecast import ForecastSettings, forecast_session
-from agent.domain.models import Readout, Rejected, Transport
-from agent.contract.payloads import build_readout, build_rejection, event_time, readout_id, service_entries
+from agent.domain.models import Readout, Rejected, Transport, event_time
 from agent.domain.proposal import ProposalContext, default_proposal_context
 from agent.store.history import VehicleHistory
 from protocols.key_session import KeySession
@@ -40,13 +44,9 @@ class ReadoutPipeline:
         session = event.session
         past = self.history.readings(session.vin) if self.history is not None else []
         result = forecast_session(session, moment, past, self.forecast_settings)
-        services = service_entries(session, result)
-        proposal = self.proposal.propose(services,
-                                         express_eligible=result.summary.express_eligible)
-        return build_readout(
-            session, site=self.site, reader=self.reader, transport=self.transport,
-            read_at=moment, forecast=result, services=services, proposal=proposal,
-            readout_id=readout_id(event, site=self.site, reader=self.reader, read_at=moment))
+        return readout_payload(event, site=self.site, reader=self.reader,
+                               transport=self.transport, read_at=moment, forecast=result,
+                               proposal=self.proposal)
 
     def rejection(self, event: SessionRejected, at: datetime | None = None) -> Rejected:
         return build_rejection(event, site=self.site, reader=self.reader,

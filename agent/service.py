@@ -24,25 +24,25 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 from agent import __version__
-from agent.errors import OutboxError
+from agent.contract.topics import Topics
 from agent.domain.models import (
     READOUT_SCHEMA,
     REJECTED_SCHEMA,
-    Readout,
     Counters,
     OutboxStatus,
     ReaderStatus,
+    Readout,
     Status,
+    event_time,
     to_json,
 )
-from agent.store.outbox import Outbox, OutboxMessage
-from agent.contract.payloads import event_time
-from agent.pipeline import ReadoutPipeline
+from agent.errors import OutboxError
 from agent.mqtt.publisher import MqttPublisher
+from agent.pipeline import ReadoutPipeline
 from agent.readers.base import KeyReader, KeyRemoved
-from agent.domain.reminders import ReminderService
 from agent.sd_notify import Watchdog, notify
-from agent.contract.topics import Topics
+from agent.store.outbox import Outbox, OutboxMessage
+from agent.store.reminders import ReminderService
 from protocols.can_frame import CanFrame
 from protocols.session import SessionAccepted, SessionAssembler, SessionEvent
 
@@ -78,7 +78,7 @@ class AgentService:
         self.reminders = reminders
         self.status_interval_s = status_interval_s
         self._wall_clock = wall_clock
-        self.since = datetime.now(timezone.utc)
+        self.since = datetime.fromtimestamp(wall_clock(), timezone.utc)
         self.readouts = 0
         self.rejected = 0
         self.outbox_error: str | None = None
@@ -179,7 +179,8 @@ class AgentService:
         if self._uncommitted:
             self._retry_uncommitted()
         if self.reminders is not None:
-            self.reminders.poll(datetime.now(timezone.utc), self._put_reminder)
+            self.reminders.poll(datetime.fromtimestamp(self._wall_clock(), timezone.utc),
+                                    self._put_reminder)
 
     def _put_reminder(self, topic: str, payload: bytes, retain: bool, schema: str,
                       message_id: str) -> None:

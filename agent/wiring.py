@@ -8,17 +8,25 @@ from __future__ import annotations
 import logging
 
 from agent.config import AgentSettings
-from agent.store.deferred import HISTORY_FALLBACKS, OUTBOX_FALLBACKS, REMINDER_FALLBACKS, DeferredStore
+from agent.contract.topics import Topics, reminders_topic
+from agent.domain.catalogue import load_catalogue
+from agent.domain.i18n import check_language
+from agent.domain.proposal import ProposalContext
+from agent.domain.reminders import ReminderError
 from agent.errors import ConfigError, OutboxError
-from agent.store.outbox import Outbox
-from agent.pipeline import ReadoutPipeline
 from agent.mqtt.publisher import MqttPublisher
-from agent.domain.proposal import proposal_context
+from agent.pipeline import ReadoutPipeline
 from agent.readers.base import KeyReader
-from agent.domain.reminders import ReminderError, open_reminders
 from agent.service import AgentService
-from agent.contract.topics import Topics
+from agent.store.deferred import (
+    HISTORY_FALLBACKS,
+    OUTBOX_FALLBACKS,
+    REMINDER_FALLBACKS,
+    DeferredStore,
+)
 from agent.store.history import HistoryError, VehicleHistory
+from agent.store.outbox import Outbox
+from agent.store.reminders import ReminderService
 from dbc import DbcError, key_reader_database
 from protocols.key_messages import MESSAGE_NAMES
 from protocols.session import SessionAssembler
@@ -40,6 +48,26 @@ def load_database(settings: AgentSettings):  # type: ignore[no-untyped-def]
         except KeyError:
             raise ConfigError(f"{path or 'dbc'}: message {name} (0x{frame_id:03X}) is missing") from None
     return db
+
+
+def proposal_context(settings: AgentSettings) -> ProposalContext:
+    """The context of the agent's settings (``[catalogue]``, ``[proposal]``, ``language``).
+    Loads and validates the catalogue: call it at start-up, where a
+    :class:`~agent.domain.catalogue.CatalogueError` (a ConfigError) stops the agent with exit 2."""
+    return ProposalContext(catalogue=load_catalogue(settings.catalogue),
+                           settings=settings.proposal, language=check_language(settings.language))
+
+
+def open_reminders(settings: AgentSettings, context: ProposalContext, *,
+                   prefix: str) -> ReminderService | None:
+    """The agent's reminder service (``state_dir/reminders.sqlite3``), or None when
+    ``[reminders] enabled = false``. Raises ReminderError if the store cannot be opened."""
+    if not settings.reminders.enabled:
+        return None
+    return ReminderService(settings.state_dir / "reminders.sqlite3", site=settings.site,
+                           reader=settings.reader, topic=reminders_topic(prefix, settings.site),
+                           settings=settings.reminders, forecast=settings.forecast,
+                           context=context, retention_days=settings.history.retention_days)
 
 
 def build_reader(settings: AgentSettings) -> KeyReader:

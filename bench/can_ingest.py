@@ -19,7 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine, result as report  # noqa: E402
+from _common import machine  # noqa: E402
+from _common import result as report
 from broker import MosquittoBroker, Subscriber  # noqa: E402
 from processes import AgentProcess, SimulatorProcess  # noqa: E402
 

@@ -43,9 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from agent.cli import RUN_GC_THRESHOLDS
+    from agent.contract.payloads import build_readout, event_time, readout_id
     from agent.domain.forecast import ForecastSettings, PastReading, forecast_session
     from agent.domain.models import to_json
-    from agent.contract.payloads import build_readout, event_time, readout_id
     from agent.domain.proposal import default_proposal_context
     from dbc import key_reader_database
     from protocols.encoder import encode_session

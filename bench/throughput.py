@@ -42,10 +42,10 @@ from _common import (  # noqa: E402
     fleet_sessions,
     machine,
     result,
-    user_system_seconds,
     serial_session_bytes,
     slcan_session_lines,
     table,
+    user_system_seconds,
 )
 from broker import MosquittoBroker, Subscriber  # noqa: E402
 from processes import AgentProcess  # noqa: E402

@@ -13,20 +13,25 @@ from pathlib import Path
 import cantools
 from cantools.database.can import Database
 
+from protocols.errors import CbsError
+
 KEY_READER_DBC = "key_reader.dbc"
 
 
-class DbcError(Exception):
+class DbcError(CbsError, ValueError):
     """A DBC file could not be read or parsed; the message names the file and the problem."""
 
 
 def load_dbc_text(text: str, *, source: str = "<string>") -> Database:
     """Parse DBC text (the pure part of loading); raises :class:`DbcError` naming ``source``."""
     try:
-        return cantools.database.load_string(text, database_format="dbc", strict=True)
+        database = cantools.database.load_string(text, database_format="dbc", strict=True)
     except Exception as exc:  # cantools raises a zoo of parser errors; we give one
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DbcError(f"{source}: invalid DBC: {first_line}") from exc
+    if not isinstance(database, Database):  # a diagnostics (CDD) database cannot be a DBC
+        raise DbcError(f"{source}: invalid DBC: not a CAN database")
+    return database
 
 
 def load_dbc_file(path: str | Path) -> Database:

@@ -13,7 +13,7 @@ from calendar import monthrange
 from collections.abc import Callable, Iterable
 from datetime import date
 from functools import lru_cache
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NamedTuple, NoReturn, cast
 
 from cantools.database.can import Database, Message
 from cantools.database.conversion import IdentityConversion
@@ -104,7 +104,7 @@ def _compiled_decoder(message: Message, decode_choices: bool) -> _Decode:
     other lengths, float signals, or an older cantools) use ``message.decode``.
     """
     def fallback(data: bytes) -> Signals:
-        return message.decode(data, decode_choices=decode_choices)
+        return cast(Signals, message.decode(data, decode_choices=decode_choices))
 
     try:
         from cantools.database.utils import create_encode_decode_formats
@@ -116,7 +116,7 @@ def _compiled_decoder(message: Message, decode_choices: bool) -> _Decode:
     formats = create_encode_decode_formats(message.signals, message.length)
     unpack_big = formats.big_endian.unpack
     unpack_little = formats.little_endian.unpack
-    steps = []
+    steps: list[tuple[str, Any, bool, float, float]] = []
     for signal in message.signals:
         conversion = signal.conversion
         if isinstance(conversion, IdentityConversion):
@@ -136,6 +136,7 @@ def _compiled_decoder(message: Message, decode_choices: bool) -> _Decode:
     has_little = any(signal.byte_order == "little_endian" for signal in message.signals)
 
     def decode(data: bytes) -> Signals:
+        signals: Signals
         if not has_big:
             signals = unpack_little(data[::-1])
         else:

@@ -8,7 +8,7 @@ never share one: the END time, the reader and the session's own content all go i
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import datetime
 
 from agent.domain.forecast import ForecastResult
 from agent.domain.models import (
@@ -25,16 +25,12 @@ from agent.domain.models import (
     UsageInfo,
     VehicleInfo,
     construct,
+    event_time,
 )
+from agent.domain.proposal import ProposalContext
 from protocols.cbs_types import CbsType
 from protocols.key_session import CheckControlStatus, KeySession
 from protocols.session import SessionAccepted, SessionRejected
-
-
-def event_time(timestamp: float) -> datetime:
-    """A frame timestamp (epoch seconds) as an aware UTC datetime, truncated to milliseconds."""
-    moment = datetime.fromtimestamp(timestamp, timezone.utc)
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def make_id(kind: str, site: str, reader: str, moment: datetime, *content: object) -> str:
@@ -135,6 +131,21 @@ def build_readout(session: KeySession, *, site: str, reader: str, transport: Tra
             "status": d.status, "confirmed": d.confirmed, "ecu": d.ecu_address,
             "occurrences": d.occurrences}) for d in session.dtcs],
         "estimate": forecast.estimate, "summary": forecast.summary, "proposal": proposal})
+
+
+def readout_payload(event: SessionAccepted, *, site: str, reader: str, transport: Transport,
+                    read_at: datetime, forecast: ForecastResult,
+                    proposal: ProposalContext) -> Readout:
+    """The readout of an accepted session in one pass: its service entries from the
+    forecast, priced by ``proposal`` (the domain rule), and the payload with its id. The
+    pipeline calls this once per readout, after the forecast; nothing here calls back up."""
+    session = event.session
+    services = service_entries(session, forecast)
+    priced = proposal.propose(services, express_eligible=forecast.summary.express_eligible)
+    return build_readout(
+        session, site=site, reader=reader, transport=transport, read_at=read_at,
+        forecast=forecast, services=services, proposal=priced,
+        readout_id=readout_id(event, site=site, reader=reader, read_at=read_at))
 
 
 def build_rejection(event: SessionRejected, *, site: str, reader: str, transport: Transport,

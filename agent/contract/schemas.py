@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 from agent.domain.models import Readout, Rejected, Reminder, Status
 
-PAYLOAD_MODELS = {"readout": Readout, "rejected": Rejected, "status": Status, "reminder": Reminder}
+PAYLOAD_MODELS: dict[str, type[BaseModel]] = {"readout": Readout, "rejected": Rejected, "status": Status, "reminder": Reminder}
 
 
 def payload_schema(name: str) -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of payload ``name`` as it appears on the wire."""
     model = PAYLOAD_MODELS[name]
-    schema = model.model_json_schema(by_alias=True, mode="serialization")
+    schema: dict[str, Any] = model.model_json_schema(by_alias=True, mode="serialization")
     _allow_additions(schema)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = f"https://cbs-agent.example/schemas/cbs.{name}-1.json"

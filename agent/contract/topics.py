@@ -107,3 +107,10 @@ class Topics:
     def vehicles_filter(self) -> str:
         """Every vehicle of this site: ``{prefix}/{site}/vehicles/+``."""
         return f"{self.prefix}/{self.site}/{VEHICLES_LEVEL}/+"
+
+
+def reminders_topic(prefix: str, site: str) -> str:
+    """``{prefix}/{site}/reminders`` (validated)."""
+    validate_prefix(prefix)
+    validate_name("site", site)
+    return f"{prefix}/{site}/reminders"

@@ -29,8 +29,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.errors import ConfigError
 from agent.domain.i18n import DEFAULT_LANGUAGE, LANGUAGES
+from agent.errors import ConfigError
 from protocols.cbs_types import CbsType
 
 __all__ = [

@@ -10,21 +10,27 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from operator import methodcaller
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, field_serializer
 
 from agent.domain.i18n import Language
 
-READOUT_SCHEMA = "cbs.readout/1"
-REJECTED_SCHEMA = "cbs.rejected/1"
-STATUS_SCHEMA = "cbs.status/1"
-REMINDER_SCHEMA = "cbs.reminder/1"
+READOUT_SCHEMA: Final = "cbs.readout/1"
+REJECTED_SCHEMA: Final = "cbs.rejected/1"
+STATUS_SCHEMA: Final = "cbs.status/1"
+REMINDER_SCHEMA: Final = "cbs.reminder/1"
 
 ForecastStatus = Literal["ok", "due_soon", "overdue"]
 ForecastBasis = Literal["distance", "time", "wear"]
 KmPerDayBasis = Literal["history", "vehicle_age", "default"]
 Transport = Literal["serial", "can"]
+
+
+def event_time(timestamp: float) -> datetime:
+    """A frame timestamp (epoch seconds) as an aware UTC datetime, truncated to milliseconds."""
+    moment = datetime.fromtimestamp(timestamp, timezone.utc)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def format_timestamp(moment: datetime) -> str:

@@ -26,11 +26,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.domain.catalogue import Catalogue, CatalogueEntry, default_catalogue, load_catalogue
+from agent.domain.catalogue import Catalogue, CatalogueEntry, default_catalogue
 from agent.domain.i18n import DEFAULT_LANGUAGE, Language, check_language, label, service_name
 from agent.domain.models import (
     ExpressLane,
@@ -43,16 +42,12 @@ from agent.domain.models import (
     construct,
 )
 
-if TYPE_CHECKING:
-    from agent.config import AgentSettings
-
 __all__ = [
     "ProposalContext",
     "ProposalSettings",
     "build_proposal",
     "default_proposal_context",
     "price_entry",
-    "proposal_context",
     "round_money",
     "totals",
 ]
@@ -90,14 +85,6 @@ class ProposalContext:
 def default_proposal_context() -> ProposalContext:
     """The shipped catalogue, default settings, English."""
     return ProposalContext()
-
-
-def proposal_context(settings: AgentSettings) -> ProposalContext:
-    """The context of the agent's settings (``[catalogue]``, ``[proposal]``, ``language``).
-    Loads and validates the catalogue: call it at start-up, where a
-    :class:`~agent.domain.catalogue.CatalogueError` (a ConfigError) stops the agent with exit 2."""
-    return ProposalContext(catalogue=load_catalogue(settings.catalogue),
-                           settings=settings.proposal, language=check_language(settings.language))
 
 
 def round_money(amount: Decimal, decimal_places: int) -> Decimal:
@@ -190,7 +177,9 @@ def build_proposal(services: Sequence[ServiceEntry], *, express_eligible: bool,
         elif forecast.days_left <= settings.look_ahead_days:
             optional.append(_item(entry, forecast, optional=True, catalogue=catalogue,
                                   language=lang))
-    order = (lambda item: (item.due_date, item.index))
+    def order(item: ProposalItem) -> tuple[object, int]:
+        return (item.due_date, item.index)
+
     required.sort(key=order)
     optional.sort(key=order)
     budget = settings.express_budget_minutes

@@ -99,11 +99,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from agent.errors import ConfigError, OutboxError, PublisherError
+from agent.contract.topics import Topics
 from agent.domain.models import OFFLINE_STATUS_JSON, STATUS_SCHEMA
+from agent.errors import ConfigError, OutboxError, PublisherError
 from agent.mqtt.settings import MqttSettings
 from agent.store.outbox import Outbox, OutboxEntry
-from agent.contract.topics import Topics
 
 log = logging.getLogger(__name__)
 

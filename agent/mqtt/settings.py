@@ -32,8 +32,8 @@ from pydantic import (
     model_validator,
 )
 
-from agent.errors import ConfigError
 from agent.contract.topics import DEFAULT_PREFIX, validate_prefix
+from agent.errors import ConfigError
 
 DEFAULT_URL = "mqtt://127.0.0.1:1883"
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}

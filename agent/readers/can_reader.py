@@ -13,7 +13,7 @@ from typing import Any
 
 import can
 
-from agent.errors import ReaderError
+from agent.errors import ReaderDisconnected, ReaderError
 from agent.readers.base import KeyReader, ReaderEvent
 from protocols.can_frame import CanFrame
 
@@ -66,7 +66,7 @@ class CanKeyReader(KeyReader):
                     break
                 message = bus.recv(0)
         except Exception as exc:  # python-can and its plugins raise many types when a device goes
-            raise ReaderError(f"{type(exc).__name__}: {exc}") from exc
+            raise ReaderDisconnected(f"{type(exc).__name__}: {exc}") from exc
         # Interfaces that filter in our process can say what they passed over (fastslcan does).
         self.filtered_elsewhere = self._filtered_before + getattr(bus, "filtered_frames", 0)
         return events

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import can
 
-from protocols.errors import CbsError
+from agent.errors import CaptureCorruptError, CaptureUnreadableError
 from agent.readers.base import ReaderCounters, ReaderEvent
 from agent.readers.serial_reader import serial_frame_events
 from protocols.can_frame import CanFrame
@@ -29,10 +29,6 @@ _READERS = {"candump": can.CanutilsLogReader, "asc": can.ASCReader, "blf": can.B
             "trc": can.TRCReader, "csv": can.CSVReader}
 
 
-class CaptureError(CbsError):
-    """The capture is unreadable, truncated or corrupt; the message says where."""
-
-
 def detect_format(path: Path) -> str:
     """The format of ``path`` by its extension, else by a look at its first bytes."""
     suffix = path.suffix.lower()
@@ -42,7 +38,7 @@ def detect_format(path: Path) -> str:
     try:
         head = path.read_bytes()[:64]
     except OSError as exc:
-        raise CaptureError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        raise CaptureUnreadableError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     return "candump" if head.lstrip().startswith(b"(") else "serial"
 
 
@@ -57,7 +53,7 @@ def read_capture(path: Path, fmt: str, counters: ReaderCounters, *,
     elif fmt in _READERS:
         yield from _read_can_log(path, fmt, counters)
     else:
-        raise CaptureError(f"{path}: unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+        raise CaptureUnreadableError(f"{path}: unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
 
 
 def _read_serial(path: Path, counters: ReaderCounters, now: float) -> Iterator[ReaderEvent]:
@@ -65,14 +61,14 @@ def _read_serial(path: Path, counters: ReaderCounters, now: float) -> Iterator[R
     try:
         handle = path.open("rb")
     except OSError as exc:
-        raise CaptureError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        raise CaptureUnreadableError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     with handle:
         while chunk := handle.read(65536):
             yield from serial_frame_events(decoder.feed(chunk, now), counters)
     counters.bad_frames += decoder.bad_frames
     counters.ignored_bytes += decoder.ignored_bytes + decoder.buffered
     if decoder.buffered:
-        raise CaptureError(f"{path}: truncated: the last {decoder.buffered} bytes are an incomplete frame")
+        raise CaptureCorruptError(f"{path}: truncated: the last {decoder.buffered} bytes are an incomplete frame")
 
 
 class _ParseComplaints(logging.Handler):
@@ -96,7 +92,7 @@ def _read_can_log(path: Path, fmt: str, counters: ReaderCounters) -> Iterator[Re
     finally:
         can_logger.removeHandler(complaints)
     if complaints.messages:
-        raise CaptureError(f"{path}: corrupt {fmt} capture: {len(complaints.messages)} record(s) "
+        raise CaptureCorruptError(f"{path}: corrupt {fmt} capture: {len(complaints.messages)} record(s) "
                            f"could not be read, the first: {complaints.messages[0]}")
 
 
@@ -108,9 +104,9 @@ def _iterate_can_log(path: Path, fmt: str, counters: ReaderCounters) -> Iterator
     try:
         reader = _READERS[fmt](str(path))
     except OSError as exc:
-        raise CaptureError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        raise CaptureUnreadableError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     except Exception as exc:  # python-can readers raise what their parsers raise
-        raise CaptureError(f"{path}: not a readable {fmt} capture: {exc}") from exc
+        raise CaptureCorruptError(f"{path}: not a readable {fmt} capture: {exc}") from exc
     count = 0
     try:
         for message in reader:
@@ -126,7 +122,7 @@ def _iterate_can_log(path: Path, fmt: str, counters: ReaderCounters) -> Iterator
             counters.frames += 1
             yield CanFrame(message.arbitration_id, bytes(message.data), message.timestamp)
     except Exception as exc:  # a corrupt record mid-file: keep what came before
-        raise CaptureError(f"{path}: corrupt {fmt} capture after message {count}: "
+        raise CaptureCorruptError(f"{path}: corrupt {fmt} capture after message {count}: "
                            f"{type(exc).__name__}: {exc}") from exc
     finally:
         stop = getattr(reader, "stop", None)
@@ -138,7 +134,7 @@ def _iterate_can_log(path: Path, fmt: str, counters: ReaderCounters) -> Iterator
     if fmt == "blf" and declared:
         actual = path.stat().st_size
         if actual < declared:
-            raise CaptureError(f"{path}: truncated blf capture: {actual} of {declared} bytes "
+            raise CaptureCorruptError(f"{path}: truncated blf capture: {actual} of {declared} bytes "
                                f"(read {count} messages)")
 
 
@@ -150,5 +146,5 @@ def _check_asc_lines(path: Path, messages: int) -> None:
     file holds many kinds of events); count the frame lines so a corrupt one is noticed."""
     lines = sum(1 for line in path.read_bytes().splitlines() if _ASC_FRAME_LINE.match(line))
     if lines > messages:
-        raise CaptureError(f"{path}: corrupt asc capture: {lines - messages} of {lines} frame "
+        raise CaptureCorruptError(f"{path}: corrupt asc capture: {lines - messages} of {lines} frame "
                            f"lines could not be read")

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 
 import serial
 
-from agent.errors import ReaderError
+from agent.errors import ReaderDisconnected, ReaderError
 from agent.readers.base import KeyReader, KeyRemoved, ReaderCounters, ReaderEvent
 from protocols.serial_framing import (
     FrameType,
@@ -74,12 +74,12 @@ class SerialKeyReader(KeyReader):
                 readable, _, _ = select.select([port.fileno()], [], [], timeout_s)
                 waiting = port.in_waiting if readable else 0
                 if readable and not waiting:
-                    raise ReaderError("the port went away (hang-up)")
+                    raise ReaderDisconnected("the port went away (hang-up)")
             data = port.read(min(waiting, READ_CHUNK_BYTES)) if waiting else b""
         except (serial.SerialException, OSError, TypeError, ValueError) as exc:
             # A vanished USB adapter or a pty whose other side closed fails here; TypeError
             # and ValueError come from a port closed under pyserial.
-            raise ReaderError(f"read failed: {exc}") from exc
+            raise ReaderDisconnected(f"read failed: {exc}") from exc
         now = self._wall_clock()
         decoder = self.decoder
         before_bad, before_ignored = decoder.bad_frames, decoder.ignored_bytes

@@ -8,10 +8,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
-from agent.readers.capture import CaptureError, read_capture
 from agent.domain.models import to_json
+from agent.errors import CaptureError, CaptureUnreadableError
 from agent.pipeline import ReadoutPipeline
 from agent.readers.base import KeyRemoved, ReaderCounters
+from agent.readers.capture import read_capture
 from protocols.can_frame import CanFrame
 from protocols.session import SessionAccepted, SessionAssembler, SessionEvent
 
@@ -38,7 +39,7 @@ def decode_files(paths: Iterable[Path], fmt: str, pipeline: ReadoutPipeline, out
         except CaptureError as exc:
             _emit(assembler.poll(last_time + timeout_s * 2 + 1), pipeline, out)
             print(f"cbs-agent decode: {exc}", file=err)
-            code = max(code, 2 if counters.frames == 0 and "cannot read" in str(exc) else 1)
+            code = max(code, 2 if isinstance(exc, CaptureUnreadableError) and counters.frames == 0 else 1)
             continue
         # A session the capture leaves open would time out on a live reader: say so.
         _emit(assembler.poll(last_time + timeout_s * 2 + 1), pipeline, out)

@@ -634,8 +634,8 @@ def watch_command(args: argparse.Namespace) -> int:
     import signal
 
     from agent.config import load_settings, parse_config_text
-    from agent.errors import ConfigError
     from agent.contract.topics import validate_name
+    from agent.errors import ConfigError
 
     config: Path | None = args.config
     file_data: dict[str, Any] = {}

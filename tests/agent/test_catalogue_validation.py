@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.config import load_settings
 from agent.domain.catalogue import (
     DEFAULT_CATALOGUE_PATH,
     CatalogueError,
@@ -16,9 +17,8 @@ from agent.domain.catalogue import (
     load_catalogue,
     parse_catalogue,
 )
-from agent.config import load_settings
 from agent.errors import ConfigError
-from agent.domain.proposal import proposal_context
+from agent.wiring import proposal_context
 from protocols.cbs_types import CbsType
 
 GOOD = """

@@ -8,11 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent.readers.capture import read_capture
 from agent.domain.forecast import ForecastSettings
 from agent.domain.models import to_json
 from agent.pipeline import ReadoutPipeline
 from agent.readers.base import ReaderCounters
+from agent.readers.capture import read_capture
 from agent.store.history import VehicleHistory
 from protocols.can_frame import CanFrame
 from protocols.session import SessionAccepted, SessionAssembler

@@ -17,11 +17,11 @@ import pytest
 from broker import MosquittoBroker, Subscriber, wait_until
 from commit_faults import failing_commit
 
+from agent.contract.topics import Topics
 from agent.errors import OutboxError
+from agent.mqtt.publisher import MqttPublisher
 from agent.mqtt.settings import MqttSettings
 from agent.store.outbox import Outbox, OutboxEntry, OutboxMessage
-from agent.mqtt.publisher import MqttPublisher
-from agent.contract.topics import Topics
 
 TOPICS = Topics("cbs/v1", "S1", "desk1")
 

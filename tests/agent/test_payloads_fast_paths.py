@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timezone
 
+from agent.contract.payloads import build_readout, build_rejection, event_time, readout_id
 from agent.domain.forecast import ForecastResult, ForecastSettings, forecast_session
 from agent.domain.models import (
     CheckControlEntry,
@@ -20,7 +21,6 @@ from agent.domain.models import (
     VehicleInfo,
     to_json,
 )
-from agent.contract.payloads import build_readout, build_rejection, event_time, readout_id
 from protocols.key_session import CheckControlStatus, KeySession
 from protocols.session import RejectReason, SessionAccepted, SessionRejected
 from simulators.fleet import Fleet

@@ -11,11 +11,16 @@ from decimal import Decimal
 import pytest
 from spec_example import spec_frames
 
-from agent.domain.catalogue import CatalogueSettings, default_catalogue, load_catalogue, parse_catalogue
+from agent.domain.catalogue import (
+    CatalogueSettings,
+    default_catalogue,
+    load_catalogue,
+    parse_catalogue,
+)
 from agent.domain.forecast import ForecastSettings
 from agent.domain.models import Readout, ServiceEntry, ServiceForecast, to_json
-from agent.pipeline import ReadoutPipeline
 from agent.domain.proposal import ProposalContext, ProposalSettings, build_proposal, round_money
+from agent.pipeline import ReadoutPipeline
 from protocols.session import SessionAccepted, SessionAssembler
 
 

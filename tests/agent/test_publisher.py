@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from broker import MosquittoBroker, Received, Subscriber, wait_until
 
+from agent.contract.topics import Topics
 from agent.domain.models import OFFLINE_STATUS_JSON
+from agent.mqtt.publisher import MqttPublisher
 from agent.mqtt.settings import MqttSettings
 from agent.store.outbox import Outbox
-from agent.mqtt.publisher import MqttPublisher
-from agent.contract.topics import Topics
 
 TOPICS = Topics("cbs/v1", "S1", "desk1")
 VIN = "WBA8E5107FK123456"

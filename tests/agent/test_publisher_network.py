@@ -11,10 +11,10 @@ from pathlib import Path
 
 from broker import MosquittoBroker, Subscriber, wait_until
 
+from agent.contract.topics import Topics
+from agent.mqtt.publisher import MqttPublisher
 from agent.mqtt.settings import MqttSettings
 from agent.store.outbox import Outbox, OutboxMessage
-from agent.mqtt.publisher import MqttPublisher
-from agent.contract.topics import Topics
 
 TOPICS = Topics("cbs/v1", "S1", "desk1")
 ONLINE = '{"schema": "cbs.status/1", "state": "online"}'

@@ -24,10 +24,10 @@ from broker import (
 )
 from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.contract.topics import Topics
+from agent.mqtt.publisher import MqttPublisher
 from agent.mqtt.settings import MqttSettings
 from agent.store.outbox import Outbox
-from agent.mqtt.publisher import MqttPublisher
-from agent.contract.topics import Topics
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "mosquitto"
 DESK1 = Topics("cbs/v1", "S1", "desk1")

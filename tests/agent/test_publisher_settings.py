@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from agent.contract.topics import NAME_PATTERN, Topics, subscription_filter, validate_name
 from agent.errors import (
     ConfigError,
     OutboxError,
@@ -18,7 +19,6 @@ from agent.errors import (
     TransientError,
 )
 from agent.mqtt.settings import MqttSettings
-from agent.contract.topics import NAME_PATTERN, Topics, subscription_filter, validate_name
 from protocols.errors import CbsError
 
 # -- topics ------------------------------------------------------------------------------------
@@ -168,8 +168,8 @@ def test_error_tree() -> None:
 
 
 def test_unusable_tls_files_stop_the_start(tmp_path: Path) -> None:
-    from agent.store.outbox import Outbox
     from agent.mqtt.publisher import MqttPublisher
+    from agent.store.outbox import Outbox
 
     garbage = tmp_path / "ca.crt"
     garbage.write_text("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n")

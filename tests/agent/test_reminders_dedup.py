@@ -13,21 +13,16 @@ from zoneinfo import ZoneInfo
 import pytest
 from spec_example import END_EPOCH_S, spec_frames
 
-from agent.errors import OutboxError
+import agent.store.reminders as reminders_module
+from agent.contract.topics import reminders_topic
 from agent.domain.forecast import ForecastSettings
-import agent.domain.reminders as reminders_module
 from agent.domain.models import REMINDER_SCHEMA, Readout, Reminder
-from agent.store.outbox import Outbox
-from agent.pipeline import ReadoutPipeline
 from agent.domain.proposal import ProposalContext
-from agent.domain.reminders import (
-    ReminderService,
-    ReminderSettings,
-    next_pass_after,
-    plan_reminders,
-    reminder_id,
-    reminders_topic,
-)
+from agent.domain.reminders import ReminderSettings, next_pass_after, plan_reminders, reminder_id
+from agent.errors import OutboxError
+from agent.pipeline import ReadoutPipeline
+from agent.store.outbox import Outbox
+from agent.store.reminders import ReminderService
 from protocols.key_session import KeySession, ServiceItem
 from protocols.session import SessionAccepted, SessionAssembler
 

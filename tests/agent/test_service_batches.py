@@ -10,15 +10,15 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from agent.contract.topics import Topics
 from agent.domain.forecast import ForecastSettings
-from agent.mqtt.settings import MqttSettings
-from agent.store.outbox import Outbox
-from agent.pipeline import ReadoutPipeline
 from agent.mqtt.publisher import MqttPublisher
+from agent.mqtt.settings import MqttSettings
+from agent.pipeline import ReadoutPipeline
 from agent.readers.base import KeyReader, ReaderEvent
 from agent.service import AgentService
-from agent.contract.topics import Topics
 from agent.store.history import VehicleHistory
+from agent.store.outbox import Outbox
 from protocols.encoder import encode_session
 from protocols.session import SessionAssembler
 from simulators.fleet import Fleet

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from agent.domain.forecast import ForecastSettings
 from agent.domain.i18n import LANGUAGES
 from agent.domain.models import KeyInfo, Proposal, Readout, construct, to_json, without_proposal
-from agent.pipeline import ReadoutPipeline
 from agent.domain.proposal import ProposalContext, ProposalSettings
+from agent.pipeline import ReadoutPipeline
 from agent.store.history import VehicleHistory
 from protocols.encoder import encode_session
 from protocols.session import SessionAccepted, SessionAssembler

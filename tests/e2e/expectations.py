@@ -6,10 +6,9 @@ import json
 from datetime import datetime
 from typing import Any
 
-from agent.domain.forecast import ForecastSettings
-from agent.domain.models import to_json
 from agent.contract.payloads import build_readout
-from agent.domain.forecast import forecast_session
+from agent.domain.forecast import ForecastSettings, forecast_session
+from agent.domain.models import to_json
 from protocols.key_session_json import session_from_dict
 
 # Depend on history or on the moment of reading, so compared separately.

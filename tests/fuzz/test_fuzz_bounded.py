@@ -79,7 +79,7 @@ def test_a_session_that_never_ends_holds_at_most_one_frame_per_slot() -> None:
     assembler.feed(CanFrame(*EXAMPLE[0], 0.0))
     slots = every_slot()
     fed = 0
-    for round_ in range(6):
+    for _round in range(6):
         for frame_id, data in slots:
             fed += 1
             events = assembler.feed(CanFrame(frame_id, data, fed * 0.001))

@@ -29,11 +29,12 @@ from fuzz_targets import EXAMPLE
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from agent.readers.capture import CaptureError, read_capture
-from agent.tools.decode import decode_files
 from agent.domain.forecast import ForecastSettings
+from agent.errors import CaptureError
 from agent.pipeline import ReadoutPipeline
 from agent.readers.base import KeyRemoved, ReaderCounters
+from agent.readers.capture import read_capture
+from agent.tools.decode import decode_files
 from protocols.can_frame import CanFrame
 from protocols.serial_framing import FrameType, encode_can_payload, encode_frame
 

@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 
 from agent.config import AgentSettings, load_settings
 from agent.errors import ConfigError
-from agent.domain.proposal import proposal_context
+from agent.wiring import proposal_context
 
 SCALE = float(os.environ.get("CBS_HYPOTHESIS_SCALE", "1"))
 FUZZ = settings(max_examples=max(1, round(150 * SCALE)), deadline=None,

@@ -24,11 +24,12 @@ from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 
+from broker import die_with_parent
+
 from protocols.encoder import encode_session
 from protocols.key_session import KeySession
 from protocols.serial_framing import FrameType, encode_can_frame, encode_frame
 from simulators.fleet import Fleet
-from broker import die_with_parent
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_DATE = date(2026, 11, 27)

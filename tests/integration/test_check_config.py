@@ -16,8 +16,8 @@ import serial
 from broker import free_port, make_certificates
 from site_rig import PtyKeyReader, clean_environment
 
-from agent.tools.check_config import check_config
 from agent.config import load_settings
+from agent.tools.check_config import check_config
 
 ROOT = Path(__file__).resolve().parents[2]
 USER, PASSWORD = "cbs-agent-S1-desk1", "pw-secret-4711"

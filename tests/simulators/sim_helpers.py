@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import IO, Any
 
 import serial
+from broker import die_with_parent
 
 from protocols.can_frame import CanFrame
 from protocols.key_session_json import session_from_dict
 from protocols.serial_framing import FrameType, SerialFrame, SerialFrameDecoder, decode_can_payload
 from protocols.session import SessionAccepted, SessionAssembler, SessionEvent, SessionRejected
-from broker import die_with_parent
 
 BASE_DATE = "2026-05-01"
 WAIT_S = 30.0  # upper bound of any single wait; normally reached in well under a second

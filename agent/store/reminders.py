@@ -1,0 +1,264 @@
+"""The reminder store: each vehicle's latest readout and the ledger of reminders sent, in
+``reminders.sqlite3`` under the state directory; the daily pass runs the pure plan of
+:mod:`agent.domain.reminders` over it and hands each reminder to the outbox (docs/reminders.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Self
+
+from pydantic import ValidationError
+
+from agent.domain.forecast import ForecastSettings
+from agent.domain.models import REMINDER_SCHEMA, Readout, Reminder, to_json, without_proposal
+from agent.domain.proposal import ProposalContext
+from agent.domain.reminders import ReminderError, ReminderSettings, next_pass_after, plan_reminders
+from agent.store.sqlite import immediate_transaction
+from protocols.errors import CbsError
+
+__all__ = ["Put", "ReminderService"]
+
+log = logging.getLogger(__name__)
+
+#: ``put(topic, payload, retain, schema, message_id)``: the service's outbox commit.
+Put = Callable[[str, bytes, bool, str, str], object]
+
+RETRY_AFTER_FAILURE = timedelta(minutes=5)
+VEHICLE_BATCH = 200  # readouts parsed at a time in a reminder pass (see iter_vehicles)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS vehicles (
+    vin        TEXT PRIMARY KEY,
+    read_at_us INTEGER NOT NULL,   -- microseconds since the epoch, UTC
+    readout    TEXT NOT NULL       -- the latest readout (cbs.readout/1 JSON, without proposal)
+);
+CREATE TABLE IF NOT EXISTS sent (
+    reminder_id TEXT PRIMARY KEY,  -- {vin}-{index}-{code}-{service_count}
+    vin         TEXT NOT NULL,
+    due_date    TEXT NOT NULL,     -- ISO date, as planned
+    sent_at_us  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sent_by_vin ON sent (vin);
+"""
+
+class _Ledger:
+    """The ledger of sent reminders as a container, one lookup per question: the pass asks
+    only about items inside the window, and the whole ledger can be large."""
+
+    def __init__(self, store: ReminderService) -> None:
+        self._store = store
+
+    def __contains__(self, reminder_id: object) -> bool:
+        return isinstance(reminder_id, str) and self._store.was_sent(reminder_id)
+
+
+def _to_us(moment: datetime) -> int:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("times must be timezone-aware")
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+class ReminderService:
+    """Keeps the vehicles' latest readouts and the ledger; publishes the daily pass.
+
+    Call :meth:`observe` with every readout the agent commits, and :meth:`poll` from the
+    service loop with the wall clock and the outbox commit. Not thread-safe beyond one lock:
+    meant for the service loop's thread.
+    """
+
+    def __init__(self, path: str | Path, *, site: str, reader: str, topic: str,
+                 settings: ReminderSettings | None = None,
+                 forecast: ForecastSettings | None = None,
+                 context: ProposalContext | None = None, retention_days: int = 3 * 365) -> None:
+        self.path = Path(path)
+        self.site = site
+        self.reader = reader
+        self.topic = topic
+        self.settings = settings if settings is not None else ReminderSettings()
+        self.forecast = forecast if forecast is not None else ForecastSettings()
+        self.context = context if context is not None else ProposalContext()
+        self.retention_days = retention_days
+        self.sent_count = 0
+        self._next_pass: datetime | None = None  # None: the start-up pass is still to run
+        self._lock = threading.Lock()
+        self._conn = self._open()
+
+    # --- storage ------------------------------------------------------------------------------
+    def _open(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise ReminderError(f"reminder store {self.path}: cannot open: {exc}") from exc
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > _SCHEMA_VERSION:
+                raise ReminderError(f"reminder store {self.path}: written by a newer agent "
+                                    f"(schema {version}, this agent knows {_SCHEMA_VERSION})")
+            conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA
+                               + f"PRAGMA user_version={_SCHEMA_VERSION}; COMMIT;")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise ReminderError(f"reminder store {self.path}: cannot open: {exc}") from exc
+        except ReminderError:
+            conn.close()
+            raise
+        return conn
+
+    def _transaction(self, doing: str, *, durable: bool = True
+                     ) -> AbstractContextManager[sqlite3.Connection]:
+        """A write transaction. ``durable=False`` commits without an fsync of its own
+        (``synchronous=NORMAL``, as the vehicle history does): kept readouts are an aid like
+        the history, rewritten at each read of the vehicle, and a power cut may only take the
+        last few; the ledger of sent reminders always commits with ``FULL``."""
+        return immediate_transaction(
+            self._conn, self._lock,
+            lambda exc: ReminderError(f"reminder store {self.path}: {doing}: {exc}"),
+            synchronous="FULL" if durable else "NORMAL")
+
+    @contextmanager
+    def _reading(self, doing: str) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                yield self._conn
+            except sqlite3.Error as exc:
+                raise ReminderError(f"reminder store {self.path}: {doing}: {exc}") from exc
+
+    # --- API ----------------------------------------------------------------------------------
+    def observe(self, readout: Readout) -> None:
+        """Keep ``readout`` as its vehicle's latest (an older one than kept is ignored).
+        Raises ReminderError."""
+        self.observe_many([readout])
+
+    def observe_many(self, readouts: Iterable[Readout],
+                     wire_json: Sequence[str] | None = None) -> None:
+        """:meth:`observe` each of ``readouts``, in order, in one transaction without an fsync
+        of its own (see ``_transaction``; the reader's next batch waited for one on every
+        batch). ``wire_json``, if given, holds each readout's wire JSON (``to_json``: the
+        service has it already). Raises ReminderError (none kept)."""
+        readouts = list(readouts)
+        if wire_json is None:
+            wire_json = [to_json(readout) for readout in readouts]
+        rows = [(readout.vehicle.vin, _to_us(readout.read_at), without_proposal(wire))
+                for readout, wire in zip(readouts, wire_json, strict=True)]
+        if not rows:
+            return
+        with self._transaction("cannot keep readout", durable=False) as conn:
+            conn.executemany("INSERT INTO vehicles (vin, read_at_us, readout) VALUES (?, ?, ?) "
+                             "ON CONFLICT (vin) DO UPDATE SET read_at_us = excluded.read_at_us, "
+                             "readout = excluded.readout WHERE excluded.read_at_us >= read_at_us",
+                             rows)
+
+    def vehicles(self) -> list[Readout]:
+        """The latest readout of every known vehicle, by VIN. Raises ReminderError."""
+        return list(self.iter_vehicles())
+
+    def iter_vehicles(self, batch: int | None = None) -> Iterator[Readout]:
+        """:meth:`vehicles`, ``batch`` at a time: a site keeps every vehicle it has seen for
+        ``retention_days`` (tens of thousands after a few years), and a parsed readout is tens
+        of kilobytes, so the daily pass must not hold them all at once. The store's lock is
+        taken per batch, not for the whole pass. Raises ReminderError."""
+        batch = batch or VEHICLE_BATCH
+        after = ""
+        while True:
+            with self._reading("cannot read vehicles") as conn:
+                rows = conn.execute("SELECT vin, readout FROM vehicles WHERE vin > ? "
+                                    "ORDER BY vin LIMIT ?", (after, batch)).fetchall()
+            for vin, text in rows:
+                try:
+                    readout = Readout.model_validate_json(text)
+                except ValidationError as exc:  # written by another version: skip, keep going
+                    log.warning("reminder store: readout of %s unreadable, skipped: %s", vin, exc)
+                    continue
+                yield readout
+            if len(rows) < batch:
+                return
+            after = rows[-1][0]
+
+    def sent_ids(self) -> set[str]:
+        with self._reading("cannot read the ledger") as conn:
+            return {row[0] for row in conn.execute("SELECT reminder_id FROM sent")}
+
+    def was_sent(self, reminder_id: str) -> bool:
+        """The ledger holds ``reminder_id``. Raises ReminderError."""
+        with self._reading("cannot read the ledger") as conn:
+            return conn.execute("SELECT 1 FROM sent WHERE reminder_id = ?",
+                                (reminder_id,)).fetchone() is not None
+
+    def prune(self, now: datetime) -> int:
+        """Forget vehicles not read for ``retention_days`` (with their ledger rows) and ledger
+        rows older than that; returns how many rows went."""
+        cutoff = _to_us(now) - self.retention_days * 86_400_000_000
+        with self._transaction("cannot prune") as conn:
+            gone = conn.execute("DELETE FROM sent WHERE sent_at_us < ? OR vin IN (SELECT vin FROM "
+                                "vehicles WHERE read_at_us < ?)", (cutoff, cutoff)).rowcount
+            gone += conn.execute("DELETE FROM vehicles WHERE read_at_us < ?", (cutoff,)).rowcount
+        return max(0, gone)
+
+    def due(self, now: datetime) -> list[Reminder]:
+        """The reminders to send at ``now``, not yet in the ledger. Raises ReminderError."""
+        self.prune(now)
+        return plan_reminders(self.iter_vehicles(), now=now, sent=_Ledger(self),
+                              settings=self.settings, forecast=self.forecast,
+                              context=self.context, site=self.site, reader=self.reader)
+
+    def mark_sent(self, reminder: Reminder, now: datetime) -> None:
+        """Record ``reminder`` in the ledger: it is never planned again. Raises ReminderError."""
+        with self._transaction("cannot record a sent reminder") as conn:
+            conn.execute("INSERT OR IGNORE INTO sent VALUES (?, ?, ?, ?)",
+                         (reminder.reminder_id, reminder.vin, reminder.due_date.isoformat(),
+                          _to_us(now)))
+
+    def run_pass(self, now: datetime, put: Put) -> int:
+        """Plan at ``now`` and hand every reminder to ``put``, then to the ledger; returns how
+        many. Raises ReminderError, or what ``put`` raises (the rest then waits for the next
+        pass)."""
+        reminders = self.due(now)
+        for reminder in reminders:
+            put(self.topic, to_json(reminder).encode(), False, REMINDER_SCHEMA,
+                reminder.reminder_id)
+            self.mark_sent(reminder, now)
+            self.sent_count += 1
+            log.info("reminder %s: %s %s due %s (%d days)", reminder.reminder_id, reminder.vin,
+                     reminder.service.type, reminder.due_date, reminder.days_left)
+        return len(reminders)
+
+    @property
+    def next_pass(self) -> datetime | None:
+        """When :meth:`poll` runs the next pass; None before the start-up pass."""
+        return self._next_pass
+
+    def poll(self, now: datetime, put: Put) -> int:
+        """Run a pass if one is due: the first call (start-up), then daily at ``hour``. Cheap
+        otherwise; call it every loop turn. A failure is logged and retried in a few minutes,
+        never raised: reminders must not stop the reader. Returns reminders sent."""
+        if not self.settings.enabled or (self._next_pass is not None and now < self._next_pass):
+            return 0
+        try:
+            count = self.run_pass(now, put)
+        except CbsError as exc:
+            log.error("reminder pass failed, retrying in %s: %s", RETRY_AFTER_FAILURE, exc)
+            self._next_pass = now + RETRY_AFTER_FAILURE
+            return 0
+        self._next_pass = next_pass_after(now, self.settings.hour, self.forecast.zone)
+        return count
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
