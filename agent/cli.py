@@ -128,13 +128,18 @@ def _decode(args: argparse.Namespace) -> int:
 
     validate_name("site", args.site)
     validate_name("reader", args.reader)
+    from agent.wiring import load_database, proposal_context
     forecast = ForecastSettings()
     proposal = None
+    db = None
     if args.config is not None:
         from agent.config import load_settings
-        from agent.wiring import proposal_context
         settings = load_settings(args.config, site=args.site, reader=args.reader)
         forecast, proposal = settings.forecast, proposal_context(settings)
+        db = load_database(settings)
+    if db is None:
+        from dbc import key_reader_database
+        db = key_reader_database()
     for path in args.files:
         if not path.is_file():
             raise ConfigError(f"{path}: no such file")
@@ -147,7 +152,7 @@ def _decode(args: argparse.Namespace) -> int:
     pipeline = ReadoutPipeline(site=args.site, reader=args.reader, transport=transport,
                                forecast=forecast, history=history, proposal=proposal)
     try:
-        return decode_files(args.files, args.format, pipeline, sys.stdout)
+        return decode_files(args.files, args.format, pipeline, sys.stdout, db=db)
     finally:
         if history is not None:
             history.close()

@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
+from cantools.database.can import Database
+
 from agent.domain.models import to_json
 from agent.errors import CaptureError, CaptureUnreadableError
 from agent.pipeline import ReadoutPipeline
@@ -18,15 +20,16 @@ from protocols.session import SessionAccepted, SessionAssembler, SessionEvent
 
 
 def decode_files(paths: Iterable[Path], fmt: str, pipeline: ReadoutPipeline, out: TextIO, *,
-                 timeout_s: float = 0.5, err: TextIO = sys.stderr) -> int:
+                 db: Database, timeout_s: float = 0.5, err: TextIO = sys.stderr) -> int:
     """Print one payload per line for every session in the captures, in capture order.
 
+    ``db`` is the key reader's DBC as wiring loaded it (shipped or configured).
     Returns the exit code: 0 when every file was read, 1 when one was truncated or corrupt
     (what came before is printed), 2 when one could not be read at all.
     """
     code = 0
     for path in paths:
-        assembler = SessionAssembler(timeout_s=timeout_s)
+        assembler = SessionAssembler(timeout_s=timeout_s, db=db)
         counters = ReaderCounters()
         last_time = 0.0
         try:

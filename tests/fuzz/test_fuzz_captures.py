@@ -35,6 +35,7 @@ from agent.pipeline import ReadoutPipeline
 from agent.readers.base import KeyRemoved, ReaderCounters
 from agent.readers.capture import read_capture
 from agent.tools.decode import decode_files
+from dbc import key_reader_database
 from protocols.can_frame import CanFrame
 from protocols.serial_framing import FrameType, encode_can_payload, encode_frame
 
@@ -140,7 +141,7 @@ def check_capture(directory: Path, fmt: str, data: bytes, name: str = "capture")
         except CaptureError as exc:
             assert str(exc).startswith(str(path)), exc
     out, err = io.StringIO(), io.StringIO()
-    assert decode_files([path], fmt, pipeline(), out, err=err) in (0, 1, 2)
+    assert decode_files([path], fmt, pipeline(), out, db=key_reader_database(), err=err) in (0, 1, 2)
 
 
 def test_the_unmutated_captures_decode_to_the_spec_readout(workdir: Path) -> None:
@@ -149,7 +150,7 @@ def test_the_unmutated_captures_decode_to_the_spec_readout(workdir: Path) -> Non
         path = workdir / f"seed{EXTENSIONS[fmt]}"
         path.write_bytes(valid_capture(fmt))
         out, err = io.StringIO(), io.StringIO()
-        assert decode_files([path], fmt, pipeline(), out, err=err) == 0, (fmt, err.getvalue())
+        assert decode_files([path], fmt, pipeline(), out, db=key_reader_database(), err=err) == 0, (fmt, err.getvalue())
         assert '"schema":"cbs.readout/1"' in out.getvalue().replace(" ", ""), (fmt, out.getvalue())
 
 
