@@ -35,7 +35,7 @@ NUMBER = re.compile(r"^-?[\d,]*\.?\d+")
 
 
 def _benchmarks() -> dict[str, tuple[str, list[str], list[str]]]:
-    scope: dict[str, object] = {"__name__": "run_all_table"}
+    scope: dict[str, object] = {"__name__": "run_all_table", "__file__": str(HERE / "run_all")}
     exec(compile((HERE / "run_all").read_text(), "run_all", "exec"), scope)  # noqa: S102
     return scope["BENCHMARKS"]  # type: ignore[return-value]
 
