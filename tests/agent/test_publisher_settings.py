@@ -12,7 +12,6 @@ from agent.contract.topics import NAME_PATTERN, Topics, subscription_filter, val
 from agent.errors import (
     ConfigError,
     OutboxError,
-    OutboxFullError,
     PublisherError,
     ReaderDisconnected,
     ReaderError,
@@ -160,7 +159,7 @@ def test_protocol_given_as_a_number() -> None:
 
 def test_error_tree() -> None:
     assert issubclass(ConfigError, CbsError) and issubclass(ConfigError, ValueError)
-    assert issubclass(OutboxFullError, OutboxError) and issubclass(OutboxError, CbsError)
+    assert issubclass(OutboxError, CbsError)
     assert issubclass(ReaderDisconnected, ReaderError)
     assert issubclass(ReaderDisconnected, TransientError) and issubclass(ReaderDisconnected, OSError)
     assert issubclass(PublisherError, CbsError)
