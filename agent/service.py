@@ -41,6 +41,7 @@ from agent.mqtt.publisher import MqttPublisher
 from agent.pipeline import ReadoutPipeline
 from agent.readers.base import KeyReader, KeyRemoved
 from agent.sd_notify import Watchdog, notify
+from agent.store.deferred import DeferredOutbox, DeferredReminders
 from agent.store.outbox import Outbox, OutboxMessage
 from agent.store.reminders import ReminderService
 from protocols.can_frame import CanFrame
@@ -64,9 +65,9 @@ class AgentService:
     """Owns the loop; every collaborator is injected so tests can assemble real parts freely."""
 
     def __init__(self, *, reader: KeyReader, assembler: SessionAssembler, pipeline: ReadoutPipeline,
-                 outbox: Outbox, publisher: MqttPublisher, topics: Topics,
+                 outbox: Outbox | DeferredOutbox, publisher: MqttPublisher, topics: Topics,
                  retain_vehicles: bool = True, status_interval_s: float = 30.0,
-                 reminders: ReminderService | None = None,
+                 reminders: ReminderService | DeferredReminders | None = None,
                  wall_clock: Callable[[], float] = time.time) -> None:
         self.reader = reader
         self.assembler = assembler
@@ -137,12 +138,31 @@ class AgentService:
         finally:
             notify("STOPPING=1")
             self.reader.close()
-            self.publisher.stop()
+            self._stop_publisher()
             self.outbox.close()
             if self.pipeline.history is not None:
                 self.pipeline.history.close()
             if self.reminders is not None:
                 self.reminders.close()
+
+    def _stop_publisher(self) -> None:
+        """Stop the publisher; messages held in memory (the outbox could not commit them)
+        are handed to it to publish while the broker is there. Whatever it could not deliver
+        is named, since nothing keeps it after this process."""
+        held = list(self._uncommitted)
+        if held:
+            self._retry_uncommitted()  # the disk may take them now
+            held = list(self._uncommitted)
+        undelivered = self.publisher.stop(held=held)
+        if not held:
+            return
+        if not undelivered:
+            log.warning("stopping: %d messages the outbox could not store were delivered to "
+                        "the broker directly", len(held))
+            return
+        ids = ", ".join(f"{m.message_id} ({m.topic.rsplit('/', 1)[-1]})" for m in undelivered)
+        log.error("stopping: %d of %d messages the outbox could not store were NOT delivered "
+                  "and are lost: %s", len(undelivered), len(held), ids)
 
     def step(self, timeout_s: float) -> None:
         """One turn: read what the reader has (more while it holds more, see the module
@@ -231,11 +251,15 @@ class AgentService:
                               (rejection.reason, rejection.detail)))
                 batch.append(OutboxMessage(self.topics.rejected, to_json(rejection).encode(),
                                            False, REJECTED_SCHEMA, rejection.rejection_id))
-        self._commit(batch)
+        stored = self._commit(batch)
         # Logged only after the commit: a readout the log shows as read survives a kill or a
-        # power cut (unless the log also says the outbox could not commit and holds it).
+        # power cut; one the outbox could not store says so on its own line.
         for level, message, args in notes:
-            log.log(level, message, *args)
+            if stored:
+                log.log(level, message, *args)
+            else:
+                log.log(max(level, logging.WARNING), message + " (NOT STORED yet: held in "
+                        "memory until the outbox takes it)", *args)
         if accepted:
             try:  # one history transaction for the batch (no two readouts of a VIN in it)
                 self.pipeline.remember_many([(event.session, readout)
@@ -251,10 +275,11 @@ class AgentService:
                 log.error("reminders store not updated for %s: %s",
                           ", ".join(r.vehicle.vin for r in readouts), exc)
 
-    def _commit(self, batch: list[OutboxMessage]) -> None:
+    def _commit(self, batch: list[OutboxMessage]) -> bool:
+        """Store ``batch`` in one transaction; False when it is held in memory instead."""
         if self._uncommitted:  # keep order behind what is already waiting
             self._hold(batch)
-            return
+            return False
         # Sent while the commit runs, unless the outbox is failing: a batch that will likely
         # roll back would reach the broker once per retry.
         listener = self.publisher if self.outbox_error is None else None
@@ -263,9 +288,10 @@ class AgentService:
         except OutboxError as exc:
             self._outbox_failed(exc)
             self._hold(batch)
-            return
+            return False
         if listener is None:  # the publisher heard nothing from the outbox: wake it to read
             self.publisher.notify()
+        return True
 
     def _hold(self, batch: list[OutboxMessage]) -> None:
         self._uncommitted.extend(batch)
