@@ -16,12 +16,15 @@ commit's fsync runs (agent/store/outbox.py, docs/outbox.md).
 
 from __future__ import annotations
 
+import collections
 import logging
+import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import Protocol
 
 from agent import __version__
 from agent.contract.topics import Topics
@@ -61,6 +64,15 @@ MAX_BATCH_SESSIONS = 32
 _Outcome = tuple[SessionEvent, float]
 
 
+class Companion(Protocol):
+    """Something that runs beside the loop (the command link, the metrics endpoint):
+    started once the publisher is, stopped before it."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class AgentService:
     """Owns the loop; every collaborator is injected so tests can assemble real parts freely."""
 
@@ -90,6 +102,11 @@ class AgentService:
         # their own clock; the session timeout runs on frame time, read_at on the agent's clock.
         self._frame_clock_offset = 0.0
         self._status_dirty = threading.Event()
+        # Work handed over by other threads (integrator commands) to run on the loop's thread,
+        # the outbox's one writer.
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self.rejections_by_reason: collections.Counter[str] = collections.Counter()
+        self.companions: list[Companion] = []
         reader.on_connection_change = lambda _connected: self._status_dirty.set()
 
     # -- status ---------------------------------------------------------------------------
@@ -121,6 +138,10 @@ class AgentService:
     def run(self, stop: threading.Event) -> None:
         """Serve until ``stop`` is set; then publish ``offline`` and release everything."""
         self.publisher.start(self.status_json)
+        started: list[Companion] = []
+        for companion in self.companions:
+            companion.start()
+            started.append(companion)
         next_status = time.monotonic() + self.status_interval_s
         watchdog = Watchdog.from_environment()
         ready = False
@@ -137,6 +158,11 @@ class AgentService:
                     self.publisher.publish_status(self.status_json())
         finally:
             notify("STOPPING=1")
+            for companion in reversed(started):
+                try:
+                    companion.stop()
+                except Exception:
+                    log.exception("stopping %s failed", type(companion).__name__)
             self.reader.close()
             self._stop_publisher()
             self.outbox.close()
@@ -164,9 +190,45 @@ class AgentService:
         log.error("stopping: %d of %d messages the outbox could not store were NOT delivered "
                   "and are lost: %s", len(undelivered), len(held), ids)
 
+    def submit(self, job: Callable[[], None]) -> None:
+        """Run ``job`` on the loop's thread at the start of its next turn (thread-safe)."""
+        self._jobs.put(job)
+
+    def _run_jobs(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                job()
+            except Exception:  # one command's bug must not stop the loop
+                log.exception("a submitted job failed")
+
+    def republish(self, vin: str) -> dict[str, object]:
+        """Put the vehicle's latest readout on its retained topic again (the loop's thread).
+        Raises LookupError when the vehicle is not known, RuntimeError when the agent keeps
+        no readouts (reminders disabled)."""
+        if self.reminders is None:
+            raise RuntimeError("this agent keeps no readouts to republish "
+                               "([reminders] enabled = false)")
+        readout = self.reminders.latest(vin)
+        if readout is None:
+            raise LookupError(f"no readout of {vin} is kept")
+        proposal = self.pipeline.proposal.propose(
+            readout.services, express_eligible=readout.summary.express_eligible)
+        full = readout.model_copy(update={"proposal": proposal})
+        topic = self.topics.vehicle(vin)
+        stored = self._commit([OutboxMessage(topic, to_json(full).encode(), True,
+                                             READOUT_SCHEMA, full.readout_id)])
+        log.info("republished %s on %s (readout %s)", vin, topic, full.readout_id)
+        return {"vin": vin, "readout_id": full.readout_id, "topic": topic, "stored": stored}
+
     def step(self, timeout_s: float) -> None:
         """One turn: read what the reader has (more while it holds more, see the module
         docstring), assemble, commit what completed."""
+        if not self._jobs.empty():
+            self._run_jobs()
         outcomes: list[_Outcome] = []
         events = self.reader.read(timeout_s)
         first_done_at: float | None = None
@@ -247,6 +309,7 @@ class AgentService:
             else:
                 rejection = self.pipeline.rejection(event, event_time(event.at - offset))
                 self.rejected += 1
+                self.rejections_by_reason[rejection.reason] += 1
                 notes.append((logging.WARNING, "rejected session (%s): %s",
                               (rejection.reason, rejection.detail)))
                 batch.append(OutboxMessage(self.topics.rejected, to_json(rejection).encode(),

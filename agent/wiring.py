@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import logging
 
+from agent.commands import CommandHandler
 from agent.config import AgentSettings
 from agent.contract.topics import Topics, reminders_topic
 from agent.domain.catalogue import load_catalogue
 from agent.domain.i18n import check_language
 from agent.domain.proposal import ProposalContext
 from agent.errors import ConfigError
+from agent.metrics import AgentCollector, MetricsEndpoint
+from agent.mqtt.commands import CommandLink
 from agent.mqtt.publisher import MqttPublisher
 from agent.pipeline import ReadoutPipeline
 from agent.readers.base import KeyReader
@@ -113,7 +116,19 @@ def build_service(settings: AgentSettings) -> AgentService:
     if settings.reminders.enabled:
         reminders = DeferredReminders(
             lambda: _reminder_service(settings, pricing, prefix=mqtt.prefix))
-    return AgentService(reader=reader, assembler=SessionAssembler(timeout_s=settings.session_timeout_s, db=db),
-                        pipeline=pipeline, outbox=outbox, publisher=publisher, topics=topics,
-                        retain_vehicles=mqtt.retain_vehicles, status_interval_s=mqtt.status_interval_s,
-                        reminders=reminders)
+    service = AgentService(
+        reader=reader, assembler=SessionAssembler(timeout_s=settings.session_timeout_s, db=db),
+        pipeline=pipeline, outbox=outbox, publisher=publisher, topics=topics,
+        retain_vehicles=mqtt.retain_vehicles, status_interval_s=mqtt.status_interval_s,
+        reminders=reminders)
+    handler = None
+    if settings.commands.enabled:
+        handler = CommandHandler(service, settings.commands)
+        service.companions.append(CommandLink(
+            mqtt, topics, handler, client_id=publisher.client_id + "-cmd"))
+    if settings.metrics_port is not None:
+        metrics = MetricsEndpoint(settings.metrics_host, settings.metrics_port)
+        metrics.register([AgentCollector(service, handler, metrics.vehicle_tests)])
+        publisher.on_delivered = metrics.delivered()
+        service.companions.append(metrics)
+    return service

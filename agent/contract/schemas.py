@@ -6,9 +6,16 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from agent.contract.commands import Response
 from agent.domain.models import Readout, Rejected, Reminder, Status
 
-PAYLOAD_MODELS: dict[str, type[BaseModel]] = {"readout": Readout, "rejected": Rejected, "status": Status, "reminder": Reminder}
+PAYLOAD_MODELS: dict[str, type[BaseModel]] = {
+    "readout": Readout,
+    "rejected": Rejected,
+    "status": Status,
+    "reminder": Reminder,
+    "response": Response,
+}
 
 
 def payload_schema(name: str) -> dict[str, Any]:

@@ -114,6 +114,9 @@ class DeliveryWindow:
         self.to_delete: list[int] = []  # acknowledged rows not yet deleted from the outbox
         self._to_delete_since: float | None = None  # when the oldest of them came
         self._refusals: list[Refusal] = []
+        # When not None, the ``created_at`` of every acknowledged row (for a delivery-time
+        # histogram), taken with take_delivered().
+        self.delivered: list[float] | None = None
 
         self.published = 0  # rows handed to the link (the link's own resends not counted)
         self.sent_before_commit = 0  # of those, handed over while their commit still ran
@@ -307,12 +310,21 @@ class DeliveryWindow:
         refusals, self._refusals = self._refusals, []
         return refusals
 
+    def take_delivered(self) -> list[float]:
+        """The ``created_at`` of rows acknowledged since the last call (see ``delivered``)."""
+        if not self.delivered:
+            return []
+        delivered, self.delivered = self.delivered, []
+        return delivered
+
     # -- internals ------------------------------------------------------------------------
 
     def _answered(self, entry: OutboxEntry, refusal: Refusal | None) -> None:
         self.to_delete.append(entry.row_id)
         if refusal is None:
             self.acknowledged += 1
+            if self.delivered is not None:
+                self.delivered.append(entry.created_at)
         else:
             self.refused += 1
             self._refusals.append(refusal)

@@ -140,6 +140,29 @@ def _closed_hint(settings: MqttSettings) -> str:
             "TLS port, use mqtts://")
 
 
+def response_properties(correlation: bytes | None, schema: str) -> Properties:
+    """MQTT 5 properties of a command's answer: the request's correlation data, our content
+    type and schema."""
+    properties = Properties(PacketTypes.PUBLISH)
+    properties.ContentType = CONTENT_TYPE
+    properties.PayloadFormatIndicator = 1
+    properties.UserProperty = [("schema", schema)]
+    if correlation is not None:
+        properties.CorrelationData = correlation
+    return properties
+
+
+def request_properties(message: Any) -> tuple[str | None, bytes | None]:
+    """A received message's MQTT 5 ``ResponseTopic`` and ``CorrelationData`` (None, None
+    under MQTT 3.1.1 or when the sender set none)."""
+    properties = getattr(message, "properties", None)
+    if properties is None:
+        return None, None
+    topic = getattr(properties, "ResponseTopic", None)
+    correlation = getattr(properties, "CorrelationData", None)
+    return (topic or None), (bytes(correlation) if correlation is not None else None)
+
+
 class LinkListener(Protocol):
     """What the link tells the publisher; called with :attr:`PahoLink.lock` held, from
     whichever thread holds it. Each must return at once and only record and wake."""

@@ -163,6 +163,9 @@ class MqttPublisher:
         self._outbox_problem: str | None = None
         self.connects = 0
         self.connect_failures = 0
+        # Called with each acknowledged message's created_at (the metrics' delivery time);
+        # set before start().
+        self.on_delivered: Callable[[float], None] | None = None
 
     # -- figures ------------------------------------------------------------------------------
 
@@ -218,6 +221,8 @@ class MqttPublisher:
         if self._thread is not None or self._stopped:
             raise PublisherError("the publisher can be started once")
         self._status_provider = status_provider
+        if self.on_delivered is not None:
+            self.window.delivered = []
         s = self.settings
         log.info("MQTT: connecting to %s as %s (MQTT %s)", s.url, self.client_id, s.protocol)
         self._link.start()
@@ -538,8 +543,15 @@ class MqttPublisher:
             self.window.status_sent(mid)
 
     def _log_refusals(self) -> None:
-        for refusal in self.window.take_refusals():
+        """Log what the window refused, and report what it delivered to ``on_delivered``."""
+        window = self.window
+        for refusal in window.take_refusals():
             log.error("MQTT: %s", _describe(refusal, self.topics.status))
+        if window.delivered:
+            hook = self.on_delivered
+            for created_at in window.take_delivered():
+                if hook is not None:
+                    hook(created_at)
 
     def _outbox_failed(self, exc: OutboxError) -> None:
         if self._outbox_problem != str(exc):

@@ -170,6 +170,9 @@ class DeferredReminders(DeferredStore[ReminderService]):
                      wire_json: Sequence[str] | None = None) -> None:
         self._required().observe_many(readouts, wire_json)
 
+    def latest(self, vin: str) -> Readout | None:
+        return self._required().latest(vin)
+
     def poll(self, now: datetime, put: Put) -> int:
         store = self._open()
         return 0 if store is None else store.poll(now, put)
