@@ -30,7 +30,6 @@ from agent.domain.reminders import ReminderSettings
 from agent.errors import ConfigError
 from agent.mqtt.settings import MqttSettings
 
-
 MIN_BAUDRATE, MAX_BAUDRATE = 50, 12_000_000
 MIN_CAN_BITRATE, MAX_CAN_BITRATE = 5_000, 1_000_000
 MAX_NESTING = 32  # tables and arrays in a config file or a CBS_* variable: far beyond any real one
