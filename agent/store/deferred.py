@@ -92,6 +92,8 @@ def _zero(*_args: Any, **_kwargs: Any) -> int:
 OUTBOX_FALLBACKS: dict[str, Any] = {
     "pending": _none_list, "ack": _nothing, "ack_many": _nothing, "depth": _zero,
     "oldest_age_s": _nothing, "evicted": 0, "full": False, "close": _nothing, "expire": _zero,
+    "quarantined": None,
 }
-HISTORY_FALLBACKS: dict[str, Any] = {"readings": _none_list, "close": _nothing}
-REMINDER_FALLBACKS: dict[str, Any] = {"poll": _zero, "close": _nothing}
+HISTORY_FALLBACKS: dict[str, Any] = {"readings": _none_list, "close": _nothing,
+                                     "quarantined": None}
+REMINDER_FALLBACKS: dict[str, Any] = {"poll": _zero, "close": _nothing, "quarantined": None}
