@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from stat import S_ISDIR
 from pathlib import Path
 from typing import Any, Literal
 
@@ -260,6 +261,44 @@ def _describe(error: dict[str, Any], source: str) -> str:
         return f"unknown option '{location}'{source}"
     message = error["msg"].removeprefix("Value error, ")
     return f"{location}: {message}{source}" if error["loc"] else f"{message}{source}"
+
+
+def security_warnings(settings: AgentSettings) -> list[str]:
+    """What in these settings exposes the agent's data or its broker password, one line each
+    (none refuse to start: an appliance set up that way has run so, and a warning at every
+    start and in ``check-config`` is what makes someone fix it):
+
+    * a state directory other users may write to (they could swap the outbox) or read (VINs
+      and key ids);
+    * a password file or TLS key readable by group or others;
+    * a password sent in clear over ``mqtt://``.
+    """
+    warnings = []
+    try:
+        stat = settings.state_dir.stat()
+        mode = stat.st_mode & 0o777 if S_ISDIR(stat.st_mode) else None
+    except OSError:
+        mode = None  # not there yet: the agent creates it 0700
+    if mode is not None and mode & 0o002:
+        warnings.append(f"state_dir {settings.state_dir} is writable by every user (mode "
+                        f"{mode:04o}): anyone may replace the outbox; chmod 700 it")
+    elif mode is not None and mode & 0o005:
+        warnings.append(f"state_dir {settings.state_dir} is open to every user (mode "
+                        f"{mode:04o}); its files are 0600, but chmod 700 it")
+    mqtt = settings.effective_mqtt()
+    for option in ("password_file", "keyfile"):
+        path = getattr(mqtt, option)
+        try:
+            file_mode = path.stat().st_mode & 0o777 if path is not None else 0
+        except OSError:
+            continue
+        if file_mode & 0o077:
+            warnings.append(f"mqtt.{option} {path} is readable by other users (mode "
+                            f"{file_mode:04o}); chmod 600 it")
+    if mqtt.password_value() is not None and not mqtt.tls:
+        warnings.append(f"the MQTT password goes in clear text to {mqtt.url}: anyone on the "
+                        "network path can read it; use mqtts://")
+    return warnings
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> AgentSettings:

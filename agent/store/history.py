@@ -44,8 +44,10 @@ from agent.domain.forecast.trends import build_view
 from agent.store.sqlite import (
     Quarantine,
     check_intact,
+    create_private_file,
     immediate_transaction,
     is_corruption,
+    make_private_dir,
     quarantine_file,
     restore_rows,
     salvage_rows,
@@ -148,6 +150,7 @@ class VehicleHistory:
 
     # --- opening ------------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
+        create_private_file(self.path)
         conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None,
                                check_same_thread=False)
         try:
@@ -169,7 +172,7 @@ class VehicleHistory:
         return conn
 
     def _open(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
         try:
             return self._connect()
         except sqlite3.DatabaseError as exc:

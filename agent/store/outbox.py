@@ -74,6 +74,7 @@ from agent.errors import OutboxError
 from agent.store.sqlite import (
     Quarantine,
     check_intact,
+    create_private_file,
     is_corruption,
     quarantine_file,
     restore_rows,
@@ -184,6 +185,7 @@ class Outbox:
     def _connect(self) -> sqlite3.Connection:
         """Open (or create) the file; raises sqlite3.Error (the caller tells damage from the
         rest) or OutboxError for a file of a newer agent."""
+        create_private_file(self.path)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             db.execute("PRAGMA journal_mode=WAL")

@@ -23,8 +23,10 @@ from agent.domain.reminders import ReminderError, ReminderSettings, next_pass_af
 from agent.store.sqlite import (
     Quarantine,
     check_intact,
+    create_private_file,
     immediate_transaction,
     is_corruption,
+    make_private_dir,
     quarantine_file,
     restore_rows,
     salvage_rows,
@@ -106,7 +108,7 @@ class ReminderService:
     # --- storage ------------------------------------------------------------------------------
     def _open(self) -> sqlite3.Connection:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.path.parent)
             return self._connect()
         except OSError as exc:
             raise ReminderError(f"reminder store {self.path}: cannot open: {exc}") from exc
@@ -116,6 +118,7 @@ class ReminderService:
             return self._heal(exc)
 
     def _connect(self) -> sqlite3.Connection:
+        create_private_file(self.path)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA journal_mode=WAL")

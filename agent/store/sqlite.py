@@ -10,6 +10,8 @@ goes on with the fresh file instead of failing on the damaged one forever.
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -41,6 +45,45 @@ def immediate_transaction(conn: sqlite3.Connection, lock: threading.Lock | threa
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise translate(exc) from exc
+
+
+# -- private state: the files hold VINs and key ids ------------------------------------------------
+
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
+
+
+def make_private_dir(path: Path) -> None:
+    """Create the state directory 0700 whatever the umask (a directory that exists is left
+    as it is: the CLI warns when others may write to it). Raises OSError."""
+    if path.is_dir():
+        return
+    path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    os.chmod(path, PRIVATE_DIR_MODE)  # the umask may have taken bits the owner needs
+
+
+def create_private_file(path: Path) -> None:
+    """Create a store's file 0600 before SQLite opens it, whatever the umask: SQLite would
+    create it ``0644 & ~umask``, and gives its ``-wal`` and ``-shm`` the database file's
+    mode. A file that exists with group or other bits is narrowed to 0600, with a warning.
+    Never raises: where this cannot create the file, SQLite's open reports why."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE_MODE)
+    except FileExistsError:
+        for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            try:
+                mode = name.stat().st_mode & 0o777
+                if mode & 0o077:
+                    os.chmod(name, PRIVATE_FILE_MODE)
+                    log.warning("%s was mode %04o (readable by other users); now %04o", name,
+                                mode, PRIVATE_FILE_MODE)
+            except OSError:
+                continue
+        return
+    except OSError:
+        return
+    os.close(fd)
+    os.chmod(path, PRIVATE_FILE_MODE)  # a umask of 0o200 or so would leave it unwritable
 
 
 # -- a damaged file: quarantine, salvage, start afresh ---------------------------------------------
