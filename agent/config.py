@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import tomllib
-from stat import S_ISDIR
 from pathlib import Path
+from stat import S_ISDIR
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
