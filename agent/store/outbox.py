@@ -79,6 +79,7 @@ from agent.store.sqlite import (
     quarantine_file,
     restore_rows,
     salvage_rows,
+    scan_for_ids,
 )
 from protocols.values import fast_init
 
@@ -103,6 +104,9 @@ CREATE INDEX IF NOT EXISTS outbox_retained ON outbox (row_id) WHERE retain = 1;
 """
 _COLUMNS = "row_id, topic, payload, retain, schema, message_id, created_at"
 _SALVAGE_COLUMNS = tuple(_COLUMNS.split(", "))
+# How a row's id reads inside its payload (the agent's payloads carry their own id: readouts,
+# rejections, reminders): what a damaged file still shows of rows SQLite cannot read.
+_MESSAGE_ID_IN_PAYLOAD = rb'"(?:readout_id|rejection_id|reminder_id)":\s*"([^"\\]{1,128})"'
 
 
 @fast_init
@@ -237,6 +241,13 @@ class Outbox:
         self._quarantine = Quarantine(quarantine.path, quarantine.aside, quarantine.at,
                                       quarantine.reason, restored)
         log.error("outbox %s", self._quarantine.describe())
+        salvaged = {str(row[5]) for row in rows}
+        unread = scan_for_ids([quarantine.aside, quarantine.aside.with_name(
+            quarantine.aside.name + "-wal")], _MESSAGE_ID_IN_PAYLOAD) - salvaged
+        if unread:
+            log.error("outbox: %d message(s) seen on the damaged pages of %s could not be "
+                      "salvaged and may not have been delivered: %s", len(unread),
+                      quarantine.aside, ", ".join(sorted(unread)))
         return db
 
     # -- writing --------------------------------------------------------------------------

@@ -11,7 +11,9 @@ goes on with the fresh file instead of failing on the damaged one forever.
 from __future__ import annotations
 
 import logging
+import mmap
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -179,6 +181,24 @@ def salvage_rows(aside: Path, table: str, columns: Sequence[str]) -> list[tuple[
     finally:
         conn.close()
     return rows
+
+
+def scan_for_ids(paths: Sequence[Path], pattern: bytes) -> set[str]:
+    """Every match of ``pattern``'s first group in the raw bytes of ``paths`` (a quarantined
+    file and its ``-wal``): the ids of rows on pages SQLite can no longer read are still there
+    as text. Includes rows deleted earlier whose bytes were not yet overwritten, so a match
+    means "may not have been delivered", not "lost". Never raises."""
+    found: set[str] = set()
+    compiled = re.compile(pattern)
+    for path in paths:
+        try:
+            with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0,
+                                                     access=mmap.ACCESS_READ) as data:
+                found.update(match.group(1).decode("utf-8", "replace")
+                             for match in compiled.finditer(data))
+        except (OSError, ValueError):  # missing, empty (mmap of 0 bytes) or unreadable
+            continue
+    return found
 
 
 def restore_rows(conn: sqlite3.Connection, table: str, columns: Sequence[str],

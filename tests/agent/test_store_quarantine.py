@@ -162,3 +162,19 @@ def test_quarantine_names_carry_utc_time(tmp_path: Path) -> None:
         quarantine_file(target, "test", now=datetime(2026, 12, 6, 22, 0, tzinfo=UTC))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.corrupt-20261206T220000Z",
                                                           "f.corrupt-20261206T220000Z-1"]
+
+
+def test_rows_that_cannot_be_salvaged_are_named(tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    with Outbox(path) as outbox:
+        for n in range(30):
+            outbox.put("cbs/v1/S/R/readout", b'{"readout_id":"20261206T220000000Z-%012d",'
+                       b'"x":"%s"}' % (n, b"y" * 800), retain=False, schema="cbs.readout/1",
+                       message_id=f"20261206T220000000Z-{n:012d}")
+    _junk(path, 0, 4096)  # the header and the schema page: nothing is readable
+    with caplog.at_level(logging.ERROR, logger="agent.store.outbox"), Outbox(path) as outbox:
+        assert outbox.depth() == 0
+    named = [r.getMessage() for r in caplog.records if "may not have been delivered" in r.getMessage()]
+    assert len(named) == 1
+    assert all(f"20261206T220000000Z-{n:012d}" in named[0] for n in range(30))
