@@ -161,6 +161,9 @@ def salvage_rows(aside: Path, table: str, columns: Sequence[str]) -> list[tuple[
     rows: list[tuple[Any, ...]] = []
     try:
         conn = sqlite3.connect(aside, isolation_level=None)
+        # Lets SQLite read a file shorter than its header says (cut by a power loss): without
+        # it every read of a truncated file fails, with it the pages that are there are read.
+        conn.execute("PRAGMA writable_schema=ON")
     except sqlite3.Error:
         return rows
     query = f"SELECT rowid, {', '.join(columns)} FROM {table} WHERE rowid > ? ORDER BY rowid"

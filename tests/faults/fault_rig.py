@@ -210,7 +210,7 @@ class Tally:
 
 
 def tally(scenario: str, injected: str, logs: Sequence[str], messages: Iterable[Any], *,
-          started: float, notes: str = "") -> Tally:
+          started: float, notes: str = "", report: bool = True) -> Tally:
     """Count what the agent's ``logs`` say it read against the outcome ``messages``."""
     from processes import READOUT_LOG_LINE
     text = "\n".join(logs)
@@ -222,7 +222,8 @@ def tally(scenario: str, injected: str, logs: Sequence[str], messages: Iterable[
     result = Tally(scenario, injected, len(read), len(read) - len(lost),
                    sum(counts.values()) - len(counts), lost, [rid for rid in lost if rid in named],
                    time.monotonic() - started, notes)
-    result.report()
+    if report:
+        result.report()
     return result
 
 
