@@ -325,6 +325,9 @@ class OutboxStatus(_Payload):
     error: str | None = Field(None, description="Why the outbox cannot commit right now (disk full, "
                                                 "read-only); null when it works. Messages are held in "
                                                 "memory meanwhile and counted in depth.")
+    quarantined: str | None = Field(None, description="A damaged store file moved aside since start "
+                                                      "(which, where to, why, rows salvaged); null "
+                                                      "when none was.")
 
 
 class Counters(_Payload):
