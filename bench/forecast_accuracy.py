@@ -13,7 +13,10 @@ Usage::
     python bench/forecast_accuracy.py --vehicles 200 --seed 7 --json out.json
 
 Prints tables of mean, median and p90 absolute error (days) by basis, by visit (first or
-later), by daily-distance basis and by how far ahead the item truly falls due.
+later), by daily-distance basis and by how far ahead the item truly falls due; then, per item
+(engine oil, front and rear brake pads, the others) and visit kind, how often the true due day
+falls inside the forecast's interval (``due_date_early`` to ``due_date_late``), the interval's
+median width, the due date's median error and their ratio.
 """
 
 from __future__ import annotations
@@ -59,6 +62,17 @@ class Sample:
     lead_days: int          # true due day - read date
     error_days: int         # forecast - truth
     naive_error_days: int | None
+    early_days: int = 0     # due_date_early - truth
+    late_days: int = 0      # due_date_late - truth
+
+    @property
+    def covered(self) -> bool:
+        """The true due day lies in the forecast's interval."""
+        return self.early_days <= 0 <= self.late_days
+
+    @property
+    def width_days(self) -> int:
+        return self.late_days - self.early_days
 
 
 def naive_due(item_remaining_km: int | None, due_year: int, due_month: int | None,
@@ -115,7 +129,9 @@ def evaluate(fleet: Iterable[tuple[VehicleProfile, list[FleetReadout]]], setting
                         has_distance=item.remaining_km is not None,
                         lead_days=(truth - read_date).days,
                         error_days=(forecast.due_date - truth).days,
-                        naive_error_days=None if naive is None else (naive - truth).days))
+                        naive_error_days=None if naive is None else (naive - truth).days,
+                        early_days=(forecast.due_date_early - truth).days,
+                        late_days=(forecast.due_date_late - truth).days))
         counters = dict(history.counters)
     return samples, counters
 
@@ -179,6 +195,53 @@ def tables(samples: Sequence[Sample]) -> dict[str, dict[str, dict[str, dict[str,
     return out
 
 
+#: The items the interval is judged on (issue: engine oil and brake pads), then the rest.
+_INTERVAL_ITEMS = ("engine_oil", "brake_pads_front", "brake_pads_rear")
+_TIME_ONLY = ("brake_fluid", "statutory_inspection")
+
+
+def _interval_item(sample: Sample) -> str:
+    if sample.item_type in _INTERVAL_ITEMS:
+        return sample.item_type
+    return "time-only items" if sample.item_type in _TIME_ONLY else "other items"
+
+
+def interval_table(samples: Sequence[Sample]) -> dict[str, dict[str, float]]:
+    """Per item group and visit kind: how often the true day lies in [early, late], the
+    median width, the median absolute error of the due date and width / error."""
+    groups: dict[str, list[Sample]] = defaultdict(list)
+    for s in samples:
+        visit = "first" if s.first_visit else "later"
+        groups[f"{_interval_item(s)} / {visit}"].append(s)
+        groups[f"all / {visit}"].append(s)
+    order = [*_INTERVAL_ITEMS, "other items", "time-only items", "all"]
+    out: dict[str, dict[str, float]] = {}
+    for name in sorted(groups, key=lambda k: (order.index(k.split(" / ")[0]), k)):
+        group = groups[name]
+        widths = sorted(s.width_days for s in group)
+        errors = sorted(abs(s.error_days) for s in group)
+        width, error = _percentile(widths, 0.5), _percentile(errors, 0.5)
+        out[name] = {"n": len(group), "coverage": sum(s.covered for s in group) / len(group),
+                     "below": sum(s.early_days > 0 for s in group) / len(group),
+                     "above": sum(s.late_days < 0 for s in group) / len(group),
+                     "median_width": width, "median_error": error,
+                     "width_per_error": width / error if error else math.nan}
+    return out
+
+
+def render_intervals(table: dict[str, dict[str, float]]) -> str:
+    head = (f"{'item / visit':<30}{'n':>7} | {'coverage':>8}{'early>t':>8}{'late<t':>8} | "
+            f"{'width':>7}{'error':>7}{'w/e':>6}")
+    lines = ["", "## interval (due_date_early..due_date_late; goal 80 % of true days inside, "
+             "70-90 % acceptable)", head, "-" * len(head)]
+    for name, row in table.items():
+        lines.append(f"{name:<30}{row['n']:>7} | {100 * row['coverage']:>7.1f}%"
+                     f"{100 * row['below']:>7.1f}%{100 * row['above']:>7.1f}% | "
+                     f"{row['median_width']:>7.1f}{row['median_error']:>7.1f}"
+                     f"{row['width_per_error']:>6.1f}")
+    return "\n".join(lines)
+
+
 def render(result: dict[str, dict[str, dict[str, dict[str, float]]]]) -> str:
     lines = []
     head = f"{'group':<24}{'n':>8} | {'mean':>7}{'median':>8}{'p90':>7} | {'naive mean':>11}{'median':>8}{'p90':>7} | {'median ratio':>12}"
@@ -221,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"history: {counters}")
     print(f"time: simulate {simulated - started:.1f} s, forecast {finished - simulated:.1f} s")
     print(render(result))
+    intervals = interval_table(samples)
+    print(render_intervals(intervals))
     later = result["by visit (items with remaining km)"].get("later visits")
     first = result["by visit (items with remaining km)"].get("first visit")
     if later and first:
@@ -232,7 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json is not None:
         args.json.write_text(json.dumps({"vehicles": args.vehicles, "seed": args.seed,
                                          "readouts": readouts, "samples": len(samples),
-                                         "history": counters, "tables": result}, indent=2))
+                                         "history": counters, "tables": result,
+                                         "intervals": intervals}, indent=2))
     return 0
 
 

@@ -44,8 +44,16 @@ def test_worked_example_by_hand() -> None:
     # s = 1 - 0.8906 * 0.96 * 0.9725 = 0.1686 -> factor 1 + 0.1686 = 1.17.
     assert result.estimate == Estimate(km_per_day=28.2, km_per_day_basis="vehicle_age", climate_factor=1.17)
     # Oil: 1800 km / (28.2 * 1.17 = 32.994 km/day) = 54.56 days -> day 55 after 2026-11-25.
+    # The interval (contract: due_date_early / due_date_late, docs/forecast.md "The interval"):
+    # log-variance of the daily distance by vehicle age, drift d = 0.12^2 / 365.25 per day:
+    # d * 1716 / 3 + 0.5^2 / 1716 + 0.15^2 = 0.0452; over the 54.56 days ahead
+    # + d * 54.56 / 3 + 0.25 / 54.56 = 0.0498; oil's climate factor 0.1^2 and limit 0.06^2:
+    # 0.0641, sd 0.2532, x exp(-+1.2816 * 0.2532) = / 1.3833 -> 39.44 and 75.47 days -> days
+    # 40 and 76 after 2026-11-25.
     assert result.services[0] == ServiceForecast(status="due_soon", due_date=date(2027, 1, 19),
-                                                 basis="distance", days_left=53, km_left=1800)
+                                                 basis="distance", days_left=53, km_left=1800,
+                                                 due_date_early=date(2027, 1, 4),
+                                                 due_date_late=date(2027, 2, 9))
     # Brake fluid: time only, the last day of 2027-03.
     assert result.services[1] == ServiceForecast(status="ok", due_date=date(2027, 3, 31), basis="time",
                                                  days_left=124, km_left=None)
@@ -84,8 +92,11 @@ def test_negative_remaining_km_is_overdue_in_the_past() -> None:
     # Past the limit by the key: due on the data date (2026-11-25), the last day it is known
     # to have been overdue; when it crossed the limit is not known.
     f = run(session(item(0, remaining=-500)), ).services[0]
+    # The interval: the data date is its late end; the early end projects the 500 km back at
+    # the slow end of the daily distance (-17.7 days at 28.2 km/day, spread -> -25 days).
     assert f == ServiceForecast(status="overdue", due_date=date(2026, 11, 25), basis="distance",
-                                days_left=-2, km_left=-500)
+                                days_left=-2, km_left=-500, due_date_early=date(2026, 10, 31),
+                                due_date_late=date(2026, 11, 25))
 
 
 def test_zero_remaining_on_the_read_date_is_due_the_day_before() -> None:

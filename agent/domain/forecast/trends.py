@@ -25,8 +25,8 @@ from agent.domain.forecast.readings import PastItem, PastReading
 from agent.domain.forecast.settings import ForecastSettings
 from protocols.values import fast_init
 
-__all__ = ["HistoryAnomalies", "HistoryView", "Segment", "availability_trend", "build_view",
-           "history_km_per_day", "item_fall_rates"]
+__all__ = ["HistoryAnomalies", "HistoryView", "Segment", "TrendFit", "availability_trend",
+           "availability_trend_fit", "build_view", "history_km_per_day", "item_fall_rates"]
 
 ItemKey = tuple[int, int]
 
@@ -165,14 +165,34 @@ def item_fall_rates(view: HistoryView, keys: Iterable[ItemKey],
     return out
 
 
+@fast_init
+@dataclass(frozen=True, slots=True)
+class TrendFit:
+    """An availability trend with what says how well it is known (agent/domain/forecast/spread.py)."""
+
+    rate: float          # percentage points per km (or per day)
+    span: float          # km (or days) it was observed over
+    drop_pct: float      # availability it was seen to lose
+    residual_var: float  # relative variance of the pooled slope from its segments' scatter
+    segments: int
+
+
 def availability_trend(view: HistoryView, key: ItemKey, *, per_km: bool,
                        settings: ForecastSettings) -> float | None:
     """Availability lost (percentage points) per km driven (``per_km``) or per day, over the
     segments without a service; None unless the trend spans ``min_wear_km`` / ``min_wear_days``
     and shows a fall of at least ``min_wear_drop_pct``."""
+    fit = availability_trend_fit(view, key, per_km=per_km, settings=settings)
+    return None if fit is None else fit.rate
+
+
+def availability_trend_fit(view: HistoryView, key: ItemKey, *, per_km: bool,
+                           settings: ForecastSettings) -> TrendFit | None:
+    """:func:`availability_trend` with its span, drop and the scatter of its segments."""
     fall = span_weighted = 0.0
     span = 0
     drop = 0
+    steps: list[tuple[int, int]] = []
     for seg, a, b in _item_pairs(view.segments, key):
         if a.availability_pct is None or b.availability_pct is None:
             continue
@@ -186,7 +206,17 @@ def availability_trend(view: HistoryView, key: ItemKey, *, per_km: bool,
         span_weighted += seg.weight * length
         span += length
         drop += step
+        steps.append((step, length))
     needed = settings.min_wear_km if per_km else settings.min_wear_days
     if span < needed or drop < settings.min_wear_drop_pct or fall <= 0:
         return None
-    return fall / span_weighted
+    rate = fall / span_weighted
+    # Each segment's slope scatters about the pooled one by (per-length variance) / length;
+    # the whole-percent rounding of its two ends is taken out, what is left is the fit's own.
+    per_length = 0.0
+    for step, length in steps:
+        expected = rate * length
+        rounding = (2.0 / 12.0) / expected ** 2
+        per_length += length * max(0.0, (step / expected - 1.0) ** 2 - rounding)
+    residual_var = per_length / len(steps) / span
+    return TrendFit(rate, float(span), float(drop), residual_var, len(steps))
