@@ -328,3 +328,25 @@ def test_the_ledger_commits_with_an_fsync_and_kept_readouts_without(tmp_path: Pa
                                                    due_date=date(2027, 1, 1)), READ_AT)
         assert synchronous(service) == 2  # FULL
         assert service.sent_ids() == {"x"} and len(service.vehicles()) == 1
+
+
+def test_a_readout_kept_before_the_interval_is_planned_from_its_due_date() -> None:
+    """Readouts the reminder store kept from an earlier version have no interval: both ends are
+    read as the due date, so they are planned as before."""
+    readout = spec_readout()
+    text = readout.model_dump_json(by_alias=True)
+    old = json.loads(text)
+    for entry in old["services"]:
+        del entry["forecast"]["due_date_early"], entry["forecast"]["due_date_late"]
+    kept = Readout.model_validate(old)
+    oil_due, _ = due(kept, 0)
+    assert early(kept, 0) == oil_due
+
+    def plan(today: date) -> list[str]:
+        now = datetime.combine(today, datetime.min.time(), UTC).replace(hour=12)
+        return [r.reminder_id for r in plan_reminders(
+            [kept], now=now, sent=set(), settings=ReminderSettings(), forecast=ForecastSettings(),
+            context=ProposalContext(), site="S1", reader="desk1")]
+
+    assert plan(oil_due - timedelta(days=31)) == []
+    assert plan(oil_due - timedelta(days=30)) == [reminder_id(VIN, 0, 1, 4)]
