@@ -56,6 +56,7 @@ __all__ = [
     "ProposalSettings",
     "build_proposal",
     "default_proposal_context",
+    "offered_as_optional",
     "price_entry",
     "round_money",
     "totals",
@@ -118,6 +119,14 @@ def _ends_in_days(forecast: ServiceForecast) -> tuple[int, int]:
     """Days from the read date to the early and the late end of the forecast's interval."""
     return (forecast.days_left + (forecast.due_date_early - forecast.due_date).days,
             forecast.days_left + (forecast.due_date_late - forecast.due_date).days)
+
+
+def offered_as_optional(forecast: ServiceForecast, settings: ProposalSettings) -> bool:
+    """Whether an item not yet due is worth doing now: its early date (the 10th percentile of
+    its due day) comes before the customer's likely next visit, ``look_ahead_days`` after the
+    read date, so it may well fall due before the customer is back."""
+    return (forecast.status not in _DUE and settings.look_ahead_days > 0
+            and _ends_in_days(forecast)[0] <= settings.look_ahead_days)
 
 
 def _note(forecast: ServiceForecast, optional: bool, name: str, priced: bool,
@@ -194,9 +203,7 @@ def build_proposal(services: Sequence[ServiceEntry], *, express_eligible: bool,
         if forecast.status in _DUE:
             required.append(_item(entry, forecast, optional=False, catalogue=catalogue,
                                   language=lang))
-        elif settings.look_ahead_days and _ends_in_days(forecast)[0] <= settings.look_ahead_days:
-            # The early end before the customer's likely next visit: it may well fall due
-            # before then, so doing it now saves a visit.
+        elif offered_as_optional(forecast, settings):
             optional.append(_item(entry, forecast, optional=True, catalogue=catalogue,
                                   language=lang))
     def order(item: ProposalItem) -> tuple[object, int]:
