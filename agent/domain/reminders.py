@@ -72,7 +72,8 @@ class ReminderSettings(BaseModel):
 
     enabled: bool = Field(True, description="Publish {prefix}/{site}/reminders.")
     window_days: int = Field(30, ge=0, le=366,
-                             description="Remind when an item's due date is this many days away.")
+                             description="Remind when the early end of an item's interval "
+                                         "(due_date_early) is this many days away.")
     hour: int = Field(6, ge=0, le=23, description="Hour of the daily pass, site time zone "
                                                   "([forecast] timezone).")
     max_overdue_days: int = Field(
