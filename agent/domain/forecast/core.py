@@ -177,7 +177,8 @@ def forecast_session(session: KeySession, read_at: datetime, history: Sequence[P
     data_date = session.vehicle.data_date
     for item in session.services:
         key = (item.index, item.code)
-        severity = item.type in SEVERITY_DRIVEN
+        kind = item.type
+        severity = kind in SEVERITY_DRIVEN
         if key in learned:
             rate, watched = learned[key]
             fall = _clamp(rate, settings.min_item_ratio, settings.max_item_ratio)
@@ -187,9 +188,9 @@ def forecast_session(session: KeySession, read_at: datetime, history: Sequence[P
             fall_var = settings.climate_factor_sd ** 2 if severity else 0.0
         if severity:
             fall_var += settings.severity_limit_sd ** 2
-        elif item.type in WEAR_MODELLED:
+        elif kind in WEAR_MODELLED:
             fall_var += settings.wear_modelled_limit_sd ** 2
-        per_km = item.type in DISTANCE_DRIVEN or item.remaining_km is not None
+        per_km = kind in DISTANCE_DRIVEN or item.remaining_km is not None
         fit: TrendFit | None = availability_trend_fit(view, key, per_km=per_km, settings=settings)
         trend = None if fit is None else fit.rate
         drop = 0.0

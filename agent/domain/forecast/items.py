@@ -49,6 +49,7 @@ WEAR_MODELLED: frozenset[CbsType] = frozenset({
 DISTANCE_DRIVEN: frozenset[CbsType] = SEVERITY_DRIVEN | WEAR_MODELLED
 
 _EPS = 1e-9
+_exp, _sqrt = math.exp, math.sqrt
 
 
 @fast_init
@@ -91,9 +92,10 @@ def _spread(start: date, days: float, var: float, settings: ForecastSettings) ->
     due = _after(start, days, settings)
     if var <= 0 or not math.isfinite(days) or days == 0:
         return due, due, due
-    k = math.exp(Z90 * math.sqrt(var))
-    a, b = _after(start, days / k, settings), _after(start, days * k, settings)
-    return due, min(a, b), max(a, b)
+    k = _exp(Z90 * _sqrt(var))
+    if days > 0:
+        return due, _after(start, days / k, settings), _after(start, days * k, settings)
+    return due, _after(start, days * k, settings), _after(start, days / k, settings)
 
 
 def _distance_var(rates: ItemRates, days: float) -> float:
@@ -177,12 +179,16 @@ def forecast_item(item: ServiceItem, *, data_date: date, read_date: date, rates:
     # pad's remaining km and its availability are two readings of one thing, the thickness
     # left: the earlier of the two is not a second limit but the more pessimistic reading, so
     # its late end is the later of theirs.
-    ends = {basis: dated for dated, basis in limits}
-    if item.type in WEAR_MODELLED and "distance" in ends and "wear" in ends:
-        (_, e1, l1), (_, e2, l2) = ends.pop("distance"), ends.pop("wear")
-        ends["distance"] = (due_date, min(e1, e2), max(l1, l2))
-    early = min(due_date, *(dated[1] for dated in ends.values()))
-    late = max(due_date, min(dated[2] for dated in ends.values()))
+    if len(limits) == 1:
+        early, late = limits[0][0][1], limits[0][0][2]
+    else:
+        ends = [dated for dated, _ in limits]
+        if item.type in WEAR_MODELLED and limits[0][1] == "distance" and limits[-1][1] == "wear":
+            (_, e1, l1), (_, e2, l2) = ends[0], ends[-1]
+            ends = [*ends[1:-1], (due_date, min(e1, e2), max(l1, l2))]
+        early = min(dated[1] for dated in ends)
+        late = min(dated[2] for dated in ends)
+    early, late = min(early, due_date), max(late, due_date)
     days_left = (due_date - read_date).days
     overdue_by_key = ((item.remaining_km is not None and item.remaining_km <= 0)
                       or item.availability_pct == 0)

@@ -192,7 +192,8 @@ def availability_trend_fit(view: HistoryView, key: ItemKey, *, per_km: bool,
     fall = span_weighted = 0.0
     span = 0
     drop = 0
-    steps: list[tuple[int, int]] = []
+    segments = 0
+    squares = inverse = 0.0  # sums of step^2 / length and 1 / length, for the residuals
     for seg, a, b in _item_pairs(view.segments, key):
         if a.availability_pct is None or b.availability_pct is None:
             continue
@@ -201,22 +202,26 @@ def availability_trend_fit(view: HistoryView, key: ItemKey, *, per_km: bool,
         length = seg.km if per_km else seg.days
         if length <= 0:
             continue
-        step = max(0, a.availability_pct - b.availability_pct)
+        step = a.availability_pct - b.availability_pct
+        if step < 0:
+            step = 0
         fall += seg.weight * step
         span_weighted += seg.weight * length
         span += length
         drop += step
-        steps.append((step, length))
+        segments += 1
+        squares += step * step / length
+        inverse += 1.0 / length
     needed = settings.min_wear_km if per_km else settings.min_wear_days
     if span < needed or drop < settings.min_wear_drop_pct or fall <= 0:
         return None
     rate = fall / span_weighted
-    # Each segment's slope scatters about the pooled one by (per-length variance) / length;
-    # the whole-percent rounding of its two ends is taken out, what is left is the fit's own.
-    per_length = 0.0
-    for step, length in steps:
-        expected = rate * length
-        rounding = (2.0 / 12.0) / expected ** 2
-        per_length += length * max(0.0, (step / expected - 1.0) ** 2 - rounding)
-    residual_var = per_length / len(steps) / span
-    return TrendFit(rate, float(span), float(drop), residual_var, len(steps))
+    # Each segment's slope scatters about the pooled one by (per-length variance) / length:
+    # sum(length * (step / (rate * length) - 1)^2) over the segments estimates that variance
+    # times their number, once the whole-percent rounding of each step's two ends
+    # ((2/12) / (rate * length)^2 each) is taken out. Expanded, it needs only three sums.
+    residual_var = 0.0
+    if segments > 1:  # one segment has no scatter to show
+        scatter = squares / rate ** 2 - 2.0 * drop / rate + span - (2.0 / 12.0) * inverse / rate ** 2
+        residual_var = max(0.0, scatter) / segments / span
+    return TrendFit(rate, float(span), float(drop), residual_var, segments)
