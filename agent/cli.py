@@ -19,6 +19,7 @@ from agent.errors import ConfigError
 from protocols.errors import CbsError
 
 EXIT_USAGE = 2
+SCHEMA_NAMES = ("readout", "rejected", "status", "reminder")
 RUN_SWITCH_INTERVAL_S = 0.001
 RUN_GC_THRESHOLDS = (10_000, 10, 10)  # CPython's default: (700, 10, 10)
 
@@ -51,8 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--config", type=Path, default=None, help="take forecast settings from this file")
     decode.add_argument("files", nargs="+", type=Path, metavar="FILE")
 
-    schema = commands.add_parser("schema", help="print a payload's JSON Schema")
-    schema.add_argument("payload", choices=["readout", "rejected", "status", "reminder"])
+    schema = commands.add_parser(
+        "schema", help="print a payload's JSON Schema, or the AsyncAPI document",
+        description="Print the JSON Schema of a payload, or the whole MQTT contract as an "
+                    "AsyncAPI 3.0 document (asyncapi).")
+    schema.add_argument("payload", nargs="?", choices=[*SCHEMA_NAMES, "asyncapi"])
+    schema.add_argument("--write-docs", type=Path, default=None, metavar="DIR",
+                        help="write asyncapi.yaml and every payload schema into DIR/ and "
+                             "DIR/schemas/ (the project keeps them in docs/)")
 
     check = commands.add_parser("check-config", help="validate the configuration, reader and broker")
     _add_settings_options(check)
@@ -97,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "decode":
             return _decode(args)
         if args.command == "schema":
-            return _schema(args.payload)
+            return _schema(args.payload, args.write_docs)
         if args.command == "watch":
             from agent.tools.watch import watch_command
             return watch_command(args)
@@ -113,7 +120,20 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_USAGE
 
 
-def _schema(payload: str) -> int:
+def _schema(payload: str | None, write_docs: Path | None) -> int:
+    if write_docs is not None:
+        from agent.tools.contract_docs import write_contract_docs
+        for path in write_contract_docs(write_docs):
+            print(f"wrote {path}", file=sys.stderr)
+        if payload is None:
+            return 0
+    if payload is None:
+        raise ConfigError("schema: name a payload (" + ", ".join(SCHEMA_NAMES)
+                          + ") or asyncapi, or give --write-docs DIR")
+    if payload == "asyncapi":
+        from agent.contract.asyncapi import asyncapi_document, to_yaml
+        sys.stdout.write(to_yaml(asyncapi_document()))
+        return 0
     from agent.contract.schemas import payload_schema
     print(json.dumps(payload_schema(payload), indent=2, ensure_ascii=False))
     return 0
