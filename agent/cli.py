@@ -15,9 +15,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from agent.errors import ConfigError
+from agent.errors import BrokerUnreachableError, ConfigError
 from protocols.errors import CbsError
 
+EXIT_FAILURE = 1
 EXIT_USAGE = 2
 SCHEMA_NAMES = ("readout", "rejected", "status", "reminder")
 RUN_SWITCH_INTERVAL_S = 0.001
@@ -71,6 +72,24 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--reader", default=None, metavar="NAME", help="only this reader (default: every reader)")
     watch.add_argument("--language", choices=["en", "de", "zh"], default=None)
     watch.add_argument("--no-color", action="store_true", help="no colours (also when NO_COLOR is set)")
+
+    ha = commands.add_parser("ha", help="Home Assistant: withdraw a reader's entities")
+    ha_commands = ha.add_subparsers(dest="ha_command", required=True, parser_class=_Parser)
+    remove = ha_commands.add_parser(
+        "remove", help="clear the reader's retained discovery configs: Home Assistant "
+                       "deletes its entities",
+        description="Clear the retained Home Assistant discovery configs of one reader on the "
+                    "broker, so that Home Assistant deletes its entities. Switch [mqtt] "
+                    "home_assistant_discovery off first, or the running agent publishes them "
+                    "again on its next connect.")
+    remove.add_argument("--config", type=Path, default=None, help="take broker, [mqtt], site "
+                        "and reader from it")
+    remove.add_argument("--broker", default=None, metavar="URL",
+                        help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    remove.add_argument("--site", default=None, metavar="NAME")
+    remove.add_argument("--reader", default=None, metavar="NAME")
+    remove.add_argument("--timeout-s", type=float, default=10.0, metavar="S",
+                        help="how long to wait for the broker")
     return parser
 
 
@@ -108,10 +127,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "watch":
             from agent.tools.watch import watch_command
             return watch_command(args)
+        if args.command == "ha":
+            return _ha_remove(args)
         if args.command == "check-config":
             from agent.config import load_settings
             from agent.tools.check_config import check_config
             return check_config(load_settings(args.config, **_settings_overrides(args)), sys.stdout)
+    except BrokerUnreachableError as exc:
+        print(f"cbs-agent: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except (ConfigError, CbsError) as exc:
         print(f"cbs-agent: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -136,6 +160,18 @@ def _schema(payload: str | None, write_docs: Path | None) -> int:
         return 0
     from agent.contract.schemas import payload_schema
     print(json.dumps(payload_schema(payload), indent=2, ensure_ascii=False))
+    return 0
+
+
+def _ha_remove(args: argparse.Namespace) -> int:
+    from agent.config import load_settings
+    from agent.tools.ha_remove import remove_entities
+
+    settings = load_settings(args.config, site=args.site, reader=args.reader,
+                             broker=args.broker)
+    remove_entities(settings.effective_mqtt(), settings.site, settings.reader,
+                    ha_prefix=settings.mqtt.home_assistant_prefix, out=sys.stdout,
+                    timeout_s=args.timeout_s)
     return 0
 
 
