@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -51,7 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--state-dir", type=Path, default=None,
                         help="keep and use vehicle history here, as the live agent does")
     decode.add_argument("--config", type=Path, default=None, help="take forecast settings from this file")
-    decode.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    decode.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="show progress on stderr (default: only when stderr is a "
+                             "terminal)")
+    decode.add_argument("files", nargs="+", type=Path, metavar="FILE",
+                        help="capture files; - reads standard input")
 
     schema = commands.add_parser(
         "schema", help="print a payload's JSON Schema, or the AsyncAPI document",
@@ -178,9 +185,6 @@ def _ha_remove(args: argparse.Namespace) -> int:
 def _decode(args: argparse.Namespace) -> int:
     from agent.contract.topics import validate_name
     from agent.domain.forecast import ForecastSettings
-    from agent.pipeline import ReadoutPipeline
-    from agent.store.history import VehicleHistory
-    from agent.tools.decode import decode_files
 
     validate_name("site", args.site)
     validate_name("reader", args.reader)
@@ -196,19 +200,59 @@ def _decode(args: argparse.Namespace) -> int:
     if db is None:
         from dbc import key_reader_database
         db = key_reader_database()
-    for path in args.files:
-        if not path.is_file():
+    with tempfile.TemporaryDirectory(prefix="cbs-decode-") as spool:
+        files, labels = _capture_files(args.files, Path(spool))
+        return _decode_captures(args, files, labels, db, forecast, proposal)
+
+
+def _capture_files(paths: list[Path], spool: Path) -> tuple[list[Path], dict[Path, str]]:
+    """The files to read, with ``-`` (stdin) spooled into ``spool``; raises ConfigError
+    (exit 2) naming a missing file or a directory."""
+    files: list[Path] = []
+    labels: dict[Path, str] = {}
+    for path in paths:
+        if str(path) == "-":
+            if "-" in labels.values():
+                raise ConfigError("- (standard input) can be given only once")
+            copy = spool / "stdin"
+            with copy.open("wb") as handle:
+                shutil.copyfileobj(sys.stdin.buffer, handle)
+            files.append(copy)
+            labels[copy] = "-"
+        elif path.is_dir():
+            raise ConfigError(f"{path}: is a directory, not a capture file")
+        elif not path.exists():
             raise ConfigError(f"{path}: no such file")
+        else:
+            files.append(path)
+    return files, labels
+
+
+def _decode_captures(args: argparse.Namespace, files: list[Path], labels: dict[Path, str],
+                     db: Any, forecast: Any, proposal: Any) -> int:
+    from agent.pipeline import ReadoutPipeline
+    from agent.store.history import VehicleHistory
+    from agent.tools.decode import Progress, decode_files
+
     transport = args.transport or ("serial" if args.format == "serial" or (
-        args.format == "auto" and all(_looks_serial(p) for p in args.files)) else "can")
+        args.format == "auto" and all(_looks_serial(p) for p in files)) else "can")
     history = None
     if args.state_dir is not None:
         args.state_dir.mkdir(parents=True, exist_ok=True)
         history = VehicleHistory(args.state_dir / "history.sqlite3", settings=forecast)
     pipeline = ReadoutPipeline(site=args.site, reader=args.reader, transport=transport,
                                forecast=forecast, history=history, proposal=proposal)
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    progress = Progress(sys.stderr, interactive=sys.stderr.isatty()) if show else None
     try:
-        return decode_files(args.files, args.format, pipeline, sys.stdout, db=db)
+        return decode_files(files, args.format, pipeline, sys.stdout, db=db, progress=progress,
+                            labels=labels)
+    except BrokenPipeError:
+        # `cbs-agent decode ... | head`: the reader has what it wanted. Nothing more can be
+        # written, so let the interpreter's last flush go nowhere instead of raising again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     finally:
         if history is not None:
             history.close()
