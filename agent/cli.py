@@ -125,6 +125,9 @@ def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if hasattr(args, "config"):  # --config, else CBS_CONFIG, else /etc/cbs-agent/agent.toml
+            from agent.config import discover_config_file
+            args.config = discover_config_file(args.config)
         if args.command == "run":
             return _run(args)
         if args.command == "decode":
@@ -148,6 +151,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `cbs-agent decode ... | head`: the reader has what it wanted. Nothing more can be
+        # written, so let the interpreter's last flush go nowhere instead of raising again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     return EXIT_USAGE
 
 
@@ -247,12 +256,6 @@ def _decode_captures(args: argparse.Namespace, files: list[Path], labels: dict[P
     try:
         return decode_files(files, args.format, pipeline, sys.stdout, db=db, progress=progress,
                             labels=labels)
-    except BrokenPipeError:
-        # `cbs-agent decode ... | head`: the reader has what it wanted. Nothing more can be
-        # written, so let the interpreter's last flush go nowhere instead of raising again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
     finally:
         if history is not None:
             history.close()
