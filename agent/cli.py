@@ -29,14 +29,34 @@ RUN_GC_THRESHOLDS = (10_000, 10, 10)  # CPython's default: (700, 10, 10)
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (not the whole usage text) and exit 2."""
+    """argparse, but a usage error is one line (not the whole usage text) and exit 2, and a
+    mistyped subcommand or choice gets a did-you-mean."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: {message}{did_you_mean(message)} (see --help)\n")
+
+
+def did_you_mean(message: str) -> str:
+    """``; did you mean 'decode'?`` for argparse's "invalid choice: 'decod' (choose from
+    ...)" when one choice is close, else an empty string."""
+    import difflib
+    import re
+
+    match = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if match is None:
+        return ""
+    choices = re.findall(r"'([^']*)'", match.group(2)) or match.group(2).split(", ")
+    close = difflib.get_close_matches(match.group(1), choices, n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="cbs-agent", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = _Parser(prog="cbs-agent",
+                     description="Reads CBS service data from car keys on a serial or CAN key "
+                                 "reader, forecasts due services and publishes them to MQTT.",
+                     epilog="Options also come from CBS_* environment variables and the TOML "
+                            "file; the command line beats the environment, which beats the "
+                            "file. See README.md.")
     from agent import __version__
     parser.add_argument("--version", action="version", version=f"cbs-agent {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -46,14 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     decode = commands.add_parser("decode", help="decode captures to JSON lines, offline")
     decode.add_argument("--format", default="auto",
-                        choices=["auto", "serial", "candump", "asc", "blf", "trc", "csv"])
-    decode.add_argument("--site", default="offline")
-    decode.add_argument("--reader", default="decode")
+                        choices=["auto", "serial", "candump", "asc", "blf", "trc", "csv"],
+                        help="capture format (default auto: by extension, else by content; "
+                             "candump reads the log and the screen output)")
+    decode.add_argument("--site", default="offline", metavar="NAME",
+                        help="site named in the payloads (default offline)")
+    decode.add_argument("--reader", default="decode", metavar="NAME",
+                        help="reader named in the payloads (default decode)")
     decode.add_argument("--transport", choices=["serial", "can"], default=None,
                         help="transport named in the payloads (default: serial for serial captures, else can)")
-    decode.add_argument("--state-dir", type=Path, default=None,
-                        help="keep and use vehicle history here, as the live agent does")
-    decode.add_argument("--config", type=Path, default=None, help="take forecast settings from this file")
+    decode.add_argument("--state-dir", type=Path, default=None, metavar="DIR",
+                        help="keep and use vehicle history here, as the live agent does "
+                             "(default: none)")
+    decode.add_argument("--config", type=Path, default=None, metavar="FILE",
+                        help="take forecast, catalogue and DBC settings from this file "
+                             "(default: $CBS_CONFIG, else /etc/cbs-agent/agent.toml if it "
+                             "exists)")
     decode.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="show progress on stderr (default: only when stderr is a "
                              "terminal)")
@@ -73,12 +101,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings_options(check)
 
     watch = commands.add_parser("watch", help="reception view: show each vehicle as it is read")
-    watch.add_argument("--config", type=Path, default=None, help="take broker, [mqtt] and site from it")
-    watch.add_argument("--broker", default=None, metavar="URL", help="mqtt://HOST:PORT or mqtts://HOST:PORT")
-    watch.add_argument("--site", default=None, metavar="NAME", help="only this site (default: every site)")
-    watch.add_argument("--reader", default=None, metavar="NAME", help="only this reader (default: every reader)")
-    watch.add_argument("--language", choices=["en", "de", "zh"], default=None)
-    watch.add_argument("--no-color", action="store_true", help="no colours (also when NO_COLOR is set)")
+    watch.add_argument("--config", type=Path, default=None, metavar="FILE",
+                       help="take broker, [mqtt], site and language from it (default: "
+                            "$CBS_CONFIG, else /etc/cbs-agent/agent.toml if it exists)")
+    watch.add_argument("--broker", default=None, metavar="URL",
+                       help="mqtt://HOST:PORT or mqtts://HOST:PORT (default "
+                            "mqtt://127.0.0.1:1883; env CBS_BROKER)")
+    watch.add_argument("--site", default=None, metavar="NAME",
+                       help="only this site (default: every site; env CBS_SITE)")
+    watch.add_argument("--reader", default=None, metavar="NAME",
+                       help="only this reader (default: every reader)")
+    watch.add_argument("--language", choices=["en", "de", "zh"], default=None,
+                       help="language of the view (default en; env CBS_LANGUAGE)")
+    watch.add_argument("--no-color", "--no-colour", dest="no_color", action="store_true",
+                       help="no colours (also when the NO_COLOR variable is set)")
 
     ha = commands.add_parser("ha", help="Home Assistant: withdraw a reader's entities")
     ha_commands = ha.add_subparsers(dest="ha_command", required=True, parser_class=_Parser)
@@ -89,31 +125,59 @@ def build_parser() -> argparse.ArgumentParser:
                     "broker, so that Home Assistant deletes its entities. Switch [mqtt] "
                     "home_assistant_discovery off first, or the running agent publishes them "
                     "again on its next connect.")
-    remove.add_argument("--config", type=Path, default=None, help="take broker, [mqtt], site "
-                        "and reader from it")
+    remove.add_argument("--config", type=Path, default=None, metavar="FILE",
+                        help="take broker, [mqtt], site and reader from it (default: "
+                             "$CBS_CONFIG, else /etc/cbs-agent/agent.toml if it exists)")
     remove.add_argument("--broker", default=None, metavar="URL",
-                        help="mqtt://HOST:PORT or mqtts://HOST:PORT")
-    remove.add_argument("--site", default=None, metavar="NAME")
-    remove.add_argument("--reader", default=None, metavar="NAME")
+                        help="mqtt://HOST:PORT or mqtts://HOST:PORT (default "
+                             "mqtt://127.0.0.1:1883; env CBS_BROKER)")
+    remove.add_argument("--site", default=None, metavar="NAME", help="env CBS_SITE")
+    remove.add_argument("--reader", default=None, metavar="NAME", help="env CBS_READER")
     remove.add_argument("--timeout-s", type=float, default=10.0, metavar="S",
-                        help="how long to wait for the broker")
+                        help="how long to wait for the broker (default 10)")
+    for sub_commands in (commands, ha_commands):
+        for action in sub_commands._choices_actions:
+            chosen = sub_commands.choices[action.dest]
+            if chosen.description is None and action.help:
+                chosen.description = action.help[0].upper() + action.help[1:] + "."
     return parser
 
 
+#: The options of ``run`` and ``check-config``: (flag, metavar, help, default shown). Each
+#: is also ``CBS_<NAME>`` and ``name = ...`` in the file; tests/agent/test_cli_help.py checks
+#: the defaults shown against AgentSettings.
+SETTINGS_OPTIONS: tuple[tuple[str, str | None, str, str | None], ...] = (
+    ("--serial", "PORT", "serial port of the key reader, e.g. /dev/ttyUSB0", None),
+    ("--baudrate", "N", "serial baud rate, 8N1", "115200"),
+    ("--can-interface", "NAME", "python-can interface (socketcan, slcan, fastslcan, pcan, "
+     "kvaser, virtual, ...) instead of a serial reader", None),
+    ("--can-channel", "CH", "python-can channel, e.g. can0 or /dev/ttyACM0", None),
+    ("--can-bitrate", "N", "CAN bit rate, bit/s", "500000"),
+    ("--broker", "URL", "mqtt://HOST:PORT, or mqtts://HOST:PORT for TLS",
+     "mqtt://127.0.0.1:1883"),
+    ("--site", "NAME", "site name, [A-Za-z0-9_-]{1,64}; required", None),
+    ("--reader", "NAME", "reader name, [A-Za-z0-9_-]{1,64}; required", None),
+    ("--state-dir", "DIR", "where the outbox and the vehicle history live", "state"),
+    ("--log-format", None, "log lines as text or JSON", "text"),
+    ("--log-level", None, "the least important log level shown", "INFO"),
+)
+_CHOICES = {"--log-format": ["text", "json"], "--log-level": ["DEBUG", "INFO", "WARNING", "ERROR"]}
+_TYPES: dict[str, Any] = {"--baudrate": int, "--can-bitrate": int, "--state-dir": Path}
+CONFIG_HELP = ("TOML configuration file (default: $CBS_CONFIG, else /etc/cbs-agent/agent.toml "
+               "if it exists)")
+
+
+def _env_name(flag: str) -> str:
+    return "CBS_" + flag.removeprefix("--").replace("-", "_").upper()
+
+
 def _add_settings_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=None, help="TOML configuration file")
-    parser.add_argument("--serial", default=None, metavar="PORT", help="serial port of the key reader")
-    parser.add_argument("--baudrate", type=int, default=None, metavar="N")
-    parser.add_argument("--can-interface", default=None, metavar="NAME",
-                        help="python-can interface (socketcan, slcan, pcan, kvaser, virtual, ...)")
-    parser.add_argument("--can-channel", default=None, metavar="CH")
-    parser.add_argument("--can-bitrate", type=int, default=None, metavar="N")
-    parser.add_argument("--broker", default=None, metavar="URL", help="mqtt://HOST:PORT or mqtts://HOST:PORT")
-    parser.add_argument("--site", default=None, metavar="NAME")
-    parser.add_argument("--reader", default=None, metavar="NAME")
-    parser.add_argument("--state-dir", type=Path, default=None, metavar="DIR")
-    parser.add_argument("--log-format", choices=["text", "json"], default=None)
-    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default=None)
+    parser.add_argument("--config", type=Path, default=None, metavar="FILE", help=CONFIG_HELP)
+    for flag, metavar, text, default in SETTINGS_OPTIONS:
+        shown = f"default {default}; " if default is not None else ""
+        parser.add_argument(flag, default=None, metavar=metavar, type=_TYPES.get(flag, str),
+                            choices=_CHOICES.get(flag),
+                            help=f"{text} ({shown}env {_env_name(flag)})")
 
 
 def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
