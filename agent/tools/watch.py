@@ -68,6 +68,8 @@ VIEW_LABELS: dict[str, dict[str, str]] = {
     "reader_unplugged": {"en": "reader unplugged", "de": "Leser getrennt", "zh": "读卡器未连接"},
     "broker_connecting": {"en": "connecting to the broker ...", "de": "verbinde mit dem Broker ...",
                           "zh": "正在连接服务器 ..."},
+    "broker_unreachable": {"en": "{reason}; retrying ...", "de": "{reason}; neuer Versuch ...",
+                           "zh": "{reason}；正在重试 ..."},
     "broker_lost": {"en": "broker connection lost, reconnecting ...",
                     "de": "Broker-Verbindung verloren, verbinde neu ...",
                     "zh": "服务器连接中断，正在重连 ..."},
@@ -192,6 +194,7 @@ class WatchState:
     prefix: str = "cbs/v1"
     broker_connected: bool = False
     broker_was_connected: bool = False
+    broker_error: str | None = None  # why the last connect failed, until one succeeds
     current: dict[str, Any] | None = None
     rejection: dict[str, Any] | None = None  # shown while it is newer than ``current``
     readers: dict[tuple[str, str], ReaderView] = field(default_factory=dict)
@@ -314,7 +317,10 @@ def _header(state: WatchState, *, lang: str, color: bool, site: str | None, read
         readers.append(_style(f"{mark} {name} {word}", style, color))
     clock = now.astimezone().strftime("%H:%M:%S")
     lines = [_style(left, "bold", color) + "   " + "  ".join(readers) + f"   {clock}"]
-    if not state.broker_connected:
+    if not state.broker_connected and state.broker_error:
+        lines.append(_style(f" {text('broker_unreachable', lang, reason=state.broker_error)}",
+                            "red", color))
+    elif not state.broker_connected:
         key = "broker_lost" if state.broker_was_connected else "broker_connecting"
         lines.append(_style(f" {text(key, lang)}", "yellow", color))
     return lines
@@ -548,13 +554,14 @@ def run_watch(mqtt: MqttSettings, *, site: str | None = None, reader: str | None
     lang = i18n.check_language(lang)
     interactive = out.isatty() if interactive is None else interactive
     color = interactive and "NO_COLOR" not in os.environ if color is None else color
-    events: queue.Queue[tuple[str, bytes] | bool] = queue.Queue(maxsize=QUEUE_BOUND)
+    # (topic, payload), True/False for connected/disconnected, or why a connect failed
+    events: queue.Queue[tuple[str, bytes] | bool | str] = queue.Queue(maxsize=QUEUE_BOUND)
     state = WatchState(prefix=mqtt.prefix)
     dropped = 0
 
     def on_connect(client: Any, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
         if getattr(reason_code, "is_failure", False):
-            log.warning("broker refused the connection: %s", reason_code)
+            _put(f"the broker at {mqtt.host}:{mqtt.port} refused the connection: {reason_code}")
             return
         client.subscribe([(topic, 1) for topic in _subscriptions(mqtt.prefix, site, reader)])
         _put(True)
@@ -562,10 +569,14 @@ def run_watch(mqtt: MqttSettings, *, site: str | None = None, reader: str | None
     def on_disconnect(*_args: Any) -> None:
         _put(False)
 
+    def on_connect_fail(*_args: Any) -> None:  # paho says only that it failed
+        from agent.tools.mqtt_client import connect_failure
+        _put(connect_failure(mqtt))
+
     def on_message(_client: Any, _userdata: Any, message: Any) -> None:
         _put((message.topic, bytes(message.payload)))
 
-    def _put(item: tuple[str, bytes] | bool) -> None:
+    def _put(item: tuple[str, bytes] | bool | str) -> None:
         nonlocal dropped
         try:
             events.put_nowait(item)
@@ -578,6 +589,7 @@ def run_watch(mqtt: MqttSettings, *, site: str | None = None, reader: str | None
         raise ConfigError(f"mqtt TLS files cannot be used: {exc}") from exc
     client.on_connect = on_connect
     client.on_disconnect = on_disconnect
+    client.on_connect_fail = on_connect_fail
     client.on_message = on_message
     client.connect_async(mqtt.host, mqtt.port, keepalive=mqtt.keepalive_s)
     client.loop_start()
@@ -596,6 +608,13 @@ def run_watch(mqtt: MqttSettings, *, site: str | None = None, reader: str | None
                         if isinstance(item, bool):
                             state.broker_connected = item
                             state.broker_was_connected |= item
+                            if item:
+                                state.broker_error = None
+                        elif isinstance(item, str):
+                            if item != state.broker_error and not interactive:
+                                print(f"cbs-agent watch: {item}; retrying", file=sys.stderr,
+                                      flush=True)
+                            state.broker_error = item
                         else:
                             before = state.generation
                             state.apply(*item)
