@@ -83,8 +83,35 @@ VIEW_LABELS: dict[str, dict[str, str]] = {
                    "zh": "快速保养通道：否"},
     "occurrences": {"en": "{count}x", "de": "{count}x", "zh": "{count} 次"},
     "stored_dtc": {"en": "stored", "de": "gespeichert", "zh": "已存储"},
-    "slot": {"en": "slot", "de": "Platz", "zh": "位置"},
+    "key_slot": {"en": "Key slot {slot}", "de": "Schlüsselplatz {slot}", "zh": "钥匙位置 {slot}"},
+    # Why an item is overdue although kilometres are left (status "overdue", km_left > 0).
+    "overdue_by_date": {"en": "overdue by date", "de": "Termin überschritten",
+                        "zh": "已超过到期日期"},
+    "overdue_by_wear": {"en": "overdue by wear (0 %)", "de": "verschlissen (0 %)",
+                        "zh": "已磨损（0 %）"},
 }
+
+
+def status_word(key: str, lang: str) -> str:
+    """A status word as the view shows every one of them: in capitals (OK, DUE SOON,
+    OVERDUE, ONLINE, OFFLINE, ACTIVE, STORED, CONFIRMED), so no two casings meet on a
+    screen."""
+    return text(key, lang).upper()
+
+
+def join_words(lang: str, *words: str) -> str:
+    """Words of one phrase: with spaces, except in Chinese, which writes none ("钥匙位置")."""
+    return ("" if lang == "zh" else " ").join(word for word in words if word)
+
+
+def local_date(value: object, lang: str) -> str:
+    """A payload date (``2027-01-28``) as the language writes it: ``28.01.2027`` in German,
+    ISO elsewhere; anything else as it is."""
+    text_value = str(value)
+    if lang == "de" and re.fullmatch(r"\d{4}-\d{2}-\d{2}", text_value):
+        year, month, day = text_value.split("-")
+        return f"{day}.{month}.{year}"
+    return text_value
 
 
 def text(key: str, lang: str, **fields: object) -> str:
@@ -292,7 +319,7 @@ def _local_time(stamp: str) -> str:
 
 
 def _badge(status: str, lang: str, color: bool) -> str:
-    name = text(status, lang) if status in ("ok", "due_soon", "overdue") else status or "?"
+    name = status_word(status, lang) if status in ("ok", "due_soon", "overdue") else status or "?"
     label = fit(f" {name.upper()}", 14)
     if not color:
         return f"[{fit(name.upper(), 12)}]"
@@ -306,11 +333,11 @@ def _header(state: WatchState, *, lang: str, color: bool, site: str | None, read
     readers = []
     for (s, r), view in sorted(state.readers.items()):
         if view.state == "online" and view.connected is not False:
-            mark, style, word = "●", "green", text("reader_online", lang)
+            mark, style, word = "●", "green", status_word("reader_online", lang)
         elif view.state == "online":
-            mark, style, word = "●", "yellow", text("reader_unplugged", lang)
+            mark, style, word = "●", "yellow", status_word("reader_unplugged", lang)
         elif view.state == "offline":
-            mark, style, word = "○", "red", text("reader_offline", lang)
+            mark, style, word = "○", "red", status_word("reader_offline", lang)
         else:
             continue
         name = r if site is not None else f"{s}/{r}"
@@ -329,12 +356,12 @@ def _header(state: WatchState, *, lang: str, color: bool, site: str | None, read
 def _summary_bar(summary: dict[str, Any], *, lang: str, color: bool, width: int) -> str:
     """One full-width bar in the colour of the worst status: readable from across the desk."""
     status = str(summary.get("status", ""))
-    words = [text(status, lang).upper() if status in ("ok", "due_soon", "overdue") else "?"]
+    words = [status_word(status, lang) if status in ("ok", "due_soon", "overdue") else "?"]
     next_due = _dict(summary.get("next_due"))
     if next_due:
         words.append(f"{text('next_due', lang)}: "
                      f"{i18n.service_name(str(next_due.get('type', 'unknown')), lang)} "
-                     f"{next_due.get('due_date', '')}")
+                     f"{local_date(next_due.get('due_date', ''), lang)}")
     bar = "   " + "   ·   ".join(words)
     if not color:
         return f" >> {bar.strip()} <<"
@@ -356,8 +383,9 @@ def _vehicle_lines(data: dict[str, Any], *, lang: str, color: bool, width: int) 
     lines = [vin_part + " " * gap + mileage_part]
     details = [f"{text('read_at', lang)} {_local_time(str(data.get('read_at', '')))}"
                f" ({data.get('site', '?')}/{data.get('reader', '?')})",
-               f"{text('key', lang)} {text('slot', lang)} {key.get('slot', '?')}",
-               f"{text('data_date', lang)} {vehicle.get('data_date') or na}"]
+               text("key_slot", lang, slot=key.get("slot", "?")),
+               f"{text('data_date', lang)} "
+               f"{local_date(vehicle.get('data_date'), lang) if vehicle.get('data_date') else na}"]
     if vehicle.get("fuel_level_pct") is not None:
         details.append(f"{text('fuel_level', lang)} {vehicle['fuel_level_pct']} %")
     lines.append(" " + "  ·  ".join(details))
@@ -368,7 +396,7 @@ def _vehicle_lines(data: dict[str, Any], *, lang: str, color: bool, width: int) 
     name_w = max(24, min(40, width - 60))
     heading = (f" {fit(text('service', lang), name_w)} {fit(text('status', lang), 14)} "
                f"{fit(text('due', lang), 12)} {rfit(text('days_left', lang), 10)} "
-               f"{rfit(text('km_left', lang), 16)}")
+               f"{rfit(text('km_left', lang), 18)}")
     lines.append(_style(heading, "bold", color))
     services = _list(data.get("services"))
     if not services:
@@ -386,10 +414,15 @@ def _vehicle_lines(data: dict[str, Any], *, lang: str, color: bool, width: int) 
         if status in ("due_soon", "overdue"):
             due_items.append(name)
         km_text = na if km_left is None else f"{_number(km_left, lang)} {text('unit_km', lang)}"
-        lines.append(
-            f" {fit(name, name_w)} {_badge(status, lang, color)} "
-            f"{fit(str(forecast.get('due_date') or na), 12)} "
-            f"{rfit(na if days is None else str(days), 10)} {rfit(km_text, 16)}")
+        due = forecast.get("due_date")
+        row = (f" {fit(name, name_w)} {_badge(status, lang, color)} "
+               f"{fit(local_date(due, lang) if due else na, 12)} "
+               f"{rfit(na if days is None else str(days), 10)} {rfit(km_text, 18)}")
+        if status == "overdue" and isinstance(km_left, int | float) and km_left > 0:
+            # Kilometres are left, so the calendar or the wear made it overdue: say which.
+            worn = item.get("availability_pct") == 0
+            row += f"  ({text('overdue_by_wear' if worn else 'overdue_by_date', lang)})"
+        lines.append(row)
     lines.append("")
 
     checks = [_dict(c) for c in _list(data.get("check_control"))]
@@ -398,10 +431,10 @@ def _vehicle_lines(data: dict[str, Any], *, lang: str, color: bool, width: int) 
     dtcs = [_dict(d) for d in _list(data.get("dtcs"))]
     labels = [text("check_control", lang), text("faults", lang)]
     label_w = max(display_width(label) for label in labels) + 3
-    cc_parts = [_style(f"{c.get('id')} {text('active', lang)}", "red", color)
+    cc_parts = [_style(f"{c.get('id')} {status_word('active', lang)}", "red", color)
                 + f" ({_number(c.get('mileage_km', 0), lang)} {text('unit_km', lang)})"
                 for c in active]
-    cc_parts += [f"{c.get('id')} {text('stored', lang)}" for c in stored]
+    cc_parts += [f"{c.get('id')} {status_word('stored', lang)}" for c in stored]
     lines.append(f" {fit(labels[0], label_w)}"
                  + (", ".join(cc_parts) if cc_parts else text("none", lang)))
     dtc_parts = []
@@ -410,9 +443,10 @@ def _vehicle_lines(data: dict[str, Any], *, lang: str, color: bool, width: int) 
                 f"ECU 0x{int(dtc.get('ecu', 0)):02X} "
                 f"{text('occurrences', lang, count=dtc.get('occurrences', '?'))}")
         if dtc.get("confirmed"):
-            dtc_parts.append(_style(f"{part} {text('confirmed', lang)}", "red", color))
+            dtc_parts.append(_style(join_words(lang, part, status_word("confirmed", lang)),
+                                    "red", color))
         else:
-            dtc_parts.append(f"{part} {text('stored_dtc', lang)}")
+            dtc_parts.append(join_words(lang, part, status_word("stored_dtc", lang)))
     lines.append(f" {fit(labels[1], label_w)}"
                  + (", ".join(dtc_parts) if dtc_parts else text("none", lang)))
     lines.append("")
@@ -426,9 +460,9 @@ def _vehicle_lines(data: dict[str, Any], *, lang: str, color: bool, width: int) 
         if not due_items:
             why.append(text("nothing_due", lang))
         if active:
-            why.append(f"{text('check_control', lang)} {text('active', lang)}")
+            why.append(join_words(lang, text("check_control", lang), status_word("active", lang)))
         if any(d.get("confirmed") for d in dtcs):
-            why.append(f"{text('faults', lang)} {text('confirmed', lang)}")
+            why.append(join_words(lang, text("faults", lang), status_word("confirmed", lang)))
     reasons = f"  {' · '.join(why)}" if why else ""
     if color:
         lines.append(" " + _style(banner, "ok" if express else "reverse", True) + reasons)
