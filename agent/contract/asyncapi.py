@@ -18,7 +18,14 @@ import re
 from typing import Any
 
 from agent import __version__
-from agent.contract.channels import CHANNEL_PAYLOADS, CHANNELS, PARAMETERS, Channel, schema_file
+from agent.contract.channels import (
+    CHANNEL_PAYLOADS,
+    CHANNELS,
+    COMMAND_NAMES,
+    PARAMETERS,
+    Channel,
+    schema_file,
+)
 from agent.contract.topics import DEFAULT_PREFIX
 from agent.domain.models import OFFLINE_STATUS_JSON
 
@@ -86,9 +93,16 @@ def _channel(channel: Channel) -> dict[str, Any]:
     if channel.address is not None:
         names = _PARAM_RE.findall(channel.address)
         if names:
-            result["parameters"] = {name: {"description": PARAMETERS[name]} for name in names}
+            result["parameters"] = {name: _parameter(name) for name in names}
     result["messages"] = {channel.payload: {"$ref": f"#/components/messages/{channel.payload}"}}
     return result
+
+
+def _parameter(name: str) -> dict[str, Any]:
+    parameter: dict[str, Any] = {"description": PARAMETERS[name]}
+    if name == "name":
+        parameter["enum"] = list(COMMAND_NAMES)
+    return parameter
 
 
 def _operation(channel: Channel) -> dict[str, Any]:
