@@ -1,12 +1,13 @@
 """Reading captures for ``cbs-agent decode``: raw serial bytes from a reader, or any CAN log
 python-can reads (candump ``.log``, Vector ``.asc``, ``.blf``, ``.trc``, ``.csv``), or what
-``candump`` prints on screen (``can0  6F0   [8]  00 11 22 ...``, with or without ``-ta``/``-tA``
-times; the screen format is parsed here, :func:`parse_candump_screen_line`).
+``candump`` prints on screen (``can0  6F0   [8]  00 11 22 ...``, with or without times of
+``-ta``/``-tA``/``-tz`` and the ``-a`` ASCII column; parsed here,
+:func:`parse_candump_screen_line`).
 
 Times: a CAN log's frames keep their own times. An ``.asc`` file's are relative to its ``date``
 (or ``Begin Triggerblock``) line, read in this machine's time zone; a file without one is
 refused rather than dated 1970. Serial captures, and screen output without times, carry none:
-their frames get ``serial_time``.
+their frames get ``serial_time``; relative screen times (``-tz``) count from it.
 
 A capture yields the same :data:`~agent.readers.base.ReaderEvent` values as a live reader. A file
 that breaks off or turns to garbage mid-way yields what was readable and then raises
@@ -229,6 +230,10 @@ _SCREEN_LINE = re.compile(
     r"^\s*(?:\((?P<time>[^)]*)\)\s+)?(?P<channel>[A-Za-z][\w.-]*)\s+(?P<id>[0-9A-Fa-f]{1,8})\s+"
     r"\[(?P<length>\d{1,2})\]\s*(?P<rest>.*)$")
 _SCREEN_DATA = re.compile(r"(?:[0-9A-Fa-f]{2}(?:\s+|$))*")
+_ASCII_TAIL = re.compile(r"\s+'.*'$")
+# `-tz` (since the first frame) and `-td` (since the previous one) print small numbers; an
+# epoch time (-ta) is larger than this (2001-09-09).
+_RELATIVE_BELOW_S = 1e9
 
 
 def _is_screen_output(path: Path) -> bool:
@@ -260,7 +265,7 @@ def parse_candump_screen_line(line: str) -> tuple[float | None, int, bytes, bool
             raise ValueError(f"time {stamp!r} is not a time")
     ident = match.group("id")
     length = int(match.group("length"))
-    rest = match.group("rest").strip()
+    rest = _ASCII_TAIL.sub("", match.group("rest").strip())  # candump -a
     if "remote request" in rest:
         return moment, int(ident, 16), b"", False
     if not _SCREEN_DATA.fullmatch(rest):
@@ -280,6 +285,7 @@ def _read_candump_screen(path: Path, counters: ReaderCounters, now: float,
         raise CaptureUnreadableError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     total = _size(path)
     done = 0
+    last_offset = 0.0
     with handle:
         for number, line in enumerate(handle, 1):
             done += len(line)
@@ -295,6 +301,16 @@ def _read_candump_screen(path: Path, counters: ReaderCounters, now: float,
                 raise CaptureCorruptError(f"{path}: corrupt candump output at line {number}: "
                                           f"{exc}") from exc
             moment, ident, data, standard = parsed
+            if moment is not None and moment < _RELATIVE_BELOW_S:
+                # -tz's times since the first frame, counted from the time of decoding. -td's
+                # times since the previous frame cannot be told from them until one goes
+                # backwards; then the capture is refused rather than misread.
+                if moment < last_offset:
+                    raise CaptureCorruptError(
+                        f"{path}: relative times go backwards at line {number} (candump -td?): "
+                        "record with -ta, -tA or -tz")
+                last_offset = moment
+                moment = now + moment
             if not standard:
                 counters.dropped["other_traffic"] = counters.dropped.get("other_traffic", 0) + 1
                 continue

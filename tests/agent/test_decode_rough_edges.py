@@ -91,6 +91,29 @@ def test_candump_screen_output_is_read(tmp_path: Path) -> None:
     assert readout["transport"] == "can"
 
 
+def _screen_lines(frames: list, stamp) -> str:
+    return "\n".join(f" ({stamp(i, f):.6f})  can0  {f.arbitration_id:03X}   [{len(f.data)}]  "
+                     + " ".join(f"{b:02X}" for b in f.data) for i, f in enumerate(frames)) + "\n"
+
+
+def test_candump_screen_output_with_relative_times(tmp_path: Path) -> None:
+    frames = spec_frames(gap_s=0.7)  # > the 0.5 s session timeout: the times must matter
+    start = frames[0].timestamp
+    capture = tmp_path / "screen-tz.log"
+    capture.write_text(_screen_lines(frames, lambda i, f: f.timestamp - start))  # candump -tz
+    done = decode("--site", "S1", "--reader", "desk1", str(capture), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (payload,) = payloads(done)
+    assert payload["schema"] == "cbs.rejected/1" and payload["reason"] == "timeout"
+    assert payload["at"] > "2026", payload["at"]  # counted from the time of decoding, not 1970
+
+    capture = tmp_path / "screen-td.log"  # candump -td: the time since the previous frame
+    capture.write_text(_screen_lines(frames, lambda i, f: [0.0, 0.7, 0.2][i % 3]))
+    done = decode(str(capture), cwd=tmp_path)
+    assert done.returncode == 1
+    assert "relative times go backwards at line 3 (candump -td?)" in done.stderr
+
+
 def test_candump_screen_line_parser() -> None:
     from agent.readers.capture import parse_candump_screen_line
 
@@ -103,6 +126,7 @@ def test_candump_screen_line_parser() -> None:
     assert local[0] == datetime(2026, 11, 27, 9, 15, 2, 123000).timestamp()
     assert parse_candump_screen_line("  can0  123   [1]  remote request")[3] is False
     assert parse_candump_screen_line("(1.0) can0 123#00") is None  # the log format
+    assert parse_candump_screen_line("  can0  123   [2]  41 42   'AB'")[2] == b"AB"  # -a
     for broken in ("  can0  123   [3]  01 02", "  can0  123   [2]  0G 02"):
         try:
             parse_candump_screen_line(broken)
