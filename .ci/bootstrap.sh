@@ -15,6 +15,11 @@ need=()
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v mosquitto_sub >/dev/null 2>&1 || need+=(mosquitto-clients)  # bench/throughput.py subscriber
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
+# The test suite (not the demo) checks docs/asyncapi.yaml with the AsyncAPI parser on node.
+if [ "${CBS_TEST_TOOLS:-0}" = 1 ]; then
+  command -v node >/dev/null 2>&1 || need+=(nodejs)
+  command -v npm >/dev/null 2>&1 || need+=(npm)
+fi
 if [ "${#need[@]}" -gt 0 ]; then
   echo "bootstrap: installing ${need[*]} from Debian's packages" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -29,6 +34,9 @@ if [ ! -f "$stamp" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
   "$VENV/bin/python" -m pip install -q -e "$ROOT[test]"
   touch "$stamp"
+fi
+if [ "${CBS_TEST_TOOLS:-0}" = 1 ] && command -v npm >/dev/null 2>&1; then
+  bash "$ROOT/.ci/asyncapi-parser.sh" >/dev/null || echo "bootstrap: @asyncapi/parser not installed" >&2
 fi
 export VENV_PY="$VENV/bin/python"
 export PATH="$VENV/bin:$PATH"

@@ -258,6 +258,47 @@ def _check_environment_nesting() -> None:
             raise ConfigError(f"{name}: JSON nested deeper than {MAX_NESTING} levels")
 
 
+#: The configuration file used when neither ``--config`` nor ``CBS_CONFIG`` names one.
+SYSTEM_CONFIG_FILE = Path("/etc/cbs-agent/agent.toml")
+CONFIG_ENV = "CBS_CONFIG"
+
+
+def discover_config_file(explicit: Path | None) -> Path | None:
+    """The configuration file to read: ``--config`` (``explicit``), else the ``CBS_CONFIG``
+    variable (set but empty: none), else :data:`SYSTEM_CONFIG_FILE` if it exists, else none."""
+    if explicit is not None:
+        return explicit
+    named = os.environ.get(CONFIG_ENV)
+    if named is not None:
+        return Path(named) if named.strip() else None
+    return SYSTEM_CONFIG_FILE if SYSTEM_CONFIG_FILE.is_file() else None
+
+
+def _source_of(loc: tuple[Any, ...], given: dict[str, Any], config_file: Path | None) -> str:
+    """Where the value an error is about came from: a flag, a variable or the file."""
+    parts = [str(part) for part in loc if isinstance(part, str)]
+    if not parts:
+        return f" (in {config_file})" if config_file else ""
+    if parts[:2] == ["mqtt", "url"] and ("broker" in given or _env_name(["broker"])):
+        parts = ["broker"]  # ``broker`` is copied into [mqtt] url before validation
+    if parts[0] in given:
+        return f" (from --{parts[0].replace('_', '-')})"
+    name = _env_name(parts)
+    if name is not None:
+        return f" (from {name})"
+    return f" (in {config_file})" if config_file else ""
+
+
+def _env_name(parts: list[str]) -> str | None:
+    """The ``CBS_*`` variable that sets ``parts`` (or a section holding it), if one is set."""
+    present = {key.upper(): key for key in os.environ}
+    for depth in range(len(parts), 0, -1):
+        name = "CBS_" + "__".join(parts[:depth]).upper()
+        if name in present:
+            return present[name]
+    return None
+
+
 def _describe(error: dict[str, Any], source: str) -> str:
     location = ".".join(str(part) for part in error["loc"]) or "config"
     if error["type"] == "missing":
@@ -318,8 +359,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> AgentSet
         _check_environment_nesting()
         return AgentSettings(**given)
     except ValidationError as exc:
-        source = f" (in {config_file})" if config_file else ""
-        raise ConfigError(_describe(exc.errors()[0], source)) from exc
+        first = exc.errors()[0]
+        raise ConfigError(_describe(first, _source_of(first["loc"], given, config_file))) from exc
     except SettingsError as exc:  # a CBS_* variable of a section that is not valid JSON
         reason = f": {exc.__cause__}" if exc.__cause__ is not None else ""
         raise ConfigError(f"{exc}{reason}") from exc

@@ -728,12 +728,18 @@ def add_fleet_subcommand(subparsers: Any, name: str = "fleet-over-time") -> argp
         name, help="simulate a fleet over the years: key readouts at workshop visits plus true due days",
         description="Writes one JSON object per readout (key figures and each item's true due day) "
                     "and, with --candump, the sessions as CAN frames.")
-    parser.add_argument("--vehicles", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--start", type=date.fromisoformat, default=FleetConfig().start)
-    parser.add_argument("--end", type=date.fromisoformat, default=FleetConfig().end)
-    parser.add_argument("--out", type=Path, default=None, help="JSON lines here (default: stdout)")
-    parser.add_argument("--candump", type=Path, default=None, help="also write a candump log here")
+    defaults = FleetConfig()
+    parser.add_argument("--vehicles", type=int, default=100, metavar="N",
+                        help="vehicles in the fleet (default 100)")
+    parser.add_argument("--seed", type=int, default=1, help="fleet seed (default 1)")
+    parser.add_argument("--start", type=date.fromisoformat, default=defaults.start,
+                        metavar="YYYY-MM-DD", help=f"first day simulated (default {defaults.start})")
+    parser.add_argument("--end", type=date.fromisoformat, default=defaults.end,
+                        metavar="YYYY-MM-DD", help=f"last day simulated (default {defaults.end})")
+    parser.add_argument("--out", type=Path, default=None, metavar="FILE",
+                        help="JSON lines here (default: stdout)")
+    parser.add_argument("--candump", type=Path, default=None, metavar="FILE",
+                        help="also write a candump log here (default: none)")
     parser.set_defaults(func=run_fleet_command)
     return parser
 

@@ -287,6 +287,7 @@ class PtySimulator(ABC):
         write found no room, or we are stopping. A started write is always completed."""
         if not self.port.host_connected():
             self.disturbed = True
+            self._captured(data)  # the reader sent it; nobody had the port open
             return False
         view = memoryview(data)
         while view:
@@ -309,7 +310,8 @@ class PtySimulator(ABC):
         return True
 
     def _captured(self, data: bytes) -> None:
-        """Hook: ``data`` went out whole."""
+        """Hook: ``data`` was sent whole (to the host, or to no one when no host had the
+        port open)."""
 
     # -- ground truth -----------------------------------------------------------------------
 

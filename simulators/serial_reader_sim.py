@@ -43,6 +43,7 @@ class SerialReaderSimulator(PtySimulator):
             raise ValueError("baud rates below 9600 stretch a frame towards the agent's "
                              "session timeout; use 9600 or more (or 0 for no pacing)")
         super().__init__(options, stdout=stdout)
+        self._captured_bytes = 0
         self._capture: BinaryIO | None = (open(options.capture, "wb")  # noqa: SIM115
                                           if options.capture is not None else None)
         self._host_decoder = SerialFrameDecoder()
@@ -85,11 +86,15 @@ class SerialReaderSimulator(PtySimulator):
         if self._capture is not None:
             self._capture.close()
             self._capture = None
+            if not self._captured_bytes:
+                logger.warning("nothing was captured to %s: no byte was played",
+                               self.options.capture)
 
     def _captured(self, data: bytes) -> None:
         if self._capture is not None:
             self._capture.write(data)
             self._capture.flush()
+            self._captured_bytes += len(data)
 
     # -- reads ------------------------------------------------------------------------------
 

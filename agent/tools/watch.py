@@ -67,6 +67,8 @@ VIEW_LABELS: dict[str, dict[str, str]] = {
     "reader_unplugged": {"en": "reader unplugged", "de": "Leser getrennt", "zh": "读卡器未连接"},
     "broker_connecting": {"en": "connecting to the broker ...", "de": "verbinde mit dem Broker ...",
                           "zh": "正在连接服务器 ..."},
+    "broker_unreachable": {"en": "{reason}; retrying ...", "de": "{reason}; neuer Versuch ...",
+                           "zh": "{reason}；正在重试 ..."},
     "broker_lost": {"en": "broker connection lost, reconnecting ...",
                     "de": "Broker-Verbindung verloren, verbinde neu ...",
                     "zh": "服务器连接中断，正在重连 ..."},
@@ -80,8 +82,35 @@ VIEW_LABELS: dict[str, dict[str, str]] = {
                    "zh": "快速保养通道：否"},
     "occurrences": {"en": "{count}x", "de": "{count}x", "zh": "{count} 次"},
     "stored_dtc": {"en": "stored", "de": "gespeichert", "zh": "已存储"},
-    "slot": {"en": "slot", "de": "Platz", "zh": "位置"},
+    "key_slot": {"en": "Key slot {slot}", "de": "Schlüsselplatz {slot}", "zh": "钥匙位置 {slot}"},
+    # Why an item is overdue although kilometres are left (status "overdue", km_left > 0).
+    "overdue_by_date": {"en": "overdue by date", "de": "Termin überschritten",
+                        "zh": "已超过到期日期"},
+    "overdue_by_wear": {"en": "overdue by wear (0 %)", "de": "verschlissen (0 %)",
+                        "zh": "已磨损（0 %）"},
 }
+
+
+def status_word(key: str, lang: str) -> str:
+    """A status word as the view shows every one of them: in capitals (OK, DUE SOON,
+    OVERDUE, ONLINE, OFFLINE, ACTIVE, STORED, CONFIRMED), so no two casings meet on a
+    screen."""
+    return text(key, lang).upper()
+
+
+def join_words(lang: str, *words: str) -> str:
+    """Words of one phrase: with spaces, except in Chinese, which writes none ("钥匙位置")."""
+    return ("" if lang == "zh" else " ").join(word for word in words if word)
+
+
+def local_date(value: object, lang: str) -> str:
+    """A payload date (``2027-01-28``) as the language writes it: ``28.01.2027`` in German,
+    ISO elsewhere; anything else as it is."""
+    text_value = str(value)
+    if lang == "de" and re.fullmatch(r"\d{4}-\d{2}-\d{2}", text_value):
+        year, month, day = text_value.split("-")
+        return f"{day}.{month}.{year}"
+    return text_value
 
 
 def text(key: str, lang: str, **fields: object) -> str:
@@ -191,6 +220,7 @@ class WatchState:
     prefix: str = "cbs/v1"
     broker_connected: bool = False
     broker_was_connected: bool = False
+    broker_error: str | None = None  # why the last connect failed, until one succeeds
     current: dict[str, Any] | None = None
     rejection: dict[str, Any] | None = None  # shown while it is newer than ``current``
     readers: dict[tuple[str, str], ReaderView] = field(default_factory=dict)
@@ -288,7 +318,7 @@ def _local_time(stamp: str) -> str:
 
 
 def _badge(status: str, lang: str, color: bool) -> str:
-    name = text(status, lang) if status in ("ok", "due_soon", "overdue") else status or "?"
+    name = status_word(status, lang) if status in ("ok", "due_soon", "overdue") else status or "?"
     label = fit(f" {name.upper()}", 14)
     if not color:
         return f"[{fit(name.upper(), 12)}]"
@@ -302,18 +332,21 @@ def _header(state: WatchState, *, lang: str, color: bool, site: str | None, read
     readers = []
     for (s, r), view in sorted(state.readers.items()):
         if view.state == "online" and view.connected is not False:
-            mark, style, word = "●", "green", text("reader_online", lang)
+            mark, style, word = "●", "green", status_word("reader_online", lang)
         elif view.state == "online":
-            mark, style, word = "●", "yellow", text("reader_unplugged", lang)
+            mark, style, word = "●", "yellow", status_word("reader_unplugged", lang)
         elif view.state == "offline":
-            mark, style, word = "○", "red", text("reader_offline", lang)
+            mark, style, word = "○", "red", status_word("reader_offline", lang)
         else:
             continue
         name = r if site is not None else f"{s}/{r}"
         readers.append(_style(f"{mark} {name} {word}", style, color))
     clock = now.astimezone().strftime("%H:%M:%S")
     lines = [_style(left, "bold", color) + "   " + "  ".join(readers) + f"   {clock}"]
-    if not state.broker_connected:
+    if not state.broker_connected and state.broker_error:
+        lines.append(_style(f" {text('broker_unreachable', lang, reason=state.broker_error)}",
+                            "red", color))
+    elif not state.broker_connected:
         key = "broker_lost" if state.broker_was_connected else "broker_connecting"
         lines.append(_style(f" {text(key, lang)}", "yellow", color))
     return lines
@@ -322,12 +355,12 @@ def _header(state: WatchState, *, lang: str, color: bool, site: str | None, read
 def _summary_bar(summary: dict[str, Any], *, lang: str, color: bool, width: int) -> str:
     """One full-width bar in the colour of the worst status: readable from across the desk."""
     status = str(summary.get("status", ""))
-    words = [text(status, lang).upper() if status in ("ok", "due_soon", "overdue") else "?"]
+    words = [status_word(status, lang) if status in ("ok", "due_soon", "overdue") else "?"]
     next_due = _dict(summary.get("next_due"))
     if next_due:
         words.append(f"{text('next_due', lang)}: "
                      f"{i18n.service_name(str(next_due.get('type', 'unknown')), lang)} "
-                     f"{next_due.get('due_date', '')}")
+                     f"{local_date(next_due.get('due_date', ''), lang)}")
     bar = "   " + "   ·   ".join(words)
     if not color:
         return f" >> {bar.strip()} <<"
@@ -349,8 +382,9 @@ def _vehicle_lines(data: dict[str, Any], *, lang: str, color: bool, width: int) 
     lines = [vin_part + " " * gap + mileage_part]
     details = [f"{text('read_at', lang)} {_local_time(str(data.get('read_at', '')))}"
                f" ({data.get('site', '?')}/{data.get('reader', '?')})",
-               f"{text('key', lang)} {text('slot', lang)} {key.get('slot', '?')}",
-               f"{text('data_date', lang)} {vehicle.get('data_date') or na}"]
+               text("key_slot", lang, slot=key.get("slot", "?")),
+               f"{text('data_date', lang)} "
+               f"{local_date(vehicle.get('data_date'), lang) if vehicle.get('data_date') else na}"]
     if vehicle.get("fuel_level_pct") is not None:
         details.append(f"{text('fuel_level', lang)} {vehicle['fuel_level_pct']} %")
     lines.append(" " + "  ·  ".join(details))
@@ -361,7 +395,7 @@ def _vehicle_lines(data: dict[str, Any], *, lang: str, color: bool, width: int) 
     name_w = max(24, min(40, width - 60))
     heading = (f" {fit(text('service', lang), name_w)} {fit(text('status', lang), 14)} "
                f"{fit(text('due', lang), 12)} {rfit(text('days_left', lang), 10)} "
-               f"{rfit(text('km_left', lang), 16)}")
+               f"{rfit(text('km_left', lang), 18)}")
     lines.append(_style(heading, "bold", color))
     services = _list(data.get("services"))
     if not services:
@@ -379,11 +413,18 @@ def _vehicle_lines(data: dict[str, Any], *, lang: str, color: bool, width: int) 
         if status in ("due_soon", "overdue"):
             due_items.append(name)
         km_text = na if km_left is None else f"{_number(km_left, lang)} {text('unit_km', lang)}"
-        lines.append(
-            f" {fit(name, name_w)} {_badge(status, lang, color)} "
-            f"{fit(str(forecast.get('due_date') or na), 12)} "
-            f"{rfit(na if days is None else str(days), 10)} {rfit(km_text, 16)}"
-            f"  {i18n.forecast_range_words(forecast, lang) or ''}".rstrip())
+        due = forecast.get("due_date")
+        row = (f" {fit(name, name_w)} {_badge(status, lang, color)} "
+               f"{fit(local_date(due, lang) if due else na, 12)} "
+               f"{rfit(na if days is None else str(days), 10)} {rfit(km_text, 18)}")
+        spread = i18n.forecast_range_words(forecast, lang)
+        if spread:
+            row += f"  {spread}"
+        if status == "overdue" and isinstance(km_left, int | float) and km_left > 0:
+            # Kilometres are left, so the calendar or the wear made it overdue: say which.
+            worn = item.get("availability_pct") == 0
+            row += f"  ({text('overdue_by_wear' if worn else 'overdue_by_date', lang)})"
+        lines.append(row)
     lines.append("")
 
     checks = [_dict(c) for c in _list(data.get("check_control"))]
@@ -392,10 +433,10 @@ def _vehicle_lines(data: dict[str, Any], *, lang: str, color: bool, width: int) 
     dtcs = [_dict(d) for d in _list(data.get("dtcs"))]
     labels = [text("check_control", lang), text("faults", lang)]
     label_w = max(display_width(label) for label in labels) + 3
-    cc_parts = [_style(f"{c.get('id')} {text('active', lang)}", "red", color)
+    cc_parts = [_style(f"{c.get('id')} {status_word('active', lang)}", "red", color)
                 + f" ({_number(c.get('mileage_km', 0), lang)} {text('unit_km', lang)})"
                 for c in active]
-    cc_parts += [f"{c.get('id')} {text('stored', lang)}" for c in stored]
+    cc_parts += [f"{c.get('id')} {status_word('stored', lang)}" for c in stored]
     lines.append(f" {fit(labels[0], label_w)}"
                  + (", ".join(cc_parts) if cc_parts else text("none", lang)))
     dtc_parts = []
@@ -404,9 +445,10 @@ def _vehicle_lines(data: dict[str, Any], *, lang: str, color: bool, width: int) 
                 f"ECU 0x{int(dtc.get('ecu', 0)):02X} "
                 f"{text('occurrences', lang, count=dtc.get('occurrences', '?'))}")
         if dtc.get("confirmed"):
-            dtc_parts.append(_style(f"{part} {text('confirmed', lang)}", "red", color))
+            dtc_parts.append(_style(join_words(lang, part, status_word("confirmed", lang)),
+                                    "red", color))
         else:
-            dtc_parts.append(f"{part} {text('stored_dtc', lang)}")
+            dtc_parts.append(join_words(lang, part, status_word("stored_dtc", lang)))
     lines.append(f" {fit(labels[1], label_w)}"
                  + (", ".join(dtc_parts) if dtc_parts else text("none", lang)))
     lines.append("")
@@ -420,9 +462,9 @@ def _vehicle_lines(data: dict[str, Any], *, lang: str, color: bool, width: int) 
         if not due_items:
             why.append(text("nothing_due", lang))
         if active:
-            why.append(f"{text('check_control', lang)} {text('active', lang)}")
+            why.append(join_words(lang, text("check_control", lang), status_word("active", lang)))
         if any(d.get("confirmed") for d in dtcs):
-            why.append(f"{text('faults', lang)} {text('confirmed', lang)}")
+            why.append(join_words(lang, text("faults", lang), status_word("confirmed", lang)))
     reasons = f"  {' · '.join(why)}" if why else ""
     if color:
         lines.append(" " + _style(banner, "ok" if express else "reverse", True) + reasons)
@@ -534,13 +576,14 @@ def run_watch(mqtt: MqttSettings, *, site: str | None = None, reader: str | None
     lang = i18n.check_language(lang)
     interactive = out.isatty() if interactive is None else interactive
     color = interactive and "NO_COLOR" not in os.environ if color is None else color
-    events: queue.Queue[tuple[str, bytes] | bool] = queue.Queue(maxsize=QUEUE_BOUND)
+    # (topic, payload), True/False for connected/disconnected, or why a connect failed
+    events: queue.Queue[tuple[str, bytes] | bool | str] = queue.Queue(maxsize=QUEUE_BOUND)
     state = WatchState(prefix=mqtt.prefix)
     dropped = 0
 
     def on_connect(client: Any, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
         if getattr(reason_code, "is_failure", False):
-            log.warning("broker refused the connection: %s", reason_code)
+            _put(f"the broker at {mqtt.host}:{mqtt.port} refused the connection: {reason_code}")
             return
         client.subscribe([(topic, 1) for topic in _subscriptions(mqtt.prefix, site, reader)])
         _put(True)
@@ -548,10 +591,14 @@ def run_watch(mqtt: MqttSettings, *, site: str | None = None, reader: str | None
     def on_disconnect(*_args: Any) -> None:
         _put(False)
 
+    def on_connect_fail(*_args: Any) -> None:  # paho says only that it failed
+        from agent.tools.mqtt_client import connect_failure
+        _put(connect_failure(mqtt))
+
     def on_message(_client: Any, _userdata: Any, message: Any) -> None:
         _put((message.topic, bytes(message.payload)))
 
-    def _put(item: tuple[str, bytes] | bool) -> None:
+    def _put(item: tuple[str, bytes] | bool | str) -> None:
         nonlocal dropped
         try:
             events.put_nowait(item)
@@ -561,6 +608,7 @@ def run_watch(mqtt: MqttSettings, *, site: str | None = None, reader: str | None
     client = _make_client(mqtt, _client_id())  # ConfigError when the TLS files are unusable
     client.on_connect = on_connect
     client.on_disconnect = on_disconnect
+    client.on_connect_fail = on_connect_fail
     client.on_message = on_message
     client.connect_async(mqtt.host, mqtt.port, keepalive=mqtt.keepalive_s)
     client.loop_start()
@@ -579,6 +627,13 @@ def run_watch(mqtt: MqttSettings, *, site: str | None = None, reader: str | None
                         if isinstance(item, bool):
                             state.broker_connected = item
                             state.broker_was_connected |= item
+                            if item:
+                                state.broker_error = None
+                        elif isinstance(item, str):
+                            if item != state.broker_error and not interactive:
+                                print(f"cbs-agent watch: {item}; retrying", file=sys.stderr,
+                                      flush=True)
+                            state.broker_error = item
                         else:
                             before = state.generation
                             state.apply(*item)
