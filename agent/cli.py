@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("files", nargs="+", type=Path, metavar="FILE")
 
     schema = commands.add_parser("schema", help="print a payload's JSON Schema")
-    schema.add_argument("payload", choices=["readout", "rejected", "status", "reminder"])
+    schema.add_argument("payload", choices=["readout", "rejected", "status", "reminder", "approval"])
 
     check = commands.add_parser("check-config", help="validate the configuration, reader and broker")
     _add_settings_options(check)

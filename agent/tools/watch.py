@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from agent.domain import i18n
+from agent.domain.express import express_verdict, reason_text
 
 if TYPE_CHECKING:
     import argparse
@@ -263,7 +264,7 @@ def _recent(data: dict[str, Any]) -> RecentVehicle:
                          reader=str(data.get("reader", "")), vin=str(vehicle.get("vin", "?")),
                          mileage_km=vehicle.get("mileage_km"),
                          status=str(summary.get("status", "")),
-                         express=bool(summary.get("express_eligible")))
+                         express=express_verdict(data).eligible)
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -411,18 +412,14 @@ def _vehicle_lines(data: dict[str, Any], *, lang: str, color: bool, width: int) 
                  + (", ".join(dtc_parts) if dtc_parts else text("none", lang)))
     lines.append("")
 
-    express = bool(summary.get("express_eligible"))
+    verdict = express_verdict(data)  # the one rule, with its reasons (docs/express-lane.md)
+    express = verdict.eligible
     banner = f"   {text('express_yes' if express else 'express_no', lang)}   "
-    why = []
-    if not express:
-        # What the payload itself shows; a due item outside the configured express set is
-        # the remaining reason, and the view does not know that set.
-        if not due_items:
-            why.append(text("nothing_due", lang))
-        if active:
-            why.append(f"{text('check_control', lang)} {text('active', lang)}")
-        if any(d.get("confirmed") for d in dtcs):
-            why.append(f"{text('faults', lang)} {text('confirmed', lang)}")
+    why = [reason_text(reason, lang) for reason in verdict.reasons]
+    gross = _dict(_dict(data.get("proposal")).get("totals")).get("gross")
+    if gross is not None:
+        currency = _dict(data.get("proposal")).get("currency", "")
+        why.insert(0, f"{text('gross', lang)} {gross} {currency}")
     reasons = f"  {' · '.join(why)}" if why else ""
     if color:
         lines.append(" " + _style(banner, "ok" if express else "reverse", True) + reasons)
