@@ -1,0 +1,128 @@
+"""The desk's subscription: one paho client (2.x, callback API v2) feeding a :class:`DeskState`.
+
+As in ``cbs-agent watch``, paho's callbacks do almost nothing: here they take the state's
+lock and apply one message (a dictionary update, microseconds), so the web handlers, which
+read under the same lock, always see a consistent picture. The client reconnects by itself
+(paho's backoff, at most 10 s apart); :attr:`DeskState.broker_connected` says whether it is
+connected, and the pages show it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from agent.desk.state import DeskState
+
+if TYPE_CHECKING:
+    from agent.mqtt.settings import MqttSettings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DeskFeed"]
+
+
+class DeskFeed:
+    """Subscribes to the site's topics and keeps :attr:`state` up to date. Thread-safe:
+    read the state inside ``with feed.locked() as state:``."""
+
+    def __init__(self, mqtt: MqttSettings, state: DeskState, *,
+                 client_id: str | None = None) -> None:
+        self.mqtt = mqtt
+        self.state = state
+        self._lock = threading.Lock()
+        self._changed: list[Callable[[], None]] = []
+        host = re.sub(r"[^A-Za-z0-9_-]", "", socket.gethostname())[:24] or "host"
+        self.client_id = client_id or f"cbs-desk-{host}-{os.getpid()}"
+        self._client = self._make_client()
+
+    @contextmanager
+    def locked(self) -> Iterator[DeskState]:
+        with self._lock:
+            yield self.state
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from paho's thread, without the lock) after every change."""
+        self._changed.append(callback)
+
+    def _make_client(self) -> Any:
+        import paho.mqtt.client as paho
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        from agent.errors import ConfigError
+
+        m = self.mqtt
+        if m.protocol == "5":
+            client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                                 protocol=paho.MQTTv5)
+        else:
+            client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                                 protocol=paho.MQTTv311, clean_session=True)
+        if m.tls:
+            try:
+                client.tls_set(ca_certs=None if m.ca_file is None else str(m.ca_file),
+                               certfile=None if m.certfile is None else str(m.certfile),
+                               keyfile=None if m.keyfile is None else str(m.keyfile),
+                               cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"mqtt TLS files cannot be used: {exc}") from exc
+            client.tls_insecure_set(m.tls_insecure)
+        if m.username is not None:
+            client.username_pw_set(m.username, m.password_value())
+        client.reconnect_delay_set(max(1, round(m.reconnect_min_s)),
+                                   max(1, round(min(m.reconnect_max_s, 10.0))))
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def start(self) -> None:
+        """Connect in the background; paho retries until :meth:`stop`."""
+        log.info("desk: subscribing to %s at %s", self.state.site, self.mqtt.url)
+        self._client.connect_async(self.mqtt.host, self.mqtt.port, keepalive=self.mqtt.keepalive_s)
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    # -- paho callbacks (its network thread) ------------------------------------------------
+
+    def _on_connect(self, client: Any, _userdata: Any, _flags: Any, reason_code: Any,
+                    _props: Any) -> None:
+        if getattr(reason_code, "is_failure", False):
+            log.warning("desk: broker refused the connection: %s", reason_code)
+            return
+        with self._lock:
+            client.subscribe([(topic, 1) for topic in self.state.subscriptions()])
+            self.state.set_broker(True)
+        log.info("desk: connected to %s", self.mqtt.url)
+        self._notify()
+
+    def _on_disconnect(self, *_args: Any) -> None:
+        with self._lock:
+            was = self.state.broker_connected
+            self.state.set_broker(False)
+        if was:
+            log.warning("desk: broker connection lost, reconnecting")
+        self._notify()
+
+    def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
+        with self._lock:
+            changed = self.state.apply(message.topic, bytes(message.payload))
+        if changed:
+            self._notify()
+
+    def _notify(self) -> None:
+        for callback in self._changed:
+            try:
+                callback()
+            except Exception:
+                log.exception("desk: change listener failed")
