@@ -64,6 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--reader", default=None, metavar="NAME", help="only this reader (default: every reader)")
     watch.add_argument("--language", choices=["en", "de", "zh"], default=None)
     watch.add_argument("--no-color", action="store_true", help="no colours (also when NO_COLOR is set)")
+
+    desk = commands.add_parser("desk", help="the reception desk in a browser (docs/desk.md)")
+    desk.add_argument("--config", type=Path, default=None, help="TOML configuration file ([desk], [mqtt], site)")
+    desk.add_argument("--broker", default=None, metavar="URL", help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    desk.add_argument("--site", default=None, metavar="NAME", help="the site whose vehicles the desk shows")
+    desk.add_argument("--host", default=None, help="listen address (default 127.0.0.1; others need a login)")
+    desk.add_argument("--port", type=int, default=None, help="TCP port (default 8080)")
+    desk.add_argument("--state-dir", type=Path, default=None, metavar="DIR",
+                      help="the approvals' outbox and the session key live here")
+    desk.add_argument("--language", choices=["en", "de", "zh"], default=None,
+                      help="default language of the pages (default: language in the config)")
+    desk.add_argument("--hash-password", action="store_true",
+                      help="read a password (terminal or stdin) and print its hash for [desk] password_hash")
     return parser
 
 
@@ -101,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "watch":
             from agent.tools.watch import watch_command
             return watch_command(args)
+        if args.command == "desk":
+            from agent.desk.command import desk_command
+            return desk_command(args)
         if args.command == "check-config":
             from agent.config import load_settings
             from agent.tools.check_config import check_config

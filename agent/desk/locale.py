@@ -112,6 +112,10 @@ DESK_LABELS: dict[str, dict[Language, str]] = {
     "unknown_vehicle": {"en": "This vehicle has not been read at this desk.",
                         "de": "Dieses Fahrzeug wurde an dieser Annahme nicht gelesen.",
                         "zh": "此接待处未读取过该车辆。"},
+    "newer_readout": {"en": "The key was read again: check the proposal once more before approving.",
+                      "de": "Der Schlüssel wurde erneut gelesen: bitte das Angebot vor der "
+                            "Zustimmung noch einmal prüfen.",
+                      "zh": "钥匙已重新读取：确认前请再次核对报价。"},
     "login": {"en": "Sign in", "de": "Anmelden", "zh": "登录"},
     "logout": {"en": "Sign out", "de": "Abmelden", "zh": "退出"},
     "password": {"en": "Password", "de": "Passwort", "zh": "密码"},
