@@ -8,13 +8,17 @@ VENV="${CBS_VENV:-$ROOT/.venv}"
 
 # Debian packages the project needs: the broker (tests and demo start their own on free ports),
 # mosquitto_passwd (password-file tests), openssl (test certificates), tmux (the reception view
-# is tested in a real terminal).
+# is tested in a real terminal), chromium with its driver (the desk is tested in a real browser)
+# and a CJK font for its Chinese pages.
 need=()
 { command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; } || need+=(mosquitto)
 { command -v mosquitto_passwd >/dev/null 2>&1 || [ -x /usr/bin/mosquitto_passwd ]; } || need+=(mosquitto)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v mosquitto_sub >/dev/null 2>&1 || need+=(mosquitto-clients)  # bench/throughput.py subscriber
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
+{ command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; } || need+=(chromium)
+{ command -v chromedriver >/dev/null 2>&1 || [ -x /usr/bin/chromedriver ]; } || need+=(chromium-driver)
+[ -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || need+=(fonts-wqy-zenhei)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "bootstrap: installing ${need[*]} from Debian's packages" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -164,6 +164,10 @@ def create_app(config: DeskConfig, feed: DeskFeed, sink: ApprovalSink, *,
             return await handler(request)
         return wrapper
 
+    def _first(fields: dict[str, list[str]], name: str) -> str | None:
+        values = fields.get(name)
+        return values[0] if values else None
+
     async def form(request: Request) -> dict[str, list[str]]:
         body = await request.body()
         if len(body) > MAX_FORM_BYTES:
@@ -252,18 +256,18 @@ def create_app(config: DeskConfig, feed: DeskFeed, sink: ApprovalSink, *,
     async def approve(request: Request) -> Response:
         vin = request.path_params["vin"]
         fields = await form(request)
-        if not csrf_ok(request.session, (fields.get("csrf") or [None])[0]):
+        if not csrf_ok(request.session, _first(fields, "csrf")):
             return PlainTextResponse("the form has expired: reload the page", status_code=403)
         lang = language(request)
         lines = [line for line in fields.get("line", []) if line]
-        if (fields.get("do") or [""])[0] == "recalculate":  # the page without script
+        if _first(fields, "do") == "recalculate":  # the page without script
             query = urlencode([*[("line", x) for x in lines], ("ticked", "1")])
             return RedirectResponse(f"/vehicle/{vin}?{query}#proposal", status_code=303)
         with feed.locked() as state:
             record = state.vehicles.get(vin)
             if record is None:
                 return PlainTextResponse("unknown vehicle", status_code=404)
-            if record.latest.get("readout_id") != (fields.get("readout_id") or [None])[0]:
+            if record.latest.get("readout_id") != _first(fields, "readout_id"):
                 back = f"/vehicle/{vin}?" + urlencode({"notice": "newer"})
                 return RedirectResponse(back, status_code=303)
             selection = views.selection_of(record, lines)
@@ -291,9 +295,9 @@ def create_app(config: DeskConfig, feed: DeskFeed, sink: ApprovalSink, *,
         if not limiter.allowed(client):
             return page(request, "login.html", status_code=429, error="login_limited")
         fields = await form(request)
-        if not csrf_ok(request.session, (fields.get("csrf") or [None])[0]):
+        if not csrf_ok(request.session, _first(fields, "csrf")):
             return page(request, "login.html", status_code=403, error="login_failed")
-        password = (fields.get("password") or [""])[0]
+        password = _first(fields, "password") or ""
         if config.password_hash is None or not verify_password(password, config.password_hash):
             limiter.failed(client)
             log.warning("desk: failed sign-in from %s", client)
@@ -309,7 +313,7 @@ def create_app(config: DeskConfig, feed: DeskFeed, sink: ApprovalSink, *,
 
     async def logout(request: Request) -> Response:
         fields = await form(request)
-        if csrf_ok(request.session, (fields.get("csrf") or [None])[0]):
+        if csrf_ok(request.session, _first(fields, "csrf")):
             request.session.clear()
         return RedirectResponse("/login" if config.require_login else "/", status_code=303)
 

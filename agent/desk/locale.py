@@ -180,7 +180,7 @@ class Words:
         value = _decimal(amount)
         if value is None:
             return self.t("on_request")
-        return format_currency(value, currency, locale=self.locale)
+        return str(format_currency(value, currency, locale=self.locale))
 
     def number(self, value: Any) -> str:
         if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
@@ -197,7 +197,7 @@ class Words:
             try:
                 value = date.fromisoformat(value)
             except ValueError:
-                return value
+                return str(value)
         if not isinstance(value, date):
             return self.t("not_available")
         return format_date(value, format="medium", locale=self.locale)

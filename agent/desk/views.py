@@ -31,6 +31,7 @@ from agent.domain.approval import (
     selection_totals,
 )
 from agent.domain.express import ExpressVerdict, express_verdict, reason_text
+from agent.domain.i18n import check_language, service_name
 from agent.domain.models import ProposalTotals
 
 __all__ = ["FaultLine", "Selection", "queue_rows", "selection_of", "vehicle_view"]
@@ -386,7 +387,6 @@ def build_approval(record: VehicleRecord, selection: Selection, *, lang: str, de
     data = record.latest
 
     def service(line: PricedLine) -> ApprovedService:
-        from agent.domain.i18n import service_name
         return ApprovedService(index=line.index, type=line.type,
                                name=service_name(line.type, lang), required=line.required,
                                priced=line.priced,
@@ -395,7 +395,7 @@ def build_approval(record: VehicleRecord, selection: Selection, *, lang: str, de
 
     def fault(line: FaultLine) -> ApprovedFault:
         return ApprovedFault(ecu=line.ecu, code=line.code, sae=line.sae,
-                             source=line.source)  # type: ignore[arg-type]
+                             source="key" if line.source == "key" else "diagnosis")
 
     approved = ApprovalLines(services=[service(x) for x in selection.services_ticked()],
                              faults=[fault(x) for x in selection.faults_ticked()])
@@ -410,7 +410,7 @@ def build_approval(record: VehicleRecord, selection: Selection, *, lang: str, de
         readout_id=readout_id,
         diagnosis_id=diagnosis_id if isinstance(diagnosis_id, str) else None,
         site=str(data.get("site", "")), reader=str(data.get("reader", "")), desk=desk,
-        vin=record.vin, approved_at=now, language=lang,  # type: ignore[arg-type]
+        vin=record.vin, approved_at=now, language=check_language(lang),
         currency=selection.currency, tax_rate_pct=selection.tax_rate_pct,
         approved=approved, declined=declined, totals=selection.totals,
         express=ApprovalExpress(eligible=verdict.eligible, reasons=list(verdict.reasons),

@@ -97,7 +97,8 @@ def proposal_lines(proposal: Mapping[str, Any]) -> list[PricedLine]:
         for item in items if isinstance(items, list) else []:
             if not isinstance(item, Mapping) or not isinstance(item.get("index"), int):
                 continue
-            parts = item.get("parts") if isinstance(item.get("parts"), list) else []
+            raw_parts = item.get("parts")
+            parts: list[Any] = raw_parts if isinstance(raw_parts, list) else []
             priced = item.get("priced") is not False
             lines.append(PricedLine(
                 index=item["index"], type=str(item.get("type", "unknown")),

@@ -8,7 +8,6 @@ Set ``CBS_DESK_SCREENSHOTS=DIR`` to keep screenshots of the queue and the vehicl
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -156,9 +155,11 @@ def screenshots(driver: Any, name: str) -> None:
     if not target:
         return
     Path(target).mkdir(parents=True, exist_ok=True)
+    scrolled = driver.execute_script("return window.scrollY;")
     for width, height in SIZES:
         driver.set_window_size(width, height)
         time.sleep(0.3)
+        driver.execute_script("window.scrollTo(0, arguments[0]);", scrolled)
         driver.save_screenshot(str(Path(target) / f"desk-{name}-{width}x{height}.png"))
     driver.set_window_size(*SIZES[0])
 
@@ -206,6 +207,8 @@ def test_a_key_read_appears_live_and_the_approval_is_published(rig, browser) -> 
         assert "Engine oil and filter" in browser.page_source
         assert "Cylinder 1 misfire detected" in browser.page_source
         screenshots(browser, "vehicle")
+        browser.execute_script("document.getElementById('proposal').scrollIntoView();")
+        screenshots(browser, "proposal")
 
         # 3. Ticking lines changes the totals (exactly, as the desk's arithmetic).
         lines = proposal_lines(proposal)
