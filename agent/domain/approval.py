@@ -198,7 +198,8 @@ class Approval(_Payload):
     declined: ApprovalLines = Field(description="What was offered and not agreed to.")
     totals: ProposalTotals = Field(description="Totals of the approved service lines, the "
                                                "proposal's arithmetic.")
-    express: ApprovalExpress
+    express: ApprovalExpress = Field(description="The express-lane verdict for the approved work "
+                                                 "(docs/express-lane.md).")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
