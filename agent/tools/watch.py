@@ -60,6 +60,7 @@ QUEUE_BOUND = 1000
 RECENT_VEHICLES = 6
 SEEN_IDS = 512
 REDRAW_EVERY_S = 1.0
+PIPE_WIDTH = 132  # a file or pipe has no width; lay the block out wide (nothing is cut anyway)
 
 # Words of this view that agent.domain.i18n does not have (yet); same shape as its LABELS.
 VIEW_LABELS: dict[str, dict[str, str]] = {
@@ -83,6 +84,14 @@ VIEW_LABELS: dict[str, dict[str, str]] = {
     "occurrences": {"en": "{count}x", "de": "{count}x", "zh": "{count} 次"},
     "stored_dtc": {"en": "stored", "de": "gespeichert", "zh": "已存储"},
     "slot": {"en": "slot", "de": "Platz", "zh": "位置"},
+    "more_lines": {"en": "+{count} more lines (enlarge the window)",
+                   "de": "+{count} weitere Zeilen (Fenster vergrößern)",
+                   "zh": "还有 {count} 行（请放大窗口）"},
+    "reminders_planned": {"en": "Reminders planned", "de": "Erinnerungen geplant",
+                          "zh": "计划提醒"},
+    "broker_unreachable": {"en": "broker {url} unreachable: {reason}; retrying ...",
+                           "de": "Broker {url} nicht erreichbar: {reason}; neuer Versuch ...",
+                           "zh": "服务器 {url} 无法连接：{reason}；正在重试 ..."},
 }
 
 
@@ -154,6 +163,37 @@ def clip(line: str, width: int) -> str:
         used += w
         i += 1
     return "".join(out) + (RESET if _ANSI_RE.search(line) else "")
+
+
+def wrap(line: str, width: int, indent: str = "   ") -> list[str]:
+    """``line`` (ANSI codes allowed) in pieces of at most ``width`` columns; continuation
+    pieces start with ``indent``."""
+    if display_width(line) <= width or width <= len(indent) + 1:
+        return [clip(line, width)]
+    pieces: list[str] = []
+    rest = line
+    while display_width(rest) > width:
+        head = clip(rest, width)
+        plain = _ANSI_RE.sub("", head)
+        following = _ANSI_RE.sub("", rest)[len(plain):len(plain) + 1]
+        space = plain.rfind(" ")
+        if following not in ("", " ") and space > width // 2:  # break between words
+            head = clip(rest, display_width(plain[:space]))
+            plain = plain[:space]
+        pieces.append(head)
+        consumed = len(plain)
+        # Skip the same number of visible characters in ``rest`` (codes travel with them).
+        i = seen = 0
+        while i < len(rest) and seen < consumed:
+            match = _ANSI_RE.match(rest, i)
+            if match:
+                i = match.end()
+                continue
+            i += 1
+            seen += 1
+        rest = indent + rest[i:].lstrip(" ")
+    pieces.append(rest)
+    return pieces
 
 
 def _style(value: str, style: str, color: bool) -> str:
@@ -380,6 +420,9 @@ def _vehicle_lines(data: dict[str, Any], *, lang: str, color: bool, width: int) 
             name += f" (0x{int(item.get('code', 0)):02X})"
         if status in ("due_soon", "overdue"):
             due_items.append(name)
+        if display_width(name) > name_w:  # never cut a name: it takes a line of its own
+            lines.append(f" {name}")
+            name = ""
         km_text = na if km_left is None else f"{_number(km_left, lang)} {text('unit_km', lang)}"
         lines.append(
             f" {fit(name, name_w)} {_badge(status, lang, color)} "
@@ -387,6 +430,9 @@ def _vehicle_lines(data: dict[str, Any], *, lang: str, color: bool, width: int) 
             f"{rfit(na if days is None else str(days), 10)} {rfit(km_text, 16)}")
     lines.append("")
 
+    planned = _planned_reminders(data, lang)
+    if planned:
+        lines.append(f" {text('reminders_planned', lang)}: {' · '.join(planned)}")
     checks = [_dict(c) for c in _list(data.get("check_control"))]
     active = [c for c in checks if c.get("status") == "active"]
     stored = [c for c in checks if c.get("status") != "active"]
@@ -429,6 +475,24 @@ def _vehicle_lines(data: dict[str, Any], *, lang: str, color: bool, width: int) 
     return lines
 
 
+def _planned_reminders(data: dict[str, Any], lang: str, window_days: int = 30) -> list[str]:
+    """The reminders the agent will send for this vehicle (docs/reminders.md): on the day an
+    item's due date comes within the window, for items not already due at this read."""
+    from datetime import date, timedelta
+
+    read = str(data.get("read_at", ""))[:10]
+    planned = []
+    for item in (_dict(x) for x in _list(data.get("services"))):
+        due = _dict(item.get("forecast")).get("due_date")
+        try:
+            day = date.fromisoformat(str(due)) - timedelta(days=window_days)
+            if day > date.fromisoformat(read):
+                planned.append(f"{i18n.service_name(str(item.get('type')), lang)} {day}")
+        except ValueError:
+            continue
+    return planned
+
+
 def render(state: WatchState, *, width: int = 100, height: int = 40, lang: str = "en",
            color: bool = True, site: str | None = None, reader: str | None = None,
            now: datetime | None = None) -> list[str]:
@@ -460,7 +524,13 @@ def render(state: WatchState, *, width: int = 100, height: int = 40, lang: str =
             lines.append(f" {_local_time(vehicle.read_at)}  {vehicle.vin}  {rfit(mileage, 14)}  "
                          f"{_style(fit(status_text, 14), style, color)} "
                          f"{vehicle.site}/{vehicle.reader}{express}")
-    return [clip(line, width) for line in lines[:max(1, height)]]
+    # Nothing is cut silently: long lines wrap, and what does not fit the height is counted.
+    out = [part for line in lines for part in wrap(line, width)]
+    if len(out) > max(1, height):
+        keep = max(1, height - 1)
+        hidden = len(out) - keep
+        out = out[:keep] + [clip(f" … {text('more_lines', lang, count=hidden)}", width)]
+    return out
 
 
 # -- the terminal edge --------------------------------------------------------------------------
@@ -559,6 +629,15 @@ def run_watch(mqtt: MqttSettings, *, site: str | None = None, reader: str | None
     def on_disconnect(*_args: Any) -> None:
         _put(False)
 
+    unreachable = [False]
+
+    def on_connect_fail(*_args: Any) -> None:
+        _put(False)
+        if not unreachable[0]:  # one line, not one per retry; the header shows the state
+            unreachable[0] = True
+            log.warning("%s", text("broker_unreachable", lang, url=mqtt.url,
+                                   reason="connection refused or timed out"))
+
     def on_message(_client: Any, _userdata: Any, message: Any) -> None:
         _put((message.topic, bytes(message.payload)))
 
@@ -575,6 +654,7 @@ def run_watch(mqtt: MqttSettings, *, site: str | None = None, reader: str | None
         raise ConfigError(f"mqtt TLS files cannot be used: {exc}") from exc
     client.on_connect = on_connect
     client.on_disconnect = on_disconnect
+    client.on_connect_fail = on_connect_fail
     client.on_message = on_message
     client.connect_async(mqtt.host, mqtt.port, keepalive=mqtt.keepalive_s)
     client.loop_start()
@@ -603,7 +683,8 @@ def run_watch(mqtt: MqttSettings, *, site: str | None = None, reader: str | None
                 size = terminal_size()
                 # A file or pipe has no height: print the whole block.
                 height = size.lines if interactive else 10_000
-                lines = render(state, width=size.columns, height=height, lang=lang,
+                width = size.columns if interactive else max(size.columns, PIPE_WIDTH)
+                lines = render(state, width=width, height=height, lang=lang,
                                color=color, site=site, reader=reader)
                 if interactive:
                     screen.draw(lines)
