@@ -8,6 +8,7 @@ Set ``CBS_DESK_SCREENSHOTS=DIR`` to keep screenshots of the queue and the vehicl
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from agent.domain.approval import proposal_lines, selection_totals
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 
 SITE, READER = "S1", "desk1"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -49,9 +52,10 @@ class DeskRun:
     """``python -m agent desk`` on a free port, its log in ``workdir``."""
 
     def __init__(self, workdir: Path, broker: MosquittoBroker, *args: str,
-                 host: str = "127.0.0.1", config_text: str | None = None) -> None:
+                 host: str = "127.0.0.1", config_text: str | None = None,
+                 port: int | None = None) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = port or free_port()
         self.host = host
         self.log_path = workdir / "desk.log"
         config = workdir / "desk.toml"
@@ -164,6 +168,14 @@ def screenshots(driver: Any, name: str) -> None:
     driver.set_window_size(*SIZES[0])
 
 
+def publish(broker: MosquittoBroker, topic: str, payload: dict[str, Any],
+            retain: bool = False) -> None:
+    import paho.mqtt.publish as single
+
+    single.single(topic, json.dumps(payload), qos=1, retain=retain, hostname=broker.host,
+                  port=broker.port)
+
+
 def gross(driver: Any) -> str:
     return str(driver.find_element(By.ID, "total-gross").get_attribute("data-value"))
 
@@ -199,13 +211,21 @@ def test_a_key_read_appears_live_and_the_approval_is_published(rig, browser) -> 
         assert first.get_attribute("data-vin") != vin  # newest first
         screenshots(browser, "queue")
 
-        # 2. The vehicle: the page's totals are the published proposal's.
+        # 2. The vehicle: the page's totals are the published proposal's; the vehicle test
+        #    published meanwhile is on it.
+        from desk_payloads import diagnosis
+        publish(broker, f"cbs/v1/{SITE}/{READER}/diagnosis",
+                diagnosis(vin, lamp=True, other_vin="WBA00000000000000",
+                          readout_id=payload["readout_id"]))
+        time.sleep(0.3)
         browser.find_element(By.LINK_TEXT, vin).click()
         wait_for(browser, lambda d: d.find_elements(By.ID, "proposal-form"), what="the vehicle")
         proposal = payload["proposal"]
         assert gross(browser) == proposal["totals"]["gross"]
         assert "Engine oil and filter" in browser.page_source
         assert "Cylinder 1 misfire detected" in browser.page_source
+        assert "Warning lamp ON" in browser.page_source and "BDC (WBA00000000000000)" in (
+            browser.page_source)
         screenshots(browser, "vehicle")
         browser.execute_script("document.getElementById('proposal').scrollIntoView();")
         screenshots(browser, "proposal")
@@ -214,7 +234,9 @@ def test_a_key_read_appears_live_and_the_approval_is_published(rig, browser) -> 
         lines = proposal_lines(proposal)
         optional = next(line for line in lines if not line.required)
         required = [line for line in lines if line.required]
-        browser.find_element(By.CSS_SELECTOR, f'input[value="{optional.key}"]').click()
+        box = browser.find_element(By.CSS_SELECTOR, f'input[value="{optional.key}"]')
+        browser.execute_script("arguments[0].focus();", box)
+        browser.switch_to.active_element.send_keys(Keys.SPACE)  # by keyboard
         expected = selection_totals([*required, optional], places=2,
                                     tax_rate_pct=Decimal(proposal["tax_rate_pct"]))
         wait_for(browser, lambda d: gross(d) == format(expected.gross, "f"),
@@ -271,6 +293,40 @@ def test_the_approval_survives_a_broker_outage(rig, browser) -> None:
         assert wire["vin"] == vin and [s["index"] for s in wire["approved"]["services"]] == [0]
     finally:
         approvals.stop()
+
+
+def test_payload_html_shows_as_text_and_the_page_survives_a_desk_restart(rig, browser) -> None:
+    broker, reader, desk = rig
+    browser.get(desk.url + "/")
+    wait_for(browser, lambda d: "link-ok" in d.find_element(By.ID, "link").get_attribute("class"),
+             what="the broker connected")
+    from desk_payloads import spec_readout
+    hostile = spec_readout(datetime.now(timezone.utc))
+    hostile["readout_id"] = "hostile-1"
+    hostile["vehicle"]["vin"] = "<img src=x onerror=alert(1)>"
+    hostile["reader"] = "<b>bold</b>"
+    publish(broker, f"cbs/v1/{SITE}/{READER}/readout", hostile)
+    wait_for(browser, lambda d: "<img src=x onerror=alert(1)>" in d.find_element(
+        By.ID, "queue-rows").text, what="the hostile VIN shown as text")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#queue-rows img, #queue-rows b")
+    browser.execute_script("window.notReloaded = true;")
+
+    # The desk restarts: the page says so, reconnects by itself and goes on showing keys.
+    port = desk.port
+    desk.stop()
+    wait_for(browser, lambda d: "Connection to the desk lost" in d.find_element(By.ID, "link").text,
+             what="the page to say the desk is away")
+    again = DeskRun(desk.log_path.parent, broker, port=port)
+    try:
+        wait_for(browser, lambda d: "link-ok" in d.find_element(By.ID, "link")
+                 .get_attribute("class"), timeout_s=15, what="the page to reconnect")
+        reader.write(spec_key())
+        wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR,
+                                                    'tr[data-vin="WBA8E5107FK123456"]'),
+                 timeout_s=5, what="a key read after the restart")
+        assert browser.execute_script("return window.notReloaded === true;")
+    finally:
+        again.stop()
 
 
 def test_a_desk_on_the_network_needs_the_login(tmp_path: Path, mosquitto, browser) -> None:
