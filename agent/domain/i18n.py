@@ -152,7 +152,7 @@ LABELS: dict[str, dict[Language, str]] = {
                       "de": "{service} in {days} Tagen fällig: gleich mit erledigen und einen "
                             "Termin sparen",
                       "zh": "{service}将在 {days} 天后到期：本次一并完成，省去一次进店"},
-    "labour": {"en": "Labour", "de": "Arbeitszeit", "zh": "工时"},
+    "labour": {"en": "Labour", "de": "Arbeitslohn", "zh": "工时费"},
     "labour_minutes": {"en": "Labour time", "de": "Arbeitszeit", "zh": "工时（分钟）"},
     "labour_rate": {"en": "Labour rate per hour", "de": "Stundenverrechnungssatz",
                     "zh": "每小时工时费"},
