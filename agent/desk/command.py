@@ -17,6 +17,7 @@ import json
 import logging
 import re
 import socket
+import sqlite3
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -108,6 +109,7 @@ def desk_command(args: argparse.Namespace) -> int:
     from agent.desk.feed import DeskFeed
     from agent.desk.security import check_hash, is_loopback, load_secret
     from agent.desk.state import DeskState
+    from agent.desk.visits import VisitStore
     from agent.domain.i18n import check_language
     from agent.logging_setup import configure_logging
     from agent.mqtt.publisher import MqttPublisher
@@ -142,7 +144,14 @@ def desk_command(args: argparse.Namespace) -> int:
     publisher = MqttPublisher(publisher_settings, outbox,
                               Topics(f"{mqtt.prefix}/{settings.site}", DESKS_LEVEL, name))
     state = DeskState(prefix=mqtt.prefix, site=settings.site, zone=settings.forecast.zone)
-    feed = DeskFeed(mqtt, state, client_id=f"cbs-desk-{name}-in")
+    try:
+        visits: VisitStore | None = VisitStore(state_dir / "desk-visits.sqlite3",
+                                               retention_days=settings.history.retention_days)
+    except sqlite3.Error as exc:
+        log.warning("desk: earlier visits are not kept across restarts: %s", exc)
+        visits = None
+    feed = DeskFeed(mqtt, state, client_id=f"cbs-desk-{name}-in", visits=visits)
+    log.info("desk: %d readouts of earlier visits restored", feed.restore())
     config = DeskConfig(site=settings.site, prefix=mqtt.prefix, desk_name=name,
                         language=language, secret=load_secret(state_dir / "desk-session.key"),
                         require_login=require_login, password_hash=password_hash,
@@ -161,5 +170,7 @@ def desk_command(args: argparse.Namespace) -> int:
         feed.stop()
         publisher.stop()
         outbox.close()
+        if visits is not None:
+            visits.close()
         sock.close()
     return 0

@@ -9,6 +9,7 @@ connected, and the pages show it.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from agent.desk.state import DeskState
+from agent.desk.visits import VisitStore
 
 if TYPE_CHECKING:
     from agent.mqtt.settings import MqttSettings
@@ -34,9 +36,10 @@ class DeskFeed:
     read the state inside ``with feed.locked() as state:``."""
 
     def __init__(self, mqtt: MqttSettings, state: DeskState, *,
-                 client_id: str | None = None) -> None:
+                 client_id: str | None = None, visits: VisitStore | None = None) -> None:
         self.mqtt = mqtt
         self.state = state
+        self.visits = visits
         self._lock = threading.Lock()
         self._changed: list[Callable[[], None]] = []
         host = re.sub(r"[^A-Za-z0-9_-]", "", socket.gethostname())[:24] or "host"
@@ -83,6 +86,19 @@ class DeskFeed:
         client.on_message = self._on_message
         return client
 
+    def restore(self) -> int:
+        """Feed the readouts kept by :attr:`visits` (earlier visits across a restart) into
+        the state; returns how many. Call before :meth:`start`."""
+        if self.visits is None:
+            return 0
+        count = 0
+        with self._lock:
+            for readout in self.visits.load():
+                vin = (readout.get("vehicle") or {}).get("vin")
+                topic = f"{self.state.prefix}/{self.state.site}/vehicles/{vin}"
+                count += self.state.apply(topic, json.dumps(readout).encode())
+        return count
+
     def start(self) -> None:
         """Connect in the background; paho retries until :meth:`stop`."""
         log.info("desk: subscribing to %s at %s", self.state.site, self.mqtt.url)
@@ -117,6 +133,9 @@ class DeskFeed:
     def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
         with self._lock:
             changed = self.state.apply(message.topic, bytes(message.payload))
+            taken = self.state.taken_readout
+        if taken is not None and self.visits is not None:
+            self.visits.add(taken)
         if changed:
             self._notify()
 

@@ -116,6 +116,8 @@ class DeskState:
     orphan_diagnoses: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=20))
     generation: int = 0
     ignored: int = 0
+    #: The readout the last :meth:`apply` took in (new to the desk), for whoever keeps them.
+    taken_readout: dict[str, Any] | None = None
     _seen: set[str] = field(default_factory=set)
     _seen_order: deque[str] = field(default_factory=deque)
 
@@ -134,6 +136,7 @@ class DeskState:
     def apply(self, topic: str, payload: bytes, now: datetime | None = None) -> bool:
         """Take one message; True when what the pages show changed."""
         now = now or datetime.now(timezone.utc)
+        self.taken_readout = None
         base = f"{self.prefix}/{self.site}/"
         if not topic.startswith(base):
             self.ignored += 1
@@ -188,6 +191,7 @@ class DeskState:
         vin = _dict(data.get("vehicle")).get("vin")
         if not isinstance(vin, str) or not self._first_time(data.get("readout_id")):
             return False
+        self.taken_readout = data
         record = self.vehicles.get(vin)
         if record is None:
             self.vehicles[vin] = VehicleRecord(vin=vin, latest=data)

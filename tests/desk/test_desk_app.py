@@ -305,3 +305,30 @@ def test_login_when_required() -> None:
     cookie = response.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie
     assert client.get("/").status_code == 200
+
+
+def test_earlier_visits_survive_a_restart_of_the_desk(tmp_path) -> None:
+    from agent.desk.visits import VisitStore
+
+    store = VisitStore(tmp_path / "desk-visits.sqlite3", per_vehicle=3)
+    feed = DeskFeed(MqttSettings(), DeskState(prefix=PREFIX, site=SITE), visits=store)
+    readouts = [spec_readout(SPEC_READ_AT - timedelta(days=100 * n)) for n in range(5)]
+    for readout in readouts:
+        feed._on_message(None, None, type("M", (), {
+            "topic": f"{BASE}/{READER}/readout", "payload": json.dumps(readout).encode()})())
+    store.close()
+
+    again = DeskFeed(MqttSettings(), DeskState(prefix=PREFIX, site=SITE),
+                     visits=VisitStore(tmp_path / "desk-visits.sqlite3", per_vehicle=3))
+    assert again.restore() == 3
+    record = again.state.vehicles[SPEC_VIN]
+    assert record.latest["readout_id"] == readouts[0]["readout_id"]
+    assert [v["readout_id"] for v in record.visits] == [r["readout_id"] for r in readouts[1:3]]
+
+
+def test_an_agent_away_is_said_on_the_page() -> None:
+    client, feed, _ = make_desk()
+    put(feed, f"{BASE}/{READER}/status", status("offline"))
+    assert f"Key reader {READER} is away" in client.get("/").text
+    put(feed, f"{BASE}/{READER}/status", status("online", connected=False))
+    assert f"Key reader {READER}: reader unplugged" in client.get("/").text
