@@ -191,6 +191,7 @@ def create_app(config: DeskConfig, feed: DeskFeed, sink: ApprovalSink, *,
 
     async def events(request: Request) -> Response:
         w = Words(language(request))
+        vin = request.query_params.get("vin")
 
         async def stream() -> Any:
             yield "retry: 2000\n\n"
@@ -204,11 +205,14 @@ def create_app(config: DeskConfig, feed: DeskFeed, sink: ApprovalSink, *,
                         now = clock()
                         rows = views.queue_rows(state, now, w)
                         link = views.link_state(state, now, w)
+                        record = state.vehicles.get(vin) if vin else None
+                        token = views.vehicle_token(record) if record is not None else ""
                     else:
                         rows = None
                 if rows is not None:
                     data = {"rows": env.get_template("_queue_rows.html").render(rows=rows, w=w),
-                            "count": len(rows), "link": link, "generation": generation}
+                            "count": len(rows), "link": link, "generation": generation,
+                            "vehicle": token}
                     sent_generation, sent_at = generation, time.monotonic()
                     yield f"event: queue\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
                 await asyncio.sleep(EVENT_POLL_S)

@@ -116,6 +116,10 @@ DESK_LABELS: dict[str, dict[Language, str]] = {
                       "de": "Der Schlüssel wurde erneut gelesen: bitte das Angebot vor der "
                             "Zustimmung noch einmal prüfen.",
                       "zh": "钥匙已重新读取：确认前请再次核对报价。"},
+    "news": {"en": "New data for this vehicle (key read, vehicle test or approval): show it",
+             "de": "Neue Daten zu diesem Fahrzeug (Schlüssel, Fahrzeugtest oder Zustimmung): "
+                   "anzeigen",
+             "zh": "此车辆有新数据（钥匙读取、车辆检测或确认）：点击查看"},
     "login": {"en": "Sign in", "de": "Anmelden", "zh": "登录"},
     "logout": {"en": "Sign out", "de": "Abmelden", "zh": "退出"},
     "password": {"en": "Password", "de": "Passwort", "zh": "密码"},

@@ -366,6 +366,7 @@ def vehicle_view(state: DeskState, record: VehicleRecord, w: Words, *,
                  for a in record.approvals]
     return {
         "vin": record.vin, "readout_id": str(data.get("readout_id", "")),
+        "token": vehicle_token(record),
         "reader": str(data.get("reader", "")),
         "read_at": w.moment(record.read_at, state.zone),
         "model_year": model_year(record.vin, vehicle.get("build_month"), today) or "–",
@@ -378,6 +379,15 @@ def vehicle_view(state: DeskState, record: VehicleRecord, w: Words, *,
         "visits": visits, "proposal": proposal, "approvals": approvals,
         "verdict": verdict_view(selection.verdict if selection and selection.verdict
                                 else express_verdict(data, record.diagnosis), w)}
+
+
+def vehicle_token(record: VehicleRecord) -> str:
+    """Changes whenever the vehicle page would show something new (a readout, a vehicle
+    test, a reminder, an approval): the open page compares it with its own."""
+    diagnosis = record.diagnosis or {}
+    return "|".join([str(record.latest.get("readout_id", "")),
+                     str(diagnosis.get("diagnosis_id", "")), str(len(record.reminders)),
+                     str(len(record.approvals))])
 
 
 def build_approval(record: VehicleRecord, selection: Selection, *, lang: str, desk: str,

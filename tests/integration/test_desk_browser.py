@@ -249,6 +249,17 @@ def test_a_key_read_appears_live_and_the_approval_is_published(rig, browser) -> 
         wait_for(browser, lambda d: gross(d) == format(only.gross, "f"),
                  what="the totals of the optional line alone")
 
+        # A vehicle test arriving while the page is open is offered, the ticks kept.
+        later = diagnosis(vin, confirmed=False)
+        later["diagnosis_id"], later["finished_at"] = "diag-later", "2026-12-06T09:30:00.000Z"
+        later["ecus"][0]["software"] = "SW 99.1"
+        publish(broker, f"cbs/v1/{SITE}/{READER}/diagnosis", later)
+        wait_for(browser, lambda d: d.find_element(By.ID, "news").is_displayed(),
+                 what="the offer of the new vehicle test")
+        browser.find_element(By.ID, "news-link").click()
+        wait_for(browser, lambda d: "SW 99.1" in d.page_source, what="the new vehicle test")
+        assert gross(browser) == format(only.gross, "f")
+
         # 4. Approving publishes cbs.approval/1 with exactly the ticked lines.
         browser.find_element(By.ID, "approve").click()
         wait_for(browser, lambda d: "Approval recorded" in d.page_source, what="the confirmation")
@@ -257,6 +268,7 @@ def test_a_key_read_appears_live_and_the_approval_is_published(rig, browser) -> 
         wire = approval.json()
         assert wire["schema"] == "cbs.approval/1" and wire["readout_id"] == payload["readout_id"]
         assert [s["index"] for s in wire["approved"]["services"]] == [optional.index]
+        assert wire["diagnosis_id"] == "diag-later"
         assert sorted(s["index"] for s in wire["declined"]["services"]) == sorted(
             line.index for line in required)
         assert wire["totals"]["gross"] == format(only.gross, "f")

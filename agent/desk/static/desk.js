@@ -27,7 +27,9 @@
   }
 
   if (body.dataset.live && window.EventSource) {
-    const source = new EventSource("/events?lang=" + encodeURIComponent(lang));
+    const vin = body.dataset.vin;
+    const source = new EventSource("/events?lang=" + encodeURIComponent(lang) +
+                                   (vin ? "&vin=" + encodeURIComponent(vin) : ""));
     source.addEventListener("queue", function (event) {
       const data = JSON.parse(event.data);
       showLink(data.link);
@@ -37,6 +39,21 @@
         const empty = document.getElementById("queue-empty");
         if (empty) empty.hidden = data.count > 0;
         body.dataset.generation = String(data.generation);
+      }
+      const news = document.getElementById("news");
+      if (news && data.vehicle && data.vehicle !== body.dataset.token) {
+        // Something new for this vehicle: offer it, keeping the ticks (no reload by itself).
+        const link = document.getElementById("news-link");
+        const form = document.getElementById("proposal-form");
+        const params = new URLSearchParams();
+        if (form) {
+          for (const box of form.querySelectorAll("input[name=line]:checked")) {
+            params.append("line", box.value);
+          }
+          params.append("ticked", "1");
+        }
+        link.href = "/vehicle/" + encodeURIComponent(vin) + "?" + params.toString();
+        news.hidden = false;
       }
     });
     source.addEventListener("error", function () {
