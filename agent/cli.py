@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the approvals' outbox and the session key live here")
     desk.add_argument("--language", choices=["en", "de", "zh"], default=None,
                       help="default language of the pages (default: language in the config)")
+    desk.add_argument("--log-format", choices=["text", "json"], default=None)
+    desk.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default=None)
     desk.add_argument("--hash-password", action="store_true",
                       help="read a password (terminal or stdin) and print its hash for [desk] password_hash")
     return parser

@@ -116,7 +116,8 @@ def desk_command(args: argparse.Namespace) -> int:
     from agent.store.outbox import Outbox
 
     settings = load_settings(args.config, site=args.site, reader="desk", broker=args.broker,
-                             state_dir=args.state_dir)
+                             state_dir=args.state_dir, log_level=args.log_level,
+                             log_format=args.log_format)
     configure_logging(settings.log_level, settings.log_format)
     desk = settings.desk
     host = args.host or desk.host
