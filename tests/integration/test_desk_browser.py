@@ -83,7 +83,8 @@ class DeskRun:
         except OSError:
             return False
 
-    def stop(self) -> None:
+    def stop(self) -> int:
+        """SIGTERM and wait (SIGKILL if it hangs); the exit code."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -91,6 +92,7 @@ class DeskRun:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
+        return int(self.process.returncode)
 
 
 @pytest.fixture
@@ -325,7 +327,7 @@ def test_payload_html_shows_as_text_and_the_page_survives_a_desk_restart(rig, br
 
     # The desk restarts: the page says so, reconnects by itself and goes on showing keys.
     port = desk.port
-    desk.stop()
+    assert desk.stop() == 0  # SIGTERM: a clean stop
     wait_for(browser, lambda d: "Connection to the desk lost" in d.find_element(By.ID, "link").text,
              what="the page to say the desk is away")
     again = DeskRun(desk.log_path.parent, broker, port=port)
