@@ -16,6 +16,7 @@ import getpass
 import json
 import logging
 import re
+import signal
 import socket
 import sqlite3
 import sys
@@ -161,6 +162,12 @@ def desk_command(args: argparse.Namespace) -> int:
     status: dict[str, Any] = {"schema": STATUS_SCHEMA, "state": "online"}
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
                                            timeout_graceful_shutdown=2, lifespan="off"))
+    # uvicorn handles SIGTERM/SIGINT itself (a graceful shutdown) and afterwards re-raises
+    # them to the handlers it found: these, so that the desk then stops its feed and its
+    # publisher (which publishes "offline") and exits 0 instead of dying of the signal.
+    stopped: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stopped.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, _frame: stopped.append(signum))
     feed.start()
     publisher.start(lambda: json.dumps(status))
     log.info("desk: http://%s:%d/ for site %s (%s, login %s)", host, port, settings.site, name,
