@@ -194,9 +194,10 @@ class DeskState:
         self.taken_readout = data
         record = self.vehicles.get(vin)
         if record is None:
-            self.vehicles[vin] = VehicleRecord(vin=vin, latest=data)
+            record = self.vehicles[vin] = VehicleRecord(vin=vin, latest=data)
             while len(self.vehicles) > MAX_VEHICLES:
                 self.vehicles.popitem(last=False)
+            self._adopt_diagnoses(record)
             return True
         new_at, old_at = parse_time(data.get("read_at")), record.read_at
         if new_at is not None and old_at is not None and new_at < old_at:
@@ -224,6 +225,19 @@ class DeskState:
         if old is None or str(data.get("finished_at", "")) >= str(old.get("finished_at", "")):
             record.diagnosis = data
         return True
+
+    def _adopt_diagnoses(self, record: VehicleRecord) -> None:
+        """A vehicle test that arrived before the vehicle's first readout (retained messages
+        come in any order) joins it now."""
+        readout_id = record.latest.get("readout_id")
+        for report in list(self.orphan_diagnoses):
+            if (_dict(report.get("vehicle")).get("vin") == record.vin
+                    or (readout_id is not None and report.get("key_readout_id") == readout_id)):
+                self.orphan_diagnoses.remove(report)
+                old = record.diagnosis
+                if old is None or str(report.get("finished_at", "")) >= str(
+                        old.get("finished_at", "")):
+                    record.diagnosis = report
 
     def _reminder(self, data: dict[str, Any]) -> bool:
         vin = data.get("vin")

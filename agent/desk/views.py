@@ -11,7 +11,7 @@ Without a selection the required lines are ticked, so the page first shows the p
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -70,7 +70,6 @@ class Selection:
     places: int
     totals: ProposalTotals | None = None
     verdict: ExpressVerdict | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def services_ticked(self) -> list[PricedLine]:
         return [line for line in self.services if line.key in self.ticked]

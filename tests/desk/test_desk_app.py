@@ -332,3 +332,46 @@ def test_an_agent_away_is_said_on_the_page() -> None:
     assert f"Key reader {READER} is away" in client.get("/").text
     put(feed, f"{BASE}/{READER}/status", status("online", connected=False))
     assert f"Key reader {READER}: reader unplugged" in client.get("/").text
+
+
+def test_every_asset_ships_in_the_package() -> None:
+    from pathlib import Path
+
+    import agent.desk
+
+    here = Path(agent.desk.__file__).parent
+    for path in [*(here / "templates").iterdir(), *(here / "static").iterdir()]:
+        text = path.read_text(encoding="utf-8")
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text, path
+
+
+def test_hash_password_and_a_taken_port_from_the_command_line(tmp_path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from agent.desk.security import verify_password
+
+    done = subprocess.run([sys.executable, "-m", "agent", "desk", "--hash-password"],
+                          input="front desk 42\n", capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and verify_password("front desk 42", done.stdout.strip())
+    short = subprocess.run([sys.executable, "-m", "agent", "desk", "--hash-password"],
+                           input="short\n", capture_output=True, text=True, timeout=60)
+    assert short.returncode == 2
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        busy = subprocess.run([sys.executable, "-m", "agent", "desk", "--site", SITE,
+                               "--port", str(port), "--state-dir", str(tmp_path)],
+                              capture_output=True, text=True, timeout=60)
+    assert busy.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in busy.stderr
+    assert len(busy.stderr.strip().splitlines()) == 1
+
+
+def test_a_vehicle_test_before_the_readout_joins_it() -> None:
+    state = DeskState(prefix=PREFIX, site=SITE)
+    state.apply(f"{BASE}/vehicles/{SPEC_VIN}/diagnosis", json.dumps(diagnosis(SPEC_VIN)).encode())
+    assert SPEC_VIN not in state.vehicles and len(state.orphan_diagnoses) == 1
+    state.apply(f"{BASE}/vehicles/{SPEC_VIN}", json.dumps(spec_readout()).encode())
+    assert state.vehicles[SPEC_VIN].diagnosis is not None and not state.orphan_diagnoses
