@@ -143,8 +143,11 @@ def create_app(config: DeskConfig, feed: DeskFeed, sink: ApprovalSink, *,
         switch = [{"code": code, "name": LANGUAGE_NAMES[code], "current": code == lang,
                    "href": here + "?" + urlencode([*query, ("lang", code)])}
                   for code in LANGUAGES]
-        with feed.locked() as state:
-            link = views.link_state(state, clock(), w)
+        if signed_in(request):
+            with feed.locked() as state:
+                link = views.link_state(state, clock(), w)
+        else:  # nothing about the site before the login
+            link = {"ok": True, "problems": [], "broker": None, "text": ""}
         html = env.get_template(name).render(
             w=w, site=config.site, switch=switch, link=link,
             csrf=csrf_token(request.session), login=config.require_login,
