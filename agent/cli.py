@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="read keys and publish to MQTT (the daemon)")
     _add_settings_options(run)
+    run.add_argument("--metrics-port", type=int, default=None, metavar="N",
+                     help="serve Prometheus metrics on this port (default: off)")
 
     decode = commands.add_parser("decode", help="decode captures to JSON lines, offline")
     decode.add_argument("--format", default="auto",
@@ -52,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("files", nargs="+", type=Path, metavar="FILE")
 
     schema = commands.add_parser("schema", help="print a payload's JSON Schema")
-    schema.add_argument("payload", choices=["readout", "rejected", "status", "reminder", "approval"])
+    from agent.contract.schemas import PAYLOAD_MODELS
+
+    schema.add_argument("payload", choices=list(PAYLOAD_MODELS))
 
     check = commands.add_parser("check-config", help="validate the configuration, reader and broker")
     _add_settings_options(check)
@@ -101,7 +105,9 @@ def _add_settings_options(parser: argparse.ArgumentParser) -> None:
 def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
     names = ("serial", "baudrate", "can_interface", "can_channel", "can_bitrate", "broker", "site",
              "reader", "state_dir", "log_format", "log_level")
-    return {name: getattr(args, name) for name in names}
+    overrides = {name: getattr(args, name) for name in names}
+    overrides["metrics_port"] = getattr(args, "metrics_port", None)
+    return overrides
 
 
 def main(argv: list[str] | None = None) -> int:

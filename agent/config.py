@@ -20,6 +20,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from agent.contract.commands import CommandSettings
 from agent.contract.topics import validate_name
 from agent.domain.catalogue import CatalogueSettings
 from agent.domain.forecast import ForecastSettings
@@ -82,6 +83,12 @@ class AgentSettings(BaseSettings):
     catalogue: CatalogueSettings = Field(default_factory=CatalogueSettings)
     proposal: ProposalSettings = Field(default_factory=ProposalSettings)
     reminders: ReminderSettings = Field(default_factory=ReminderSettings)
+    commands: CommandSettings = Field(default_factory=CommandSettings)
+    metrics_port: int | None = Field(None, ge=0, le=65535, description=(
+        "Serve Prometheus/OpenMetrics metrics on this port (off when unset; 0 picks a free "
+        "port)."))
+    metrics_host: str = Field("127.0.0.1", min_length=1, max_length=255,
+                              description="Address the metrics endpoint listens on.")
     desk: DeskSettings = Field(default_factory=DeskSettings)
     language: Language = Field("en", description="Language of the reception view and the "
                                                  "proposal: en, de or zh.")

@@ -7,24 +7,21 @@ from __future__ import annotations
 
 import logging
 
+from agent.commands import CommandHandler
 from agent.config import AgentSettings
 from agent.contract.topics import Topics, reminders_topic
 from agent.domain.catalogue import load_catalogue
 from agent.domain.i18n import check_language
 from agent.domain.proposal import ProposalContext
-from agent.domain.reminders import ReminderError
-from agent.errors import ConfigError, OutboxError
+from agent.errors import ConfigError
+from agent.metrics import AgentCollector, MetricsEndpoint
+from agent.mqtt.commands import CommandLink
 from agent.mqtt.publisher import MqttPublisher
 from agent.pipeline import ReadoutPipeline
 from agent.readers.base import KeyReader
 from agent.service import AgentService
-from agent.store.deferred import (
-    HISTORY_FALLBACKS,
-    OUTBOX_FALLBACKS,
-    REMINDER_FALLBACKS,
-    DeferredStore,
-)
-from agent.store.history import HistoryError, VehicleHistory
+from agent.store.deferred import DeferredHistory, DeferredOutbox, DeferredReminders
+from agent.store.history import VehicleHistory
 from agent.store.outbox import Outbox
 from agent.store.reminders import ReminderService
 from dbc import DbcError, key_reader_database
@@ -64,6 +61,11 @@ def open_reminders(settings: AgentSettings, context: ProposalContext, *,
     ``[reminders] enabled = false``. Raises ReminderError if the store cannot be opened."""
     if not settings.reminders.enabled:
         return None
+    return _reminder_service(settings, context, prefix=prefix)
+
+
+def _reminder_service(settings: AgentSettings, context: ProposalContext, *,
+                      prefix: str) -> ReminderService:
     return ReminderService(settings.state_dir / "reminders.sqlite3", site=settings.site,
                            reader=settings.reader, topic=reminders_topic(prefix, settings.site),
                            settings=settings.reminders, forecast=settings.forecast,
@@ -92,17 +94,13 @@ def build_service(settings: AgentSettings) -> AgentService:
     mqtt = settings.effective_mqtt()
     topics = Topics(mqtt.prefix, settings.site, settings.reader)
     # An unwritable state directory is survived, not refused: see agent/store/deferred.py.
-    outbox: Outbox = DeferredStore(  # type: ignore[assignment]
-        "outbox", lambda: Outbox(settings.state_dir / "outbox.sqlite3",
-                                 max_messages=settings.outbox.max_messages,
-                                 max_age_s=settings.outbox.max_age_days * 86400),
-        OutboxError, fallbacks=OUTBOX_FALLBACKS)
-    history: VehicleHistory = DeferredStore(  # type: ignore[assignment]
-        "vehicle history", lambda: VehicleHistory(
-            settings.state_dir / "history.sqlite3", retention_days=settings.history.retention_days,
-            max_per_vehicle=settings.history.max_per_vehicle, synchronous="NORMAL",
-            settings=settings.forecast),
-        HistoryError, fallbacks=HISTORY_FALLBACKS)
+    outbox = DeferredOutbox(lambda: Outbox(settings.state_dir / "outbox.sqlite3",
+                                           max_messages=settings.outbox.max_messages,
+                                           max_age_s=settings.outbox.max_age_days * 86400))
+    history = DeferredHistory(lambda: VehicleHistory(
+        settings.state_dir / "history.sqlite3", retention_days=settings.history.retention_days,
+        max_per_vehicle=settings.history.max_per_vehicle, synchronous="NORMAL",
+        settings=settings.forecast))
     publisher = MqttPublisher(mqtt, outbox, topics)
     if mqtt.home_assistant_discovery:
         from agent import __version__
@@ -116,10 +114,21 @@ def build_service(settings: AgentSettings) -> AgentService:
                                history=history, proposal=pricing)
     reminders = None
     if settings.reminders.enabled:
-        reminders = DeferredStore(
-            "reminder store", lambda: open_reminders(settings, pricing, prefix=mqtt.prefix),
-            ReminderError, fallbacks=REMINDER_FALLBACKS)
-    return AgentService(reader=reader, assembler=SessionAssembler(timeout_s=settings.session_timeout_s, db=db),
-                        pipeline=pipeline, outbox=outbox, publisher=publisher, topics=topics,
-                        retain_vehicles=mqtt.retain_vehicles, status_interval_s=mqtt.status_interval_s,
-                        reminders=reminders)
+        reminders = DeferredReminders(
+            lambda: _reminder_service(settings, pricing, prefix=mqtt.prefix))
+    service = AgentService(
+        reader=reader, assembler=SessionAssembler(timeout_s=settings.session_timeout_s, db=db),
+        pipeline=pipeline, outbox=outbox, publisher=publisher, topics=topics,
+        retain_vehicles=mqtt.retain_vehicles, status_interval_s=mqtt.status_interval_s,
+        reminders=reminders)
+    handler = None
+    if settings.commands.enabled:
+        handler = CommandHandler(service, settings.commands)
+        service.companions.append(CommandLink(
+            mqtt, topics, handler, client_id=publisher.client_id + "-cmd"))
+    if settings.metrics_port is not None:
+        metrics = MetricsEndpoint(settings.metrics_host, settings.metrics_port)
+        metrics.register([AgentCollector(service, handler, metrics.vehicle_tests)])
+        publisher.on_delivered = metrics.delivered()
+        service.companions.append(metrics)
+    return service

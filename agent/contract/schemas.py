@@ -6,11 +6,18 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from agent.contract.commands import Response
 from agent.domain.approval import Approval
 from agent.domain.models import Readout, Rejected, Reminder, Status
 
-PAYLOAD_MODELS: dict[str, type[BaseModel]] = {"readout": Readout, "rejected": Rejected, "status": Status, "reminder": Reminder}
-PAYLOAD_MODELS["approval"] = Approval  # the desk's cbs.approval/1 (docs/approval.md)
+PAYLOAD_MODELS: dict[str, type[BaseModel]] = {
+    "readout": Readout,
+    "rejected": Rejected,
+    "status": Status,
+    "reminder": Reminder,
+    "response": Response,
+    "approval": Approval,  # the desk's cbs.approval/1 (docs/approval.md)
+}
 
 
 def payload_schema(name: str) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""The desk's subscription: one paho client (2.x, callback API v2) feeding a :class:`DeskState`.
+"""The desk's subscription: one paho client (2.x, callback API v2, made by
+:func:`agent.mqtt.paho_link.new_client` like every client of the project) feeding a
+:class:`DeskState`.
 
 As in ``cbs-agent watch``, paho's callbacks do almost nothing: here they take the state's
 lock and apply one message (a dictionary update, microseconds), so the web handlers, which
@@ -14,7 +16,6 @@ import logging
 import os
 import re
 import socket
-import ssl
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -56,31 +57,11 @@ class DeskFeed:
         self._changed.append(callback)
 
     def _make_client(self) -> Any:
-        import paho.mqtt.client as paho
-        from paho.mqtt.enums import CallbackAPIVersion
+        from agent.mqtt.paho_link import new_client
 
-        from agent.errors import ConfigError
-
-        m = self.mqtt
-        if m.protocol == "5":
-            client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                                 protocol=paho.MQTTv5)
-        else:
-            client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                                 protocol=paho.MQTTv311, clean_session=True)
-        if m.tls:
-            try:
-                client.tls_set(ca_certs=None if m.ca_file is None else str(m.ca_file),
-                               certfile=None if m.certfile is None else str(m.certfile),
-                               keyfile=None if m.keyfile is None else str(m.keyfile),
-                               cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-            except (OSError, ValueError) as exc:
-                raise ConfigError(f"mqtt TLS files cannot be used: {exc}") from exc
-            client.tls_insecure_set(m.tls_insecure)
-        if m.username is not None:
-            client.username_pw_set(m.username, m.password_value())
-        client.reconnect_delay_set(max(1, round(m.reconnect_min_s)),
-                                   max(1, round(min(m.reconnect_max_s, 10.0))))
+        client = new_client(self.mqtt, self.client_id)  # ConfigError for unusable TLS files
+        client.reconnect_delay_set(max(1, round(self.mqtt.reconnect_min_s)),
+                                   max(1, round(min(self.mqtt.reconnect_max_s, 10.0))))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message

@@ -185,6 +185,18 @@ class ReminderService:
                 return
             after = rows[-1][0]
 
+    def latest(self, vin: str) -> Readout | None:
+        """The latest readout kept for ``vin`` (without its proposal), or None. Raises
+        ReminderError."""
+        with self._reading("cannot read vehicles") as conn:
+            row = conn.execute("SELECT readout FROM vehicles WHERE vin = ?", (vin,)).fetchone()
+        if row is None:
+            return None
+        try:
+            return Readout.model_validate_json(row[0])
+        except ValidationError as exc:
+            raise ReminderError(f"reminder store: readout of {vin} unreadable: {exc}") from exc
+
     def sent_ids(self) -> set[str]:
         with self._reading("cannot read the ledger") as conn:
             return {row[0] for row in conn.execute("SELECT reminder_id FROM sent")}

@@ -33,7 +33,6 @@ import queue
 import re
 import shutil
 import socket
-import ssl
 import sys
 import threading
 import unicodedata
@@ -578,22 +577,9 @@ def _subscriptions(prefix: str, site: str | None, reader: str | None) -> list[st
 
 
 def _make_client(mqtt: MqttSettings, client_id: str) -> Any:
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
+    from agent.mqtt.paho_link import new_client
 
-    if mqtt.protocol == "5":
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
-    else:
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=paho.MQTTv311, clean_session=True)
-    if mqtt.tls:
-        client.tls_set(ca_certs=None if mqtt.ca_file is None else str(mqtt.ca_file),
-                       certfile=None if mqtt.certfile is None else str(mqtt.certfile),
-                       keyfile=None if mqtt.keyfile is None else str(mqtt.keyfile),
-                       cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        client.tls_insecure_set(mqtt.tls_insecure)
-    if mqtt.username is not None:
-        client.username_pw_set(mqtt.username, mqtt.password_value())
+    client = new_client(mqtt, client_id)
     client.reconnect_delay_set(max(1, round(mqtt.reconnect_min_s)),
                                max(1, round(min(mqtt.reconnect_max_s, 10.0))))
     return client
@@ -610,7 +596,6 @@ def run_watch(mqtt: MqttSettings, *, site: str | None = None, reader: str | None
               terminal_size: Callable[[], os.terminal_size] = shutil.get_terminal_size) -> int:
     """Subscribe and show readouts until ``stop`` is set (the CLI sets it on SIGTERM/SIGINT).
     Returns 0. Raises :class:`~agent.errors.ConfigError` if the TLS files cannot be used."""
-    from agent.errors import ConfigError
 
     lang = i18n.check_language(lang)
     interactive = out.isatty() if interactive is None else interactive
@@ -648,10 +633,7 @@ def run_watch(mqtt: MqttSettings, *, site: str | None = None, reader: str | None
         except queue.Full:  # the screen is behind; a newer message will follow
             dropped += 1
 
-    try:
-        client = _make_client(mqtt, _client_id())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"mqtt TLS files cannot be used: {exc}") from exc
+    client = _make_client(mqtt, _client_id())  # ConfigError when the TLS files are unusable
     client.on_connect = on_connect
     client.on_disconnect = on_disconnect
     client.on_connect_fail = on_connect_fail
