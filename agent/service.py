@@ -122,13 +122,20 @@ class AgentService:
             outbox=OutboxStatus(depth=self.outbox.depth() + len(self._uncommitted),
                                 oldest_age_s=self.outbox.oldest_age_s(now),
                                 evicted=self.outbox.evicted + self.dropped, full=self.outbox.full,
-                                error=self.outbox_error),
+                                error=self.outbox_error, quarantined=self._quarantined()),
             counters=Counters(
                 readouts=self.readouts, rejected=self.rejected, frames=counters.frames,
                 bad_frames=counters.bad_frames, ignored_bytes=counters.ignored_bytes,
                 stray_frames=self.assembler.counters.stray_frames,
                 other_frames=self.assembler.counters.other_traffic + getattr(reader, "other_frames", 0),
                 reconnects=counters.reconnects))
+
+    def _quarantined(self) -> str | None:
+        """What the stores said about a damaged file they replaced, if any."""
+        stores = [self.outbox, self.pipeline.history, self.reminders]
+        said = [q for store in stores if store is not None
+                and (q := getattr(store, "quarantined", None))]
+        return "; ".join(said) or None
 
     def status_json(self) -> str:
         return to_json(self.status())

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from agent.commands import CommandHandler
-from agent.config import AgentSettings
+from agent.config import AgentSettings, security_warnings
 from agent.contract.topics import Topics, reminders_topic
 from agent.domain.catalogue import load_catalogue
 from agent.domain.i18n import check_language
@@ -24,6 +24,7 @@ from agent.store.deferred import DeferredHistory, DeferredOutbox, DeferredRemind
 from agent.store.history import VehicleHistory
 from agent.store.outbox import Outbox
 from agent.store.reminders import ReminderService
+from agent.store.sqlite import make_private_dir
 from dbc import DbcError, key_reader_database
 from protocols.key_messages import MESSAGE_NAMES
 from protocols.session import SessionAssembler
@@ -87,8 +88,10 @@ def build_reader(settings: AgentSettings) -> KeyReader:
 def build_service(settings: AgentSettings) -> AgentService:
     db = load_database(settings)
     reader = build_reader(settings)
+    for warning in security_warnings(settings):
+        log.warning("%s", warning)
     try:
-        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(settings.state_dir)  # 0700 whatever the umask; the files are 0600
     except OSError as exc:
         raise ConfigError(f"state_dir {settings.state_dir}: cannot create: {exc.strerror}") from exc
     mqtt = settings.effective_mqtt()

@@ -88,6 +88,9 @@ def _sim_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reopen-every", type=_positive_int, default=None, metavar="N",
                    help="after every N reads simulate unplug/replug: new pty, new path "
                         "printed (SIGUSR1 does the same at the next read boundary)")
+    p.add_argument("--unplug-mid-session", type=_positive_int, default=None, metavar="N",
+                   help="every Nth read, unplug in the middle of the session and plug back "
+                        "(serial; the truth marks the read disturbed)")
     p.add_argument("--wait-open", action=argparse.BooleanOptionalAction, default=True,
                    help="play only while the host has the port open (default on)")
     p.add_argument("--start-delay-s", type=_non_negative_float, default=0.3,
@@ -154,7 +157,8 @@ def _options(args: argparse.Namespace, transport: Transport) -> SimOptions:
         seed=args.seed, base_date=args.base_date, vehicles=args.vehicles,
         edge_rate=args.edge_rate, sessions=args.sessions or None, interval_s=args.interval_s,
         linger=args.linger, faults=rates, capture=args.capture, truth=args.truth,
-        link=args.link, reopen_every=args.reopen_every, wait_open=args.wait_open,
+        link=args.link, reopen_every=args.reopen_every,
+        unplug_mid_session_every=args.unplug_mid_session, wait_open=args.wait_open,
         start_delay_s=args.start_delay_s, quiet_s=args.quiet_s,
         agent_timeout_s=args.agent_timeout_s, drain_timeout_s=args.drain_timeout_s)
 

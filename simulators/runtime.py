@@ -53,6 +53,7 @@ class SimOptions:
     truth: Path | None = None
     link: Path | None = None
     reopen_every: int | None = None
+    unplug_mid_session_every: int | None = None
     wait_open: bool = True
     start_delay_s: float = 0.3
     quiet_s: float = DEFAULT_QUIET_S
@@ -166,6 +167,20 @@ class PtySimulator(ABC):
         path = self.port.open()
         self._on_port_opened()
         print(path, file=self.stdout, flush=True)
+
+    def _unplug_now(self) -> bool:
+        """Unplugged in the middle of what it is sending: what was written and read stays
+        read, the rest never goes out; then plugged back (a new pty). False when stopped."""
+        self.disturbed = True
+        logger.info("unplugged mid-session: closing %s", self.port.path)
+        self._drain()
+        self.port.close()
+        self._open_port()
+        return self._become_ready(powered_up=True)
+
+    def _unplugs_mid_session(self, read_index: int) -> bool:
+        every = self.options.unplug_mid_session_every
+        return bool(every) and (read_index + 1) % every == 0
 
     def _replug(self) -> bool:
         """Simulate the device unplugged and plugged back: a new pty (and path)."""

@@ -97,7 +97,7 @@ class SerialReaderSimulator(PtySimulator):
         session = self.fleet.session(read_index)
         tx = self.planner.plan_read(session, read_index=read_index, first_seq=self.seq)
         self._key_present = True
-        if not self._execute(tx):
+        if not self._execute(tx, unplug=self._unplugs_mid_session(read_index)):
             return
         if tx.key_removed:  # a fault took the key away mid-session
             self._key_present = False
@@ -119,13 +119,23 @@ class SerialReaderSimulator(PtySimulator):
         self._reread_pending = False
         self._send(encode_frame(FrameType.KEY_REMOVED))
 
-    def _execute(self, tx: Transmission) -> bool:
-        """Play the steps, then write the truth. False when stopped midway (no truth)."""
+    def _execute(self, tx: Transmission, *, unplug: bool = False) -> bool:
+        """Play the steps, then write the truth. False when stopped midway (no truth), or
+        when ``unplug`` cut the read in half (the truth says ``disturbed``): the reader was
+        unplugged mid-session and plugged back."""
         self.seq = (self.seq + tx.seqs_used) & 0xFF
         if tx.note:
             logger.debug("read plan: %s", tx.note)
         self.disturbed = not self.port.host_connected()
-        for step in tx.steps:
+        sends = [i for i, step in enumerate(tx.steps) if not isinstance(step, Pause)]
+        cut_at = sends[len(sends) // 2] if unplug and sends else None
+        for index, step in enumerate(tx.steps):
+            if index == cut_at:
+                self._unplug_now()  # stopped meanwhile or not, this read is over
+                self._record(tx.sessions)
+                self._key_present = False
+                self._reread_pending = False
+                return False
             if isinstance(step, Pause):
                 if not self._wait(step.seconds):
                     return False

@@ -73,7 +73,7 @@ class Response(BaseModel):
 
     schema_: Literal["cbs.response/1"] = Field(RESPONSE_SCHEMA, alias="schema")
     command: str = Field(description="The command's name, as in the request topic.")
-    ok: bool
+    ok: bool = Field(description="True when the command was carried out (see result), false when not (see error).")
     result: dict[str, Any] | None = Field(description="The command's result when ok, else null.")
     error: ResponseError | None = Field(description="Why not, when not ok, else null.")
 

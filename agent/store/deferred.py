@@ -72,6 +72,12 @@ class DeferredStore(Generic[S]):
                     self._error = None
             return self._store
 
+    @property
+    def quarantined(self) -> str | None:
+        """The store's own report of a damaged file it replaced (None while closed)."""
+        store = self._store
+        return None if store is None else getattr(store, "quarantined", None)
+
     def _required(self) -> S:
         """The store, or the store's own error when it still cannot be opened (a write)."""
         store = self._open()

@@ -12,7 +12,8 @@ the agent will use it, and prints one finding per line::
     ok broker: TCP connection to broker:8883
     FAIL broker: MQTT 5 over TLS as user 'cbs-agent-S1-desk1': CONNACK refused: Not authorized
 
-Exit status 0 when every line is ``ok``, 1 otherwise. Nothing is published; the broker check
+Exit status 0 when every line is ``ok``, 1 otherwise; ``WARN`` lines (a state directory or
+password file open to other users, a password over plain ``mqtt://``) do not fail. Nothing is published; the broker check
 connects with the agent's client id plus ``-check``, so that a running agent (same broker,
 same credentials) is not thrown off by a session takeover. The password is never printed.
 
@@ -226,6 +227,9 @@ def check_config(settings: AgentSettings, out: TextIO, *,
         out.flush()
 
     report(Finding(True, "config", _describe_settings(settings)))
+    from agent.config import security_warnings
+    for warning in security_warnings(settings):  # worth fixing, not failing
+        out.write(f"WARN config: {warning}\n")
     report(check_dbc(settings))
     report(check_state_dir(settings))
     report(check_reader(settings, hello_timeout_s=hello_timeout_s))

@@ -426,7 +426,8 @@ def _vehicle_lines(data: dict[str, Any], *, lang: str, color: bool, width: int) 
         lines.append(
             f" {fit(name, name_w)} {_badge(status, lang, color)} "
             f"{fit(str(forecast.get('due_date') or na), 12)} "
-            f"{rfit(na if days is None else str(days), 10)} {rfit(km_text, 16)}")
+            f"{rfit(na if days is None else str(days), 10)} {rfit(km_text, 16)}"
+            f"  {i18n.forecast_range_words(forecast, lang) or ''}".rstrip())
     lines.append("")
 
     planned = _planned_reminders(data, lang)

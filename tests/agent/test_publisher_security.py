@@ -180,8 +180,7 @@ def test_example_acl_confines_the_agent_to_its_own_topics(
     assert received == {(DESK1.readout, 0), (DESK1.vehicle("WBA8E5107FK123456"), 2),
                         (DESK1.readout, 4)}
     if protocol == "5":
-        # PUBACK 0x87: seen, counted, logged, dropped. (mosquitto 2.0 also closes the
-        # connection after a denied publish; the publisher reconnects.)
+        # PUBACK 0x87: seen, counted, logged, dropped; the connection stays open.
         assert publisher.failed == 2
         refused = [r.getMessage() for r in caplog.records
                    if r.name == "agent.mqtt.publisher" and r.levelno == logging.ERROR]

@@ -384,3 +384,14 @@ def test_watch_prints_plain_blocks_when_not_on_a_terminal(tmp_path: Path, site) 
     finally:
         watch.terminate()
         assert watch.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize(("lang", "words"), [("en", "in 38-74 days"), ("de", "in 38-74 Tagen"),
+                                             ("zh", "38-74 天后")])
+def test_render_shows_the_interval_in_words(lang: str, words: str) -> None:
+    state = WatchState()
+    state.apply(f"{TOPIC}/readout", _spec_payload())
+    lines = render(state, width=140, lang=lang, color=False, now=NOW)
+    oil = next(line for line in lines if "1,800" in line or "1.800" in line)
+    # The spec example's oil: due 2027-01-19 (53 days), interval 2027-01-04 to 2027-02-09.
+    assert oil.rstrip().endswith(words)
