@@ -198,7 +198,8 @@ def _reminder_rows(record: VehicleRecord, w: Words, today: date,
             if isinstance(r.get("service"), dict)}
     for item in (_dict(s) for s in _list(record.latest.get("services"))):
         forecast = _dict(item.get("forecast"))
-        due = forecast.get("due_date")
+        # Reminders are planned from the early end of the interval (docs/reminders.md).
+        due = forecast.get("due_date_early") or forecast.get("due_date")
         if not isinstance(due, str):
             continue
         try:
@@ -316,6 +317,10 @@ def vehicle_view(state: DeskState, record: VehicleRecord, w: Words, *,
             "name": name, "status": status if status in ("ok", "due_soon", "overdue")
             else "unknown", "status_text": w.status(status),
             "due": w.day(forecast.get("due_date")),
+            "due_range": (f"{w.day(forecast['due_date_early'])} – {w.day(forecast['due_date_late'])}"
+                          if forecast.get("due_date_early") and forecast.get("due_date_late")
+                          and forecast.get("due_date_early") != forecast.get("due_date_late")
+                          else ""),
             "days_left": w.number(forecast.get("days_left")),
             "km_left": w.km(km_left),
             "basis": w.t(str(basis)) if basis in ("distance", "time", "wear") else "–"})

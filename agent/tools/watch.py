@@ -483,7 +483,8 @@ def _planned_reminders(data: dict[str, Any], lang: str, window_days: int = 30) -
     read = str(data.get("read_at", ""))[:10]
     planned = []
     for item in (_dict(x) for x in _list(data.get("services"))):
-        due = _dict(item.get("forecast")).get("due_date")
+        forecast = _dict(item.get("forecast"))
+        due = forecast.get("due_date_early") or forecast.get("due_date")  # docs/reminders.md
         try:
             day = date.fromisoformat(str(due)) - timedelta(days=window_days)
             if day > date.fromisoformat(read):

@@ -26,7 +26,7 @@ def test_gross_total_reminders_and_verdict_are_shown() -> None:
     readout = spec_readout()
     screen = "\n".join(render(state_with(readout), width=140, color=False, now=NOW))
     assert f"Total incl. tax {readout['proposal']['totals']['gross']} EUR" in screen
-    assert "Reminders planned: Engine oil and filter 2026-12-20 · Brake fluid 2027-03-01" in screen
+    assert "Reminders planned: Engine oil and filter 2026-12-05 · Brake fluid 2027-03-01" in screen
     assert "EXPRESS LANE: NO" in screen and "an active check-control message" in screen
     assert f"{READER} online" in screen.splitlines()[0]
 
