@@ -23,7 +23,7 @@ from protocols.errors import CbsError
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
-SCHEMA_NAMES = ("readout", "rejected", "status", "reminder", "response")
+SCHEMA_NAMES = ("readout", "rejected", "status", "reminder", "response", "approval")
 RUN_SWITCH_INTERVAL_S = 0.001
 RUN_GC_THRESHOLDS = (10_000, 10, 10)  # CPython's default: (700, 10, 10)
 
@@ -137,6 +137,20 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("--reader", default=None, metavar="NAME", help="env CBS_READER")
     remove.add_argument("--timeout-s", type=float, default=10.0, metavar="S",
                         help="how long to wait for the broker (default 10)")
+    desk = commands.add_parser("desk", help="the reception desk in a browser (docs/desk.md)")
+    desk.add_argument("--config", type=Path, default=None, help="TOML configuration file ([desk], [mqtt], site)")
+    desk.add_argument("--broker", default=None, metavar="URL", help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    desk.add_argument("--site", default=None, metavar="NAME", help="the site whose vehicles the desk shows")
+    desk.add_argument("--host", default=None, help="listen address (default 127.0.0.1; others need a login)")
+    desk.add_argument("--port", type=int, default=None, help="TCP port (default 8080)")
+    desk.add_argument("--state-dir", type=Path, default=None, metavar="DIR",
+                      help="the approvals' outbox and the session key live here")
+    desk.add_argument("--language", choices=["en", "de", "zh"], default=None,
+                      help="default language of the pages (default: language in the config)")
+    desk.add_argument("--log-format", choices=["text", "json"], default=None)
+    desk.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default=None)
+    desk.add_argument("--hash-password", action="store_true",
+                      help="read a password (terminal or stdin) and print its hash for [desk] password_hash")
     for sub_commands in (commands, ha_commands):
         for action in sub_commands._choices_actions:
             chosen = sub_commands.choices[action.dest]
@@ -207,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
             return watch_command(args)
         if args.command == "ha":
             return _ha_remove(args)
+        if args.command == "desk":
+            from agent.desk.command import desk_command
+            return desk_command(args)
         if args.command == "check-config":
             from agent.config import load_settings
             from agent.tools.check_config import check_config

@@ -76,6 +76,20 @@ class HistorySettings(BaseModel):
     max_per_vehicle: int = Field(50, ge=2, le=100_000, description="Readouts kept per vehicle.")
 
 
+class DeskSettings(BaseModel):
+    """The ``[desk]`` section: ``cbs-agent desk``, the reception desk in a browser (docs/desk.md)."""
+
+    model_config = {"extra": "forbid"}
+    host: str = Field("127.0.0.1", description="Address the desk listens on; any but loopback "
+                                                "requires a login.")
+    port: int = Field(8080, ge=1, le=65535, description="TCP port of the desk.")
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                             description="The desk's name in approvals (default: desk-HOSTNAME).")
+    password_hash: str | None = Field(None, description="Hash of the desk password (`cbs-agent "
+                                                        "desk --hash-password`).")
+    require_login: bool = Field(False, description="Require the login on loopback too.")
+
+
 class AgentSettings(BaseSettings):
     """Everything ``cbs-agent run`` needs. See examples/cbs-agent.toml for every option."""
 
@@ -113,6 +127,7 @@ class AgentSettings(BaseSettings):
         "port)."))
     metrics_host: str = Field("127.0.0.1", min_length=1, max_length=255,
                               description="Address the metrics endpoint listens on.")
+    desk: DeskSettings = Field(default_factory=DeskSettings)
     language: Language = Field("en", description="Language of the reception view and the "
                                                  "proposal: en, de or zh.")
 

@@ -91,7 +91,10 @@ class ReadoutPrinter:
 
     def on_readout(self, readout: dict) -> None:
         vehicle, summary = readout["vehicle"], readout["summary"]
-        express = "yes" if summary["express_eligible"] else "no"
+        # The express lane's verdict includes the time budget: proposal.express.eligible
+        # (docs/express-lane.md); summary.express_eligible alone does not.
+        lane = (readout.get("proposal") or {}).get("express") or {}
+        express = "yes" if lane.get("eligible", summary["express_eligible"]) else "no"
         print(f"readout {readout['readout_id']} {readout['site']}/{readout['reader']} "
               f"VIN {vehicle['vin']} {vehicle['mileage_km']} km {summary['status']} "
               f"express={express}", flush=True)

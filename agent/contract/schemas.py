@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from agent.contract.commands import Response
+from agent.domain.approval import Approval
 from agent.domain.models import Readout, Rejected, Reminder, Status
 
 PAYLOAD_MODELS: dict[str, type[BaseModel]] = {
@@ -15,6 +16,7 @@ PAYLOAD_MODELS: dict[str, type[BaseModel]] = {
     "status": Status,
     "reminder": Reminder,
     "response": Response,
+    "approval": Approval,  # the desk's cbs.approval/1 (docs/approval.md)
 }
 
 
@@ -33,7 +35,6 @@ def payload_schema(name: str) -> dict[str, Any]:
 #: AsyncAPI document's references resolve. A model added to PAYLOAD_MODELS replaces its entry.
 PENDING_PAYLOADS: dict[str, str] = {
     "diagnosis": "A vehicle test's report (shared/spec/diagnostics.md).",
-    "approval": "The customer's approval recorded at the reception desk.",
     "command": "The arguments of a command request, e.g. {\"vin\": ...} for republish.",
 }
 

@@ -126,3 +126,9 @@ def reminders_topic(prefix: str, site: str) -> str:
     validate_prefix(prefix)
     validate_name("site", site)
     return f"{prefix}/{site}/reminders"
+
+
+def approval_topic(prefix: str, site: str, reader: str) -> str:
+    """``{prefix}/{site}/{reader}/approval``: the desk's ``cbs.approval/1`` for a readout of
+    that reader (validated)."""
+    return f"{Topics(prefix, site, reader).base}/approval"

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from agent.domain import i18n
+from agent.domain.express import express_verdict, reason_text
 
 if TYPE_CHECKING:
     import argparse
@@ -58,6 +59,7 @@ QUEUE_BOUND = 1000
 RECENT_VEHICLES = 6
 SEEN_IDS = 512
 REDRAW_EVERY_S = 1.0
+PIPE_WIDTH = 132  # a file or pipe has no width; lay the block out wide (nothing is cut anyway)
 
 # Words of this view that agent.domain.i18n does not have (yet); same shape as its LABELS.
 VIEW_LABELS: dict[str, dict[str, str]] = {
@@ -88,6 +90,12 @@ VIEW_LABELS: dict[str, dict[str, str]] = {
                         "zh": "已超过到期日期"},
     "overdue_by_wear": {"en": "overdue by wear (0 %)", "de": "verschlissen (0 %)",
                         "zh": "已磨损（0 %）"},
+    "slot": {"en": "slot", "de": "Platz", "zh": "位置"},
+    "more_lines": {"en": "+{count} more lines (enlarge the window)",
+                   "de": "+{count} weitere Zeilen (Fenster vergrößern)",
+                   "zh": "还有 {count} 行（请放大窗口）"},
+    "reminders_planned": {"en": "Reminders planned", "de": "Erinnerungen geplant",
+                          "zh": "计划提醒"},
 }
 
 
@@ -181,6 +189,37 @@ def clip(line: str, width: int) -> str:
         used += w
         i += 1
     return "".join(out) + (RESET if _ANSI_RE.search(line) else "")
+
+
+def wrap(line: str, width: int, indent: str = "   ") -> list[str]:
+    """``line`` (ANSI codes allowed) in pieces of at most ``width`` columns; continuation
+    pieces start with ``indent``."""
+    if display_width(line) <= width or width <= len(indent) + 1:
+        return [clip(line, width)]
+    pieces: list[str] = []
+    rest = line
+    while display_width(rest) > width:
+        head = clip(rest, width)
+        plain = _ANSI_RE.sub("", head)
+        following = _ANSI_RE.sub("", rest)[len(plain):len(plain) + 1]
+        space = plain.rfind(" ")
+        if following not in ("", " ") and space > width // 2:  # break between words
+            head = clip(rest, display_width(plain[:space]))
+            plain = plain[:space]
+        pieces.append(head)
+        consumed = len(plain)
+        # Skip the same number of visible characters in ``rest`` (codes travel with them).
+        i = seen = 0
+        while i < len(rest) and seen < consumed:
+            match = _ANSI_RE.match(rest, i)
+            if match:
+                i = match.end()
+                continue
+            i += 1
+            seen += 1
+        rest = indent + rest[i:].lstrip(" ")
+    pieces.append(rest)
+    return pieces
 
 
 def _style(value: str, style: str, color: bool) -> str:
@@ -292,7 +331,7 @@ def _recent(data: dict[str, Any]) -> RecentVehicle:
                          reader=str(data.get("reader", "")), vin=str(vehicle.get("vin", "?")),
                          mileage_km=vehicle.get("mileage_km"),
                          status=str(summary.get("status", "")),
-                         express=bool(summary.get("express_eligible")))
+                         express=express_verdict(data).eligible)
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -412,6 +451,9 @@ def _vehicle_lines(data: dict[str, Any], *, lang: str, color: bool, width: int) 
             name += f" (0x{int(item.get('code', 0)):02X})"
         if status in ("due_soon", "overdue"):
             due_items.append(name)
+        if display_width(name) > name_w:  # never cut a name: it takes a line of its own
+            lines.append(f" {name}")
+            name = ""
         km_text = na if km_left is None else f"{_number(km_left, lang)} {text('unit_km', lang)}"
         due = forecast.get("due_date")
         row = (f" {fit(name, name_w)} {_badge(status, lang, color)} "
@@ -427,6 +469,9 @@ def _vehicle_lines(data: dict[str, Any], *, lang: str, color: bool, width: int) 
         lines.append(row)
     lines.append("")
 
+    planned = _planned_reminders(data, lang)
+    if planned:
+        lines.append(f" {text('reminders_planned', lang)}: {' · '.join(planned)}")
     checks = [_dict(c) for c in _list(data.get("check_control"))]
     active = [c for c in checks if c.get("status") == "active"]
     stored = [c for c in checks if c.get("status") != "active"]
@@ -453,18 +498,14 @@ def _vehicle_lines(data: dict[str, Any], *, lang: str, color: bool, width: int) 
                  + (", ".join(dtc_parts) if dtc_parts else text("none", lang)))
     lines.append("")
 
-    express = bool(summary.get("express_eligible"))
+    verdict = express_verdict(data)  # the one rule, with its reasons (docs/express-lane.md)
+    express = verdict.eligible
     banner = f"   {text('express_yes' if express else 'express_no', lang)}   "
-    why = []
-    if not express:
-        # What the payload itself shows; a due item outside the configured express set is
-        # the remaining reason, and the view does not know that set.
-        if not due_items:
-            why.append(text("nothing_due", lang))
-        if active:
-            why.append(join_words(lang, text("check_control", lang), status_word("active", lang)))
-        if any(d.get("confirmed") for d in dtcs):
-            why.append(join_words(lang, text("faults", lang), status_word("confirmed", lang)))
+    why = [reason_text(reason, lang) for reason in verdict.reasons]
+    gross = _dict(_dict(data.get("proposal")).get("totals")).get("gross")
+    if gross is not None:
+        currency = _dict(data.get("proposal")).get("currency", "")
+        why.insert(0, f"{text('gross', lang)} {gross} {currency}")
     reasons = f"  {' · '.join(why)}" if why else ""
     if color:
         lines.append(" " + _style(banner, "ok" if express else "reverse", True) + reasons)
@@ -472,6 +513,25 @@ def _vehicle_lines(data: dict[str, Any], *, lang: str, color: bool, width: int) 
         lines.append((f" *** {banner.strip()} ***" if express else f"     {banner.strip()}")
                      + reasons)
     return lines
+
+
+def _planned_reminders(data: dict[str, Any], lang: str, window_days: int = 30) -> list[str]:
+    """The reminders the agent will send for this vehicle (docs/reminders.md): on the day an
+    item's due date comes within the window, for items not already due at this read."""
+    from datetime import date, timedelta
+
+    read = str(data.get("read_at", ""))[:10]
+    planned = []
+    for item in (_dict(x) for x in _list(data.get("services"))):
+        forecast = _dict(item.get("forecast"))
+        due = forecast.get("due_date_early") or forecast.get("due_date")  # docs/reminders.md
+        try:
+            day = date.fromisoformat(str(due)) - timedelta(days=window_days)
+            if day > date.fromisoformat(read):
+                planned.append(f"{i18n.service_name(str(item.get('type')), lang)} {local_date(day.isoformat(), lang)}")
+        except ValueError:
+            continue
+    return planned
 
 
 def render(state: WatchState, *, width: int = 100, height: int = 40, lang: str = "en",
@@ -505,7 +565,13 @@ def render(state: WatchState, *, width: int = 100, height: int = 40, lang: str =
             lines.append(f" {_local_time(vehicle.read_at)}  {vehicle.vin}  {rfit(mileage, 14)}  "
                          f"{_style(fit(status_text, 14), style, color)} "
                          f"{vehicle.site}/{vehicle.reader}{express}")
-    return [clip(line, width) for line in lines[:max(1, height)]]
+    # Nothing is cut silently: long lines wrap, and what does not fit the height is counted.
+    out = [part for line in lines for part in wrap(line, width)]
+    if len(out) > max(1, height):
+        keep = max(1, height - 1)
+        hidden = len(out) - keep
+        out = out[:keep] + [clip(f" … {text('more_lines', lang, count=hidden)}", width)]
+    return out
 
 
 # -- the terminal edge --------------------------------------------------------------------------
@@ -644,7 +710,8 @@ def run_watch(mqtt: MqttSettings, *, site: str | None = None, reader: str | None
                 size = terminal_size()
                 # A file or pipe has no height: print the whole block.
                 height = size.lines if interactive else 10_000
-                lines = render(state, width=size.columns, height=height, lang=lang,
+                width = size.columns if interactive else max(size.columns, PIPE_WIDTH)
+                lines = render(state, width=width, height=height, lang=lang,
                                color=color, site=site, reader=reader)
                 if interactive:
                     screen.draw(lines)
