@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from contextvars import ContextVar
 from pathlib import Path
 from stat import S_ISDIR
 from typing import Any, Literal
@@ -190,7 +191,10 @@ class AgentSettings(BaseSettings):
         return (init_settings, env_settings, _TomlSource(settings_cls))
 
 
-_config_file: Path | None = None
+#: The file the current :func:`load_settings` call reads. pydantic-settings builds its sources
+#: in a classmethod with no way to hand it per-call arguments, so the call's file travels in a
+#: context variable: set and reset by that one call, private to its thread and context.
+_LOADING: ContextVar[Path | None] = ContextVar("cbs_config_file", default=None)
 
 
 class _TomlSource(PydanticBaseSettingsSource):
@@ -200,13 +204,14 @@ class _TomlSource(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        if _config_file is None:
+        config_file = _LOADING.get()
+        if config_file is None:
             return {}
         try:
-            text = _config_file.read_text(encoding="utf-8")
+            text = config_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{_config_file}: cannot read config file: {exc}") from exc
-        return parse_config_text(text, source=str(_config_file))
+            raise ConfigError(f"{config_file}: cannot read config file: {exc}") from exc
+        return parse_config_text(text, source=str(config_file))
 
 
 def parse_config_text(text: str, *, source: str = "<config>") -> dict[str, Any]:
@@ -367,8 +372,7 @@ def security_warnings(settings: AgentSettings) -> list[str]:
 def load_settings(config_file: Path | None = None, **overrides: Any) -> AgentSettings:
     """Load settings from ``config_file`` (optional), ``CBS_*`` variables and ``overrides``
     (the command line; ``None`` values are ignored). Raises :class:`ConfigError`."""
-    global _config_file
-    _config_file = config_file
+    loading = _LOADING.set(config_file)
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
         _check_environment_nesting()
@@ -383,4 +387,4 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> AgentSet
         raise ConfigError(f"configuration nested too deeply (more than {MAX_NESTING} levels)"
                           ) from None
     finally:
-        _config_file = None
+        _LOADING.reset(loading)
