@@ -158,9 +158,6 @@ def test_state_unwritable_at_start_then_healed(how: str, tmp_path: Path,
     assert result.read == 5 and not result.lost and "Traceback" not in log
 
 
-@pytest.mark.xfail(strict=True, reason="defect 1: readouts held in memory while the outbox "
-                   "cannot commit are discarded without a word on a clean stop (SIGTERM), "
-                   "though the broker is up")
 def test_clean_stop_while_the_outbox_cannot_commit(tmp_path: Path, mosquitto: MosquittoBroker,
                                                    make_subscriber) -> None:
     started = time.monotonic()
