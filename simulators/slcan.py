@@ -12,7 +12,6 @@ on shutdown ``C``; ``V`` and ``N`` for version and serial number.
 from __future__ import annotations
 
 import string
-
 from dataclasses import dataclass
 
 OK = b"\r"
