@@ -325,6 +325,10 @@ class OutboxStatus(_Payload):
     error: str | None = Field(None, description="Why the outbox cannot commit right now (disk full, "
                                                 "read-only); null when it works. Messages are held in "
                                                 "memory meanwhile and counted in depth.")
+    quarantined: str | None = Field(None, description="A damaged outbox file the agent moved aside "
+                                                      "and replaced since it started: where it went, "
+                                                      "why, how many messages were salvaged; null "
+                                                      "when none was (see docs/outbox.md).")
 
 
 class Counters(_Payload):
