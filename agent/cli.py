@@ -332,7 +332,8 @@ def _decode_captures(args: argparse.Namespace, files: list[Path], labels: dict[P
         args.format == "auto" and all(_looks_serial(p) for p in files)) else "can")
     history = None
     if args.state_dir is not None:
-        args.state_dir.mkdir(parents=True, exist_ok=True)
+        from agent.store.sqlite import make_private_dir
+        make_private_dir(args.state_dir)  # 0700, as the agent's own
         history = VehicleHistory(args.state_dir / "history.sqlite3", settings=forecast)
     pipeline = ReadoutPipeline(site=args.site, reader=args.reader, transport=transport,
                                forecast=forecast, history=history, proposal=proposal)
