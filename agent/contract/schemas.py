@@ -6,9 +6,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from agent.contract.diagnosis import Diagnosis
 from agent.domain.models import Readout, Rejected, Reminder, Status
 
-PAYLOAD_MODELS: dict[str, type[BaseModel]] = {"readout": Readout, "rejected": Rejected, "status": Status, "reminder": Reminder}
+PAYLOAD_MODELS: dict[str, type[BaseModel]] = {"readout": Readout, "rejected": Rejected, "status": Status, "reminder": Reminder,
+                                               "diagnosis": Diagnosis}
 
 
 def payload_schema(name: str) -> dict[str, Any]:

@@ -1,0 +1,281 @@
+"""The vehicle test's CAN side: one python-can bus, one notifier, one can-isotp stack per ECU.
+
+:class:`CanChannel` opens the interface, keeps only the identifiers the test listens to
+(software filters: other traffic on the bus never reaches a stack), and notices when the
+interface goes away (the notifier's ``on_error``). :class:`IsoTpLink` is one ECU's ISO-TP
+stack (can-isotp 2.x ``NotifierBasedCanStack``) with the request rules of the spec on top:
+
+* P2 for the first frame of an answer; while an answer's frames keep coming, N_Cr per frame
+  (the stack reports a broken exchange itself);
+* ``7F sid 78`` response pending: wait P2* more, at most ``max_pending`` times in a row;
+* ``7F sid 21`` busy: ask again after ``busy_retry_s``, ``busy_retries`` times;
+* a late answer to an earlier request, or an answer of another service, is ignored.
+
+Why not udsoncan's client here: it has no bound on consecutive 0x78 answers (the spec allows
+ten), retries nothing on 0x21, and would parse the answers a second time beside the sans-IO
+codecs of protocols/uds.py. The rules above are a few lines over the ISO-TP stack.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import can
+import isotp
+
+from agent.domain.diagnosis import FailureKind
+from agent.errors import DiagnosticsError, InterfaceLost
+from protocols.uds import (
+    NRC_BUSY_REPEAT,
+    NRC_RESPONSE_PENDING,
+    NegativeResponse,
+    answers,
+    negative_response,
+)
+
+log = logging.getLogger(__name__)
+
+TESTER_ADDRESS = 0xF1
+BMW_REQUEST_ID = 0x6F1
+BMW_RESPONSE_BASE = 0x600
+PADDING = 0xCC
+_POLL_S = 0.01  # longest wait in one recv: how soon a lost interface or a new frame is seen
+
+# ISO-TP errors that break the exchange under way (the others are noise such as a stray
+# flow control, logged at debug).
+_BROKEN = (isotp.errors.WrongSequenceNumberError, isotp.errors.ConsecutiveFrameTimeoutError,
+           isotp.errors.FlowControlTimeoutError, isotp.errors.OverflowError,
+           isotp.errors.FrameTooLongError, isotp.errors.MaximumWaitFrameReachedError,
+           isotp.errors.ReceptionInterruptedWithFirstFrameError,
+           isotp.errors.ReceptionInterruptedWithSingleFrameError,
+           isotp.errors.ChangingInvalidRXDLError)
+
+
+@dataclass(frozen=True, slots=True)
+class DiagnosticTiming:
+    """The spec's timing (shared/spec/diagnostics.md, "Timing"); every figure configurable."""
+
+    p2_s: float = 0.150
+    p2_star_s: float = 5.0
+    max_pending: int = 10
+    n_bs_s: float = 1.0
+    n_cr_s: float = 1.0
+    busy_retry_s: float = 0.020
+    busy_retries: int = 3
+    max_wait_frames: int = 10
+    max_in_flight: int = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A positive answer to the request."""
+
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A negative response other than 0x78 (and 0x21 once its retries are spent)."""
+
+    nrc: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """No usable answer: timeout, or a broken ISO-TP exchange."""
+
+    kind: FailureKind
+    detail: str
+    nrc: int | None = None
+
+
+Reply = Answer | Refused | Failed
+
+
+class _Watch(can.Listener):
+    """Records when each listened identifier last carried a frame, and a lost interface."""
+
+    def __init__(self, lost: threading.Event, seen: dict[int, float]) -> None:
+        self._lost = lost
+        self._seen = seen
+        self.reason: str | None = None
+
+    def on_message_received(self, msg: can.Message) -> None:
+        self._seen[msg.arbitration_id] = time.monotonic()
+
+    def on_error(self, exc: Exception) -> None:
+        if not self._lost.is_set():
+            self.reason = f"{type(exc).__name__}: {exc}"
+            log.error("diagnostics interface lost: %s", self.reason)
+        self._lost.set()
+
+
+class CanChannel:
+    """The diagnostics CAN interface. ``receive_ids``: the only identifiers let through.
+    Raises DiagnosticsError when the interface cannot be opened."""
+
+    def __init__(self, interface: str, channel: str, *, bitrate: int,
+                 receive_ids: Iterable[int], bus: can.BusABC | None = None) -> None:
+        self.interface, self.channel = interface, channel
+        try:
+            self.bus = bus if bus is not None else can.Bus(interface=interface, channel=channel,
+                                                           bitrate=bitrate)
+        except (can.CanError, OSError, ValueError, ImportError) as exc:
+            raise DiagnosticsError(f"diagnostics CAN interface {interface} {channel}: "
+                                   f"cannot open: {exc}") from exc
+        ids = sorted(set(receive_ids))
+        self.bus.set_filters([{"can_id": i, "can_mask": 0x7FF, "extended": False} for i in ids])
+        self.lost = threading.Event()
+        self.last_frame_at: dict[int, float] = {}
+        self._watch = _Watch(self.lost, self.last_frame_at)
+        self.notifier = can.Notifier(self.bus, [self._watch], timeout=0.05)
+        self.frames_sent = 0
+
+    @property
+    def lost_reason(self) -> str:
+        return self._watch.reason or "interface lost"
+
+    def check(self) -> None:
+        if self.lost.is_set():
+            raise InterfaceLost(f"{self.interface} {self.channel}: {self.lost_reason}")
+
+    def send_raw(self, arbitration_id: int, data: bytes) -> None:
+        """One frame as it is (functional OBD-II requests). Raises InterfaceLost."""
+        self.check()
+        try:
+            self.bus.send(can.Message(arbitration_id=arbitration_id, data=data,
+                                      is_extended_id=False))
+            self.frames_sent += 1
+        except (can.CanError, OSError) as exc:
+            self._watch.on_error(exc)
+            raise InterfaceLost(f"{self.interface} {self.channel}: {exc}") from exc
+
+    def close(self) -> None:
+        try:
+            self.notifier.stop(timeout=1.0)
+        finally:
+            try:
+                self.bus.shutdown()
+            except (can.CanError, OSError) as exc:  # already gone
+                log.debug("closing the diagnostics interface: %s", exc)
+
+
+def bmw_address(address: int) -> isotp.Address:
+    return isotp.Address(isotp.AddressingMode.Extended_11bits, txid=BMW_REQUEST_ID,
+                         rxid=BMW_RESPONSE_BASE + address, target_address=address,
+                         source_address=TESTER_ADDRESS)
+
+
+def normal_address(txid: int, rxid: int) -> isotp.Address:
+    return isotp.Address(isotp.AddressingMode.Normal_11bits, txid=txid, rxid=rxid)
+
+
+class IsoTpLink:
+    """One ECU's ISO-TP stack and the request rules (module docstring). Not thread-safe:
+    one request at a time, from one thread."""
+
+    def __init__(self, channel: CanChannel, address: isotp.Address, rx_id: int,
+                 timing: DiagnosticTiming, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.channel = channel
+        self.rx_id = rx_id
+        self.timing = timing
+        self._sleep = sleep
+        self._errors: deque[tuple[float, Exception]] = deque(maxlen=16)
+        params: dict[str, Any] = {
+            "stmin": 0, "blocksize": 0, "tx_padding": PADDING, "tx_data_length": 8,
+            "rx_flowcontrol_timeout": int(timing.n_bs_s * 1000),
+            "rx_consecutive_frame_timeout": int(timing.n_cr_s * 1000),
+            "wftmax": timing.max_wait_frames, "max_frame_size": 4095, "blocking_send": False,
+        }
+        self.stack = isotp.NotifierBasedCanStack(channel.bus, channel.notifier, address=address,
+                                                 error_handler=self._on_error, params=params)
+        self.stack.start()
+
+    def _on_error(self, exc: Exception) -> None:  # the stack's thread
+        if isinstance(exc, _BROKEN):
+            self._errors.append((time.monotonic(), exc))
+        else:
+            log.debug("ISO-TP %03X: %s", self.rx_id, exc)
+
+    def close(self) -> None:
+        self.stack.stop()
+
+    def drain(self) -> None:
+        """Forget answers nobody waits for any more (a late answer to an earlier request)."""
+        while self.stack.available():
+            self.stack.recv(block=False)
+
+    def arm(self) -> None:
+        """Before a request: forget stale answers and the errors of earlier exchanges."""
+        self.drain()
+        self._errors.clear()
+
+    def send(self, request: bytes) -> float:
+        """Queue ``request`` on the stack; returns when (monotonic) it was handed over."""
+        self.channel.check()
+        self.arm()
+        self.stack.send(request)
+        self.channel.frames_sent += 1 + max(0, (len(request) - 1) // 6)
+        return time.monotonic()
+
+    def request(self, request: bytes) -> Reply:
+        """Ask and wait by the rules; raises InterfaceLost when the interface went away."""
+        for attempt in range(self.timing.busy_retries + 1):
+            sent_at = self.send(request)
+            reply = self.await_reply(request, sent_at)
+            if isinstance(reply, Refused) and reply.nrc == NRC_BUSY_REPEAT:
+                if attempt < self.timing.busy_retries:
+                    self._sleep(self.timing.busy_retry_s)
+                    continue
+            return reply
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def await_reply(self, request: bytes, sent_at: float) -> Reply:
+        """Wait for the answer to ``request`` sent at ``sent_at`` (see the module docstring)."""
+        timing = self.timing
+        mark = sent_at  # frames after this belong to the answer we wait for
+        deadline = sent_at + timing.p2_s
+        pending = 0
+        while True:
+            now = time.monotonic()
+            payload = self.stack.recv(block=True, timeout=max(0.0, min(_POLL_S, deadline - now)))
+            self.channel.check()
+            if payload is not None:
+                payload = bytes(payload)
+                if not answers(request, payload):
+                    log.debug("ISO-TP %03X: ignored %s (not an answer to %s)", self.rx_id,
+                              payload[:8].hex(), request.hex())
+                    continue
+                negative: NegativeResponse | None = negative_response(payload)
+                if negative is None:
+                    return Answer(payload)
+                if negative.nrc != NRC_RESPONSE_PENDING:
+                    return Refused(negative.nrc, negative.name)
+                pending += 1
+                if pending > timing.max_pending:
+                    return Failed("nrc", f"more than {timing.max_pending} response-pending "
+                                         "answers in a row", NRC_RESPONSE_PENDING)
+                mark = time.monotonic()
+                deadline = mark + timing.p2_star_s
+                continue
+            broken = [exc for at, exc in self._errors if at >= mark]
+            if broken:
+                return Failed("transport", f"{type(broken[0]).__name__}: {broken[0]}")
+            now = time.monotonic()
+            last = self.channel.last_frame_at.get(self.rx_id, 0.0)
+            if last > mark:  # an answer is on its way: its frames may take longer than P2
+                deadline = max(deadline, last + timing.n_cr_s + _POLL_S)
+            if now >= deadline:
+                if pending:
+                    return Failed("timeout", f"no answer within P2* ({timing.p2_star_s:g} s) "
+                                             f"after response-pending")
+                if last > mark:
+                    return Failed("transport", "answer incomplete: consecutive frame missing")
+                return Failed("timeout", f"no answer within P2 ({timing.p2_s * 1000:g} ms)")
