@@ -52,7 +52,21 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("files", nargs="+", type=Path, metavar="FILE")
 
     schema = commands.add_parser("schema", help="print a payload's JSON Schema")
-    schema.add_argument("payload", choices=["readout", "rejected", "status", "reminder"])
+    schema.add_argument("payload", choices=["readout", "rejected", "status", "reminder",
+                                            "diagnosis"])
+
+    diagnose = commands.add_parser("diagnose", help="test the vehicle at the OBD socket and "
+                                                    "publish its diagnosis report")
+    _add_settings_options(diagnose)
+    diagnose.add_argument("--protocol", choices=["bmw", "obd2"], default=None,
+                          help="bmw (UDS, default) or obd2 (generic OBD-II)")
+    diagnose.add_argument("--addresses", default=None, metavar="A,B,...",
+                          help="bmw: ECU addresses or names to probe (default: the whole table)")
+    diagnose.add_argument("--json", action="store_true", help="print the report on stdout")
+    diagnose.add_argument("--clear-faults", default=None, metavar="ECU,...|all",
+                          help="after the test, clear these ECUs' fault memory, test again "
+                               "and publish a second report")
+    diagnose.add_argument("--yes", action="store_true", help="clear without asking")
 
     check = commands.add_parser("check-config", help="validate the configuration, reader and broker")
     _add_settings_options(check)
@@ -98,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             return _decode(args)
         if args.command == "schema":
             return _schema(args.payload)
+        if args.command == "diagnose":
+            return _diagnose(args)
         if args.command == "watch":
             from agent.tools.watch import watch_command
             return watch_command(args)
@@ -117,6 +133,32 @@ def _schema(payload: str) -> int:
     from agent.contract.schemas import payload_schema
     print(json.dumps(payload_schema(payload), indent=2, ensure_ascii=False))
     return 0
+
+
+def _diagnose(args: argparse.Namespace) -> int:
+    from agent.config import load_settings
+    from agent.domain.diagnosis import bmw_ecu_names
+    from agent.logging_setup import configure_logging
+    from agent.tools.diagnose import DiagnoseOptions, diagnose, parse_addresses
+
+    settings = load_settings(args.config, **_settings_overrides(args))
+    configure_logging(settings.log_level, settings.log_format)
+    protocol = args.protocol or settings.diagnostics.protocol
+    addresses = (parse_addresses(args.addresses, bmw_ecu_names()) if args.addresses
+                 else settings.diagnostics.addresses or sorted(bmw_ecu_names()))
+
+    def confirm(question: str) -> bool:
+        if not sys.stdin.isatty():
+            print(f"{question}no (not a terminal: use --yes)", file=sys.stderr)
+            return False
+        return input(question).strip().lower() in ("y", "yes")
+
+    # As for `run`: the stack threads (one per ECU) wait on I/O; hand the GIL over within 1 ms
+    # so that a frame read is passed on at once, not after CPython's default 5 ms.
+    sys.setswitchinterval(RUN_SWITCH_INTERVAL_S)
+    options = DiagnoseOptions(protocol=protocol, addresses=addresses, print_json=args.json,
+                              clear=args.clear_faults, yes=args.yes)
+    return diagnose(settings, options, out=sys.stdout, err=sys.stderr, confirm=confirm)
 
 
 def _decode(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from agent.contract.topics import validate_name
+from agent.diagnostics.settings import DiagnosticsSettings
 from agent.domain.catalogue import CatalogueSettings
 from agent.domain.forecast import ForecastSettings
 from agent.domain.i18n import Language
@@ -68,6 +69,7 @@ class AgentSettings(BaseSettings):
     catalogue: CatalogueSettings = Field(default_factory=CatalogueSettings)
     proposal: ProposalSettings = Field(default_factory=ProposalSettings)
     reminders: ReminderSettings = Field(default_factory=ReminderSettings)
+    diagnostics: DiagnosticsSettings = Field(default_factory=DiagnosticsSettings)
     language: Language = Field("en", description="Language of the reception view and the "
                                                  "proposal: en, de or zh.")
 

@@ -123,3 +123,20 @@ def build_service(settings: AgentSettings) -> AgentService:
                         pipeline=pipeline, outbox=outbox, publisher=publisher, topics=topics,
                         retain_vehicles=mqtt.retain_vehicles, status_interval_s=mqtt.status_interval_s,
                         reminders=reminders)
+
+
+def open_outbox(settings: AgentSettings) -> Outbox:
+    """The agent's durable outbox (``state_dir/outbox.sqlite3``); raises OutboxError."""
+    return Outbox(settings.state_dir / "outbox.sqlite3", max_messages=settings.outbox.max_messages,
+                  max_age_s=settings.outbox.max_age_days * 86400)
+
+
+def diagnosis_publisher(settings: AgentSettings, outbox: Outbox) -> MqttPublisher:
+    """The publisher of ``cbs-agent diagnose``: the same outbox and broker as the daemon, under
+    its own client id and with its link status on ``{prefix}/{site}/{reader}/diagnose/status``,
+    so that a short test never takes over the daemon's session or marks the reader offline."""
+    from agent.contract.diagnosis import TesterTopics
+    mqtt = settings.effective_mqtt()
+    client_id = f"{mqtt.client_id_for(settings.site, settings.reader)}-diagnose"
+    mqtt = mqtt.model_copy(update={"client_id": client_id[:256]})
+    return MqttPublisher(mqtt, outbox, TesterTopics(mqtt.prefix, settings.site, settings.reader))

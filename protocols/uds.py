@@ -143,7 +143,19 @@ def answers(request: bytes, payload: bytes | bytearray) -> bool:
         return False
     if payload[0] == NEGATIVE_RESPONSE:
         return len(payload) >= 3 and payload[1] == request[0]
-    return payload[0] == (request[0] + POSITIVE_OFFSET) & 0xFF
+    if payload[0] != (request[0] + POSITIVE_OFFSET) & 0xFF:
+        return False
+    echo = _echo_length(request)
+    return bytes(payload[1:1 + echo]) == bytes(request[1:1 + echo])
+
+
+def _echo_length(request: bytes | bytearray) -> int:
+    """How many bytes after the SID a positive answer repeats: the DID (22), the
+    sub-function (3E, 19) and, for 19 06, the DTC too."""
+    sid = request[0]
+    if sid == SID_READ_DTC and len(request) >= 2 and request[1] == REPORT_DTC_EXT_DATA:
+        return 4
+    return {SID_TESTER_PRESENT: 1, SID_READ_DID: 2, SID_READ_DTC: 1}.get(sid, 0)
 
 
 def parse_tester_present(payload: bytes | bytearray) -> None:
@@ -228,9 +240,10 @@ def positive_response(request: bytes | bytearray, data: bytes = b"") -> bytes:
     """The positive answer to ``request`` echoing what the service echoes, then ``data``."""
     if not request:
         raise ProtocolError("empty request")
-    sid = request[0]
-    echo = {SID_TESTER_PRESENT: 1, SID_READ_DID: 2, SID_READ_DTC: 1, SID_CLEAR_DTC: 0}.get(sid, 0)
-    return bytes(((sid + POSITIVE_OFFSET) & 0xFF,)) + bytes(request[1:1 + echo]) + data
+    echo = _echo_length(request)
+    if request[0] == SID_READ_DTC and echo == 4:
+        echo = 1  # 19 06: the DTC follows in the data, with its status
+    return bytes(((request[0] + POSITIVE_OFFSET) & 0xFF,)) + bytes(request[1:1 + echo]) + data
 
 
 def negative_response_bytes(service: int, nrc: int) -> bytes:

@@ -14,6 +14,7 @@ from typing import Final, Literal
 
 from pydantic import ConfigDict, Field, field_serializer
 
+from agent.contract.topics import Topics
 from agent.domain.diagnosis import EcuReading, FailureKind, Outcome, Protocol, Step, VehicleTest
 from agent.domain.models import Transport, _Payload, format_timestamp
 from protocols.dtc import DtcRecord
@@ -148,3 +149,19 @@ def vehicle_diagnosis_topic(vehicle_topic: str) -> str:
     """``{prefix}/{site}/vehicles/{vin}/diagnosis`` from the vehicle's topic
     (:meth:`agent.contract.topics.Topics.vehicle`)."""
     return f"{vehicle_topic}/{DIAGNOSIS_LEVEL}"
+
+
+class TesterTopics(Topics):
+    """The topics of ``cbs-agent diagnose``'s own MQTT session: the reader's, except that its
+    link status (``online``/``offline``, last will) is ``{prefix}/{site}/{reader}/diagnose/status``
+    rather than the reader's status, which belongs to the daemon."""
+
+    __slots__ = ()
+
+    @property
+    def status(self) -> str:
+        return f"{self.base}/diagnose/status"
+
+    @property
+    def diagnosis(self) -> str:
+        return diagnosis_topic(self.prefix, self.site, self.reader)

@@ -21,11 +21,11 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import TypeVar
 
+from agent.diagnostics.timing import DiagnosticTiming
 from agent.diagnostics.transport import (
     BMW_RESPONSE_BASE,
     Answer,
     CanChannel,
-    DiagnosticTiming,
     Failed,
     IsoTpLink,
     Refused,

@@ -29,6 +29,7 @@ from typing import Any
 import can
 import isotp
 
+from agent.diagnostics.timing import DiagnosticTiming
 from agent.domain.diagnosis import FailureKind
 from agent.errors import DiagnosticsError, InterfaceLost
 from protocols.uds import (
@@ -55,21 +56,6 @@ _BROKEN = (isotp.errors.WrongSequenceNumberError, isotp.errors.ConsecutiveFrameT
            isotp.errors.ReceptionInterruptedWithFirstFrameError,
            isotp.errors.ReceptionInterruptedWithSingleFrameError,
            isotp.errors.ChangingInvalidRXDLError)
-
-
-@dataclass(frozen=True, slots=True)
-class DiagnosticTiming:
-    """The spec's timing (shared/spec/diagnostics.md, "Timing"); every figure configurable."""
-
-    p2_s: float = 0.150
-    p2_star_s: float = 5.0
-    max_pending: int = 10
-    n_bs_s: float = 1.0
-    n_cr_s: float = 1.0
-    busy_retry_s: float = 0.020
-    busy_retries: int = 3
-    max_wait_frames: int = 10
-    max_in_flight: int = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +111,7 @@ class CanChannel:
                  receive_ids: Iterable[int], bus: can.BusABC | None = None) -> None:
         self.interface, self.channel = interface, channel
         try:
-            self.bus = bus if bus is not None else can.Bus(interface=interface, channel=channel,
-                                                           bitrate=bitrate)
+            self.bus = bus if bus is not None else _open_bus(interface, channel, bitrate)
         except (can.CanError, OSError, ValueError, ImportError) as exc:
             raise DiagnosticsError(f"diagnostics CAN interface {interface} {channel}: "
                                    f"cannot open: {exc}") from exc
@@ -165,6 +150,23 @@ class CanChannel:
                 self.bus.shutdown()
             except (can.CanError, OSError) as exc:  # already gone
                 log.debug("closing the diagnostics interface: %s", exc)
+
+
+#: SLCAN adapters are read with the agent's own python-can interface for them (same Lawicel
+#: protocol, agent/readers/fast_slcan.py, registered as ``fastslcan``): python-can's stock
+#: ``slcan`` reads a byte per call, and on a 2-core appliance with a stack thread per ECU its
+#: reads lagged so far behind that flow control went out 100-200 ms late and probes missed P2.
+FASTER_INTERFACES = {"slcan": "fastslcan"}
+
+
+def _open_bus(interface: str, channel: str, bitrate: int) -> can.BusABC:
+    faster = FASTER_INTERFACES.get(interface)
+    if faster is not None:
+        try:
+            return can.Bus(interface=faster, channel=channel, bitrate=bitrate)
+        except (ImportError, ValueError, NotImplementedError) as exc:  # plugin not installed
+            log.debug("%s unavailable (%s): using python-can's %s", faster, exc, interface)
+    return can.Bus(interface=interface, channel=channel, bitrate=bitrate)
 
 
 def bmw_address(address: int) -> isotp.Address:

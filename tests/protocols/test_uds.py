@@ -108,3 +108,11 @@ def test_parsers_never_raise_on_garbage(payload: bytes, did: int, code: int) -> 
             parse(payload)
         except MalformedResponseError:
             pass
+
+
+def test_a_late_answer_to_another_request_is_not_an_answer() -> None:
+    assert not uds.answers(uds.read_did_request(0xF189), bytes.fromhex("62F1873231"))
+    assert uds.answers(uds.read_did_request(0xF189), bytes.fromhex("62F1893231"))
+    assert not uds.answers(uds.read_occurrences_request(0x03011F),
+                           bytes.fromhex("590603011E2F0103"))
+    assert not uds.answers(uds.read_dtcs_request(), bytes.fromhex("5906"))
