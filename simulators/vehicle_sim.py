@@ -239,6 +239,9 @@ def _int(text: str) -> int:
 
 
 def _addresses(text: str) -> list[int]:
+    """``0x12,0x60``; ``none`` for a car without ECUs (ignition off)."""
+    if text.strip().lower() == "none":
+        return []
     return [int(part, 0) for part in text.split(",") if part.strip()]
 
 
@@ -257,8 +260,9 @@ def add_vehicle_subcommand(subparsers: Any, name: str = "vehicle") -> argparse.A
         description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--protocol", choices=["bmw", "obd2"], default="bmw")
     p.add_argument("--ecus", type=_addresses, default=None, metavar="A,B,...",
-                   help="bmw: ECU addresses (default: a 14-ECU car); obd2: ignored")
-    p.add_argument("--obd-ecus", type=int, default=2, help="obd2: how many ECUs (1-8, default 2)")
+                   help="bmw: ECU addresses, or none (default: a 14-ECU car)")
+    p.add_argument("--obd-ecus", type=int, default=2,
+                   help="obd2: how many ECUs (0-8, default 2)")
     p.add_argument("--seed", type=int, default=0, help="the key fleet's seed (same VINs)")
     p.add_argument("--vehicle", type=int, default=0, help="which of the fleet's vehicles (index)")
     p.add_argument("--vin", default=None, help="this VIN instead of the fleet's")
@@ -310,13 +314,13 @@ def build_car(args: argparse.Namespace) -> SimulatedCar:
     other_vin = Fleet(args.seed, args.base_date).vehicles[args.vehicle + 1].vin \
         if args.vin is None else vin[:-1] + ("0" if vin[-1] != "0" else "1")
     if args.protocol == "obd2":
-        ecus: list[EcuConfig] = obd2_car(vin, max(1, min(8, args.obd_ecus)), seed=args.seed,
+        ecus: list[EcuConfig] = obd2_car(vin, max(0, min(8, args.obd_ecus)), seed=args.seed,
                                          mileage_km=args.mileage_km)
     else:
         counts = _per_ecu(args.dtcs, lambda v: int(v or 0))
         if any(not 0 <= n <= 200 for n in counts.values()):
             raise ValueError("--dtcs takes 0 to 200 per ECU")
-        ecus = bmw_car(vin, args.ecus or CAR_14, seed=args.seed, dtcs=counts,
+        ecus = bmw_car(vin, CAR_14 if args.ecus is None else args.ecus, seed=args.seed, dtcs=counts,
                        mileage_km=args.mileage_km)
     by_address = {e.address: e for e in ecus}
 

@@ -14,7 +14,7 @@ from agent.contract.schemas import payload_schema
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 
 
-@pytest.mark.parametrize("name", ["readout", "rejected", "status", "reminder"])
+@pytest.mark.parametrize("name", ["readout", "rejected", "status", "reminder", "diagnosis"])
 def test_docs_schema_matches_models(name: str) -> None:
     kept = json.loads((DOCS / f"cbs.{name}-1.schema.json").read_text())
     assert kept == payload_schema(name), (
