@@ -14,10 +14,13 @@ others. Raises only DiagnosticsError (the interface could not be opened).
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import TypeVar
 
@@ -69,22 +72,60 @@ class _Abort(Exception):
     """Internal: the interface went away; unwind this ECU's worker."""
 
 
+class _Slots:
+    """At most ``limit`` requests in flight; a free slot goes to the waiting ECU with the
+    most requests still ahead of it (then the one that asked first). The test ends with its
+    longest chain (a unit with hundreds of DTCs to count), so that chain never waits behind
+    ECUs that have two requests left: the whole test then takes about as long as it."""
+
+    def __init__(self, limit: int) -> None:
+        self._free = max(1, limit)
+        self._cond = threading.Condition()
+        self._waiting: list[tuple[int, int]] = []
+        self._order = itertools.count()
+
+    @contextmanager
+    def slot(self, remaining: int) -> Iterator[None]:
+        entry = (-remaining, next(self._order))
+        with self._cond:
+            heapq.heappush(self._waiting, entry)
+            self._cond.wait_for(lambda: self._free > 0 and self._waiting[0] == entry)
+            heapq.heappop(self._waiting)
+            self._free -= 1
+            self._cond.notify_all()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._free += 1
+                self._cond.notify_all()
+
+
+#: Requests of the chain before the fault list is known: 5 identification DIDs, 19 02.
+_CHAIN_HEAD = len(IDENT_DIDS) + 1
+
+
 class _EcuSession:
     """One ECU's chain of requests, run by one worker thread."""
 
-    def __init__(self, link: IsoTpLink, reading: EcuReading, slots: threading.Semaphore) -> None:
+    def __init__(self, link: IsoTpLink, reading: EcuReading, slots: _Slots) -> None:
         self.link = link
         self.reading = reading
         self.slots = slots
+        # Requests still ahead: until the fault list is read, every ECU counts the same (the
+        # chain's head), so the head's requests are served in the order they come.
+        self.remaining = 1 + _CHAIN_HEAD
 
-    def ask(self, request: bytes) -> Reply:
-        with self.slots:
+    def ask(self, request: bytes, *, counted: bool = False) -> Reply:
+        with self.slots.slot(self.remaining):
+            if counted:
+                self.remaining = max(0, self.remaining - 1)
             return self.link.request(request)
 
     def step(self, step: Step, request: bytes, parse: Callable[[bytes], object]) -> object:
         """Ask; return the parsed value, or None after recording why there is none. A refusal
         with 0x11, 0x12 or 0x31 is "not supported here": None, and no error."""
-        reply = self.ask(request)
+        reply = self.ask(request, counted=step in ("counts", "mileage"))
         if isinstance(reply, Answer):
             try:
                 return parse(reply.payload)
@@ -109,6 +150,7 @@ def _bmw_chain(session: _EcuSession) -> None:
     listed = session.step("faults", uds.read_dtcs_request(0xFF), uds.parse_dtcs)
     if isinstance(listed, uds.DtcList):
         reading.dtcs = list(listed.dtcs)
+        session.remaining = sum(1 for d in listed.dtcs if d.confirmed) + 1
         for record in listed.dtcs:
             if not record.confirmed or record.code in reading.occurrences:
                 continue
@@ -128,7 +170,7 @@ def run_bmw_test(channel: CanChannel, addresses: Sequence[int], *,
     operator's explicit command), the fault memory is then read as always."""
     names = bmw_ecu_names() if names is None else names
     test = VehicleTest("bmw", clock())
-    slots = threading.Semaphore(max(1, timing.max_in_flight))
+    slots = _Slots(timing.max_in_flight)
     lock = threading.Lock()
 
     def work(address: int) -> None:
