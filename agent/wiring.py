@@ -135,8 +135,8 @@ def diagnosis_publisher(settings: AgentSettings, outbox: Outbox) -> MqttPublishe
     """The publisher of ``cbs-agent diagnose``: the same outbox and broker as the daemon, under
     its own client id and with its link status on ``{prefix}/{site}/{reader}/diagnose/status``,
     so that a short test never takes over the daemon's session or marks the reader offline."""
-    from agent.contract.diagnosis import TesterTopics
+    from agent.contract.diagnosis import DiagnoseTopics
     mqtt = settings.effective_mqtt()
     client_id = f"{mqtt.client_id_for(settings.site, settings.reader)}-diagnose"
     mqtt = mqtt.model_copy(update={"client_id": client_id[:256]})
-    return MqttPublisher(mqtt, outbox, TesterTopics(mqtt.prefix, settings.site, settings.reader))
+    return MqttPublisher(mqtt, outbox, DiagnoseTopics(mqtt.prefix, settings.site, settings.reader))

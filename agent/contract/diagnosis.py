@@ -151,7 +151,7 @@ def vehicle_diagnosis_topic(vehicle_topic: str) -> str:
     return f"{vehicle_topic}/{DIAGNOSIS_LEVEL}"
 
 
-class TesterTopics(Topics):
+class DiagnoseTopics(Topics):
     """The topics of ``cbs-agent diagnose``'s own MQTT session: the reader's, except that its
     link status (``online``/``offline``, last will) is ``{prefix}/{site}/{reader}/diagnose/status``
     rather than the reader's status, which belongs to the daemon."""

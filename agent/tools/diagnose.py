@@ -20,7 +20,7 @@ from agent.config import AgentSettings
 from agent.contract.diagnosis import (
     DIAGNOSIS_SCHEMA,
     Diagnosis,
-    TesterTopics,
+    DiagnoseTopics,
     diagnosis_payload,
     vehicle_diagnosis_topic,
 )
@@ -165,7 +165,7 @@ def _tell(report: Diagnosis, err: TextIO) -> None:
 
 
 def _messages(settings: AgentSettings, report: Diagnosis) -> list[OutboxMessage]:
-    topics = TesterTopics(settings.effective_mqtt().prefix, settings.site, settings.reader)
+    topics = DiagnoseTopics(settings.effective_mqtt().prefix, settings.site, settings.reader)
     payload = to_json(report).encode("utf-8")
     messages = [OutboxMessage(topics.diagnosis, payload, False, DIAGNOSIS_SCHEMA,
                               report.diagnosis_id)]
