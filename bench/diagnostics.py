@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, machine, median, result, table  # noqa: E402
+from _common import machine, median, result, table  # noqa: E402
 from processes import SimulatorProcess  # noqa: E402
 
 from agent.diagnostics.tester import bmw_receive_ids, run_bmw_test  # noqa: E402

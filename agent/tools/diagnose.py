@@ -19,8 +19,8 @@ from typing import TextIO
 from agent.config import AgentSettings
 from agent.contract.diagnosis import (
     DIAGNOSIS_SCHEMA,
-    Diagnosis,
     DiagnoseTopics,
+    Diagnosis,
     diagnosis_payload,
     vehicle_diagnosis_topic,
 )

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import jsonschema
+
 from agent.config import load_settings
 from agent.contract.diagnosis import DiagnoseTopics, diagnosis_payload, vehicle_diagnosis_topic
 from agent.contract.schemas import payload_schema
