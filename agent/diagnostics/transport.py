@@ -179,6 +179,22 @@ def normal_address(txid: int, rxid: int) -> isotp.Address:
     return isotp.Address(isotp.AddressingMode.Normal_11bits, txid=txid, rxid=rxid)
 
 
+class _OwnFramesStack(isotp.NotifierBasedCanStack):
+    """can-isotp's stack on the shared notifier, taking only its ECU's identifier into its
+    queue. The stock stack queues every frame of the bus and lets its two threads drop the
+    others: with 20 ECUs probed, every frame woke 40 threads (a third of a millisecond of CPU
+    per frame, and answers missed P2 on a loaded host)."""
+
+    def __init__(self, bus: can.BusABC, notifier: can.Notifier, rx_id: int,
+                 **kwargs: Any) -> None:
+        self._rx_id = rx_id
+        super().__init__(bus, notifier, **kwargs)
+
+    def _on_message_received(self, msg: can.Message) -> None:
+        if msg.arbitration_id == self._rx_id:
+            super()._on_message_received(msg)
+
+
 class IsoTpLink:
     """One ECU's ISO-TP stack and the request rules (module docstring). Not thread-safe:
     one request at a time, from one thread."""
@@ -196,8 +212,8 @@ class IsoTpLink:
             "rx_consecutive_frame_timeout": int(timing.n_cr_s * 1000),
             "wftmax": timing.max_wait_frames, "max_frame_size": 4095, "blocking_send": False,
         }
-        self.stack = isotp.NotifierBasedCanStack(channel.bus, channel.notifier, address=address,
-                                                 error_handler=self._on_error, params=params)
+        self.stack = _OwnFramesStack(channel.bus, channel.notifier, rx_id, address=address,
+                                     error_handler=self._on_error, params=params)
         self.stack.start()
 
     def _on_error(self, exc: Exception) -> None:  # the stack's thread
