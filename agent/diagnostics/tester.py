@@ -101,8 +101,8 @@ class _Slots:
                 self._cond.notify_all()
 
 
-#: Requests of the chain before the fault list is known: 5 identification DIDs, 19 02.
-_CHAIN_HEAD = len(IDENT_DIDS) + 1
+#: What an ECU's chain counts before its fault list is known: the probe, 19 02, 5 DIDs.
+_CHAIN_HEAD = len(IDENT_DIDS) + 2
 
 
 class _EcuSession:
@@ -114,18 +114,23 @@ class _EcuSession:
         self.slots = slots
         # Requests still ahead: until the fault list is read, every ECU counts the same (the
         # chain's head), so the head's requests are served in the order they come.
-        self.remaining = 1 + _CHAIN_HEAD
+        self.remaining = _CHAIN_HEAD
+        self._counting = False
 
-    def ask(self, request: bytes, *, counted: bool = False) -> Reply:
+    def known(self, remaining: int) -> None:
+        """The rest of the chain is ``remaining`` requests long."""
+        self.remaining, self._counting = remaining, True
+
+    def ask(self, request: bytes) -> Reply:
         with self.slots.slot(self.remaining):
-            if counted:
+            if self._counting:
                 self.remaining = max(0, self.remaining - 1)
             return self.link.request(request)
 
     def step(self, step: Step, request: bytes, parse: Callable[[bytes], object]) -> object:
         """Ask; return the parsed value, or None after recording why there is none. A refusal
         with 0x11, 0x12 or 0x31 is "not supported here": None, and no error."""
-        reply = self.ask(request, counted=step in ("counts", "mileage"))
+        reply = self.ask(request)
         if isinstance(reply, Answer):
             try:
                 return parse(reply.payload)
@@ -142,21 +147,23 @@ class _EcuSession:
 
 
 def _bmw_chain(session: _EcuSession) -> None:
+    """The fault list first: it tells how long this ECU's chain is (one count per confirmed
+    DTC), so that the longest chain gets the free request slots from then on."""
     reading = session.reading
+    listed = session.step("faults", uds.read_dtcs_request(0xFF), uds.parse_dtcs)
+    confirmed: list[int] = []
+    if isinstance(listed, uds.DtcList):
+        reading.dtcs = list(listed.dtcs)
+        confirmed = list(dict.fromkeys(d.code for d in listed.dtcs if d.confirmed))
+    session.known(len(IDENT_DIDS) + len(confirmed) + (reading.address == KOMBI_ADDRESS))
     for did, attribute in IDENT_DIDS:
         value = session.step("ident", uds.read_did_request(did),
                              lambda p, did=did: uds.parse_text_did(did, p))
         setattr(reading, attribute, value)
-    listed = session.step("faults", uds.read_dtcs_request(0xFF), uds.parse_dtcs)
-    if isinstance(listed, uds.DtcList):
-        reading.dtcs = list(listed.dtcs)
-        session.remaining = sum(1 for d in listed.dtcs if d.confirmed) + 1
-        for record in listed.dtcs:
-            if not record.confirmed or record.code in reading.occurrences:
-                continue
-            count = session.step("counts", uds.read_occurrences_request(record.code),
-                                 lambda p, code=record.code: uds.parse_occurrences(code, p))
-            reading.occurrences[record.code] = count if isinstance(count, int) else None
+    for code in confirmed:
+        count = session.step("counts", uds.read_occurrences_request(code),
+                             lambda p, code=code: uds.parse_occurrences(code, p))
+        reading.occurrences[code] = count if isinstance(count, int) else None
     if reading.address == KOMBI_ADDRESS:
         mileage = session.step("mileage", uds.read_did_request(uds.DID_MILEAGE), uds.parse_mileage)
         reading.mileage_km = mileage if isinstance(mileage, int) else None
