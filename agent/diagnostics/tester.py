@@ -26,6 +26,7 @@ from typing import TypeVar
 
 from agent.diagnostics.timing import DiagnosticTiming
 from agent.diagnostics.transport import (
+    BMW_REQUEST_ID,
     BMW_RESPONSE_BASE,
     Answer,
     CanChannel,
@@ -183,7 +184,8 @@ def run_bmw_test(channel: CanChannel, addresses: Sequence[int], *,
     def work(address: int) -> None:
         link: IsoTpLink | None = None
         try:
-            link = IsoTpLink(channel, bmw_address(address), BMW_RESPONSE_BASE + address, timing)
+            link = IsoTpLink(channel, bmw_address(address), BMW_RESPONSE_BASE + address, timing,
+                             tx_key=(BMW_REQUEST_ID, address))
             reading = EcuReading(address, names.get(address))
             session = _EcuSession(link, reading, slots)
             probe = session.ask(uds.tester_present_request())

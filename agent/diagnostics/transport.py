@@ -122,6 +122,17 @@ class CanChannel:
         self._watch = _Watch(self.lost, self.last_frame_at)
         self.notifier = can.Notifier(self.bus, [self._watch], timeout=0.05)
         self.frames_sent = 0
+        # When each (identifier, first data byte) last went out: a request's P2 counts from
+        # the moment it was written to the interface, not from when it was queued on a stack
+        # whose thread may start later on a busy machine.
+        self.sent_at: dict[tuple[int, int], float] = {}
+        self._bus_send = self.bus.send
+        self.bus.send = self._send_and_stamp  # type: ignore[method-assign]
+
+    def _send_and_stamp(self, msg: can.Message, timeout: float | None = None) -> None:
+        self._bus_send(msg, timeout)
+        self.sent_at[(msg.arbitration_id, msg.data[0] if msg.data else -1)] = time.monotonic()
+        self.frames_sent += 1
 
     @property
     def lost_reason(self) -> str:
@@ -137,7 +148,6 @@ class CanChannel:
         try:
             self.bus.send(can.Message(arbitration_id=arbitration_id, data=data,
                                       is_extended_id=False))
-            self.frames_sent += 1
         except (can.CanError, OSError) as exc:
             self._watch.on_error(exc)
             raise InterfaceLost(f"{self.interface} {self.channel}: {exc}") from exc
@@ -200,9 +210,11 @@ class IsoTpLink:
     one request at a time, from one thread."""
 
     def __init__(self, channel: CanChannel, address: isotp.Address, rx_id: int,
-                 timing: DiagnosticTiming, *, sleep: Callable[[float], None] = time.sleep) -> None:
+                 timing: DiagnosticTiming, *, sleep: Callable[[float], None] = time.sleep,
+                 tx_key: tuple[int, int] | None = None) -> None:
         self.channel = channel
         self.rx_id = rx_id
+        self.tx_key = tx_key  # (identifier, first byte) of this ECU's requests, if distinct
         self.timing = timing
         self._sleep = sleep
         self._errors: deque[tuple[float, Exception]] = deque(maxlen=16)
@@ -239,9 +251,9 @@ class IsoTpLink:
         """Queue ``request`` on the stack; returns when (monotonic) it was handed over."""
         self.channel.check()
         self.arm()
+        sent_at = time.monotonic()
         self.stack.send(request)
-        self.channel.frames_sent += 1 + max(0, (len(request) - 1) // 6)
-        return time.monotonic()
+        return sent_at
 
     def request(self, request: bytes) -> Reply:
         """Ask and wait by the rules; raises InterfaceLost when the interface went away."""
@@ -286,6 +298,10 @@ class IsoTpLink:
             broken = [exc for at, exc in self._errors if at >= mark]
             if broken:
                 return Failed("transport", f"{type(broken[0]).__name__}: {broken[0]}")
+            if not pending and self.tx_key is not None:
+                written = self.channel.sent_at.get(self.tx_key, 0.0)
+                if written > sent_at:  # P2 from when the request went to the interface
+                    deadline = max(deadline, written + timing.p2_s)
             now = time.monotonic()
             last = self.channel.last_frame_at.get(self.rx_id, 0.0)
             if last > mark:  # an answer is on its way: its frames may take longer than P2
