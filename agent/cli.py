@@ -213,6 +213,8 @@ def _run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, **_settings_overrides(args))
     configure_logging(settings.log_level, settings.log_format)
     service = build_service(settings)
+    from agent.wiring import build_vehicle_watcher
+    watcher = build_vehicle_watcher(settings, service.publisher)  # [diagnostics] channel, if any
     # The publisher's threads wait on I/O and need the GIL only briefly; hand it over within
     # 1 ms (not CPython's default 5 ms) so a readout is not held back by the next one's work.
     sys.setswitchinterval(RUN_SWITCH_INTERVAL_S)
@@ -229,7 +231,13 @@ def _run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    service.run(stop)
+    if watcher is not None:
+        watcher.start()
+    try:
+        service.run(stop)
+    finally:
+        if watcher is not None:
+            watcher.stop()
     return 0
 
 

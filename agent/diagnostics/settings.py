@@ -13,6 +13,13 @@ from agent.diagnostics.timing import DiagnosticTiming
 class DiagnosticsSettings(BaseModel):
     model_config = {"extra": "forbid"}
 
+    can_interface: str | None = Field(None, description="The daemon's diagnostics channel: a "
+                                      "python-can interface of its own (never the key "
+                                      "reader's); unset: `run` tests no vehicle.")
+    can_channel: str | None = Field(None, description="Its channel (can1, /dev/ttyACM1, ...).")
+    can_bitrate: int = Field(500_000, gt=0, description="Its bit rate, bit/s.")
+    probe_interval_s: float = Field(2.0, ge=0.2, le=3600, description="How often `run` looks "
+                                                                     "for a car there.")
     protocol: Literal["bmw", "obd2"] = Field("bmw", description="bmw (UDS, extended addressing) "
                                                                 "or obd2 (generic OBD-II).")
     addresses: list[int] | None = Field(None, description="bmw: ECU addresses to probe "

@@ -10,20 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TextIO
 
 from agent.config import AgentSettings
-from agent.contract.diagnosis import (
-    DIAGNOSIS_SCHEMA,
-    DiagnoseTopics,
-    Diagnosis,
-    diagnosis_payload,
-    vehicle_diagnosis_topic,
-)
+from agent.contract.diagnosis import Diagnosis
+from agent.diagnostics.reporting import make_report, report_messages, summary_line
 from agent.diagnostics.tester import (
     OBD2_RECEIVE_IDS,
     bmw_receive_ids,
@@ -34,8 +28,7 @@ from agent.diagnostics.transport import CanChannel
 from agent.domain.diagnosis import VehicleTest, bmw_ecu_names
 from agent.domain.models import to_json
 from agent.errors import ConfigError, OutboxError
-from agent.store.history import HistoryError, VehicleHistory
-from agent.store.outbox import Outbox, OutboxMessage
+from agent.store.outbox import Outbox
 from agent.wiring import diagnosis_publisher, open_outbox
 
 log = logging.getLogger(__name__)
@@ -131,53 +124,13 @@ def diagnose(settings: AgentSettings, options: DiagnoseOptions, *, out: TextIO, 
 
 
 def _report(settings: AgentSettings, test: VehicleTest) -> Diagnosis:
-    vin, _ = test.vin()
-    return diagnosis_payload(test, diagnosis_id=str(uuid.uuid4()), site=settings.site,
-                             reader=settings.reader, transport="can",
-                             key_readout_id=_key_readout(settings, vin, test.started_at))
-
-
-def _key_readout(settings: AgentSettings, vin: str | None, at: datetime) -> str | None:
-    """The readout_id of this VIN's latest key readout at this reader (this agent's state
-    directory) within ``key_link_hours``, else None."""
-    path = settings.state_dir / "history.sqlite3"
-    if vin is None or not path.exists():
-        return None
-    window = timedelta(hours=settings.diagnostics.key_link_hours)
-    try:
-        with VehicleHistory(path, retention_days=settings.history.retention_days,
-                            settings=settings.forecast) as history:
-            readings = history.readings(vin)
-    except HistoryError as exc:
-        log.warning("vehicle history unreadable, no key readout linked: %s", exc)
-        return None
-    recent = [r for r in readings if at - window <= r.read_at <= at + timedelta(minutes=5)]
-    return max(recent, key=lambda r: r.read_at).readout_id if recent else None
+    return make_report(test, site=settings.site, reader=settings.reader,
+                       history_path=settings.state_dir / "history.sqlite3",
+                       key_window=timedelta(hours=settings.diagnostics.key_link_hours))
 
 
 def _tell(report: Diagnosis, err: TextIO) -> None:
-    s = report.summary
-    print(f"cbs-agent diagnose: {report.outcome}: {s.ecus_present} ECUs present "
-          f"({s.ecus_failed} with errors), {len(report.absent)} absent, {s.dtcs} DTCs "
-          f"({s.confirmed} confirmed){', warning lamp on' if s.warning_lamp else ''}; "
-          f"VIN {report.vehicle.vin or 'unknown'}"
-          f"{'' if report.vehicle.vin_consistent else ' (ECUs disagree)'}", file=err)
-
-
-def _messages(settings: AgentSettings, report: Diagnosis) -> list[OutboxMessage]:
-    topics = DiagnoseTopics(settings.effective_mqtt().prefix, settings.site, settings.reader)
-    payload = to_json(report).encode("utf-8")
-    messages = [OutboxMessage(topics.diagnosis, payload, False, DIAGNOSIS_SCHEMA,
-                              report.diagnosis_id)]
-    if report.vehicle.vin is not None:
-        try:
-            vehicle = vehicle_diagnosis_topic(topics.vehicle(report.vehicle.vin))
-        except ValueError:
-            log.warning("VIN %r cannot be a topic level: no retained copy", report.vehicle.vin)
-        else:
-            messages.append(OutboxMessage(vehicle, payload, True, DIAGNOSIS_SCHEMA,
-                                          report.diagnosis_id))
-    return messages
+    print(f"cbs-agent diagnose: {summary_line(report)}", file=err)
 
 
 def _deliver(settings: AgentSettings, reports: list[Diagnosis], options: DiagnoseOptions,
@@ -194,7 +147,7 @@ def _deliver(settings: AgentSettings, reports: list[Diagnosis], options: Diagnos
     try:
         rows: list[int] = []
         for report in reports:
-            rows += outbox.put_many(_messages(settings, report))
+            rows += outbox.put_many(report_messages(report, settings.effective_mqtt().prefix))
         publisher = diagnosis_publisher(settings, outbox)
         publisher.start()
         timeout = settings.diagnostics.publish_timeout_s

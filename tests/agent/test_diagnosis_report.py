@@ -10,13 +10,13 @@ from pathlib import Path
 
 import jsonschema
 
-from agent.config import load_settings
 from agent.contract.diagnosis import DiagnoseTopics, diagnosis_payload, vehicle_diagnosis_topic
 from agent.contract.schemas import payload_schema
+from agent.diagnostics.reporting import key_readout_id
 from agent.domain.diagnosis import EcuReading, VehicleTest, bmw_ecu_names
 from agent.domain.models import to_json
 from agent.store.history import VehicleHistory
-from agent.tools.diagnose import _key_readout, parse_addresses
+from agent.tools.diagnose import parse_addresses
 from protocols.dtc import OBD_PERMANENT, DtcRecord
 from simulators.fleet import Fleet
 
@@ -107,10 +107,12 @@ def test_addresses_by_name_or_number() -> None:
 def test_the_key_readout_of_the_same_vin_is_linked(tmp_path: Path) -> None:
     fleet = Fleet(3)
     session = fleet.session(0)
-    settings = load_settings(None, site="S1", reader="desk1", state_dir=tmp_path)
+    window = timedelta(hours=2)
+    path = tmp_path / "history.sqlite3"
     with VehicleHistory(tmp_path / "history.sqlite3") as history:
         history.record(session, AT - timedelta(hours=3), "old")
         history.record(session, AT - timedelta(minutes=30), "recent")
-    assert _key_readout(settings, session.vin, AT) == "recent"
-    assert _key_readout(settings, session.vin, AT + timedelta(hours=3)) is None
-    assert _key_readout(settings, "WBA8E5107FK000000", AT) is None
+    assert key_readout_id(path, session.vin, AT, window=window) == "recent"
+    assert key_readout_id(path, session.vin, AT + timedelta(hours=3), window=window) is None
+    assert key_readout_id(path, "WBA8E5107FK000000", AT, window=window) is None
+    assert key_readout_id(tmp_path / "none.sqlite3", session.vin, AT, window=window) is None

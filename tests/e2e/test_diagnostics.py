@@ -327,3 +327,37 @@ def test_bad_configuration_is_one_line_and_exit_2(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "no-such-tty" in done.stderr
+
+
+def test_the_daemon_tests_a_car_once_per_ignition_cycle_and_links_the_key(
+        tmp_path: Path, broker: MosquittoBroker, make_subscriber: Any) -> None:
+    """``cbs-agent run`` with a key reader and a diagnostics channel of its own: a key read,
+    then the car is plugged in: one report, linked to that key readout; plugged in again (a
+    new ignition cycle): a second report."""
+    from processes import AgentProcess
+
+    subscriber = make_subscriber(broker, "cbs/v1/S1/#")
+    keys = SimulatorProcess(tmp_path, "serial", "--seed", "5", "--sessions", "1",
+                            "--vehicles", "1", "--interval-s", "0.05", "--dwell-s", "0.05",
+                            "--baudrate", "0", name="keys")
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[diagnostics]\ncan_interface = "slcan"\n'
+                      f'can_channel = "{tmp_path / "car.tty"}"\nprobe_interval_s = 0.5\n')
+    AgentProcess(tmp_path, "--config", str(config), "--serial", keys.port, "--broker",
+                 broker.url, "--site", "S1", "--reader", "desk1", "--state-dir",
+                 str(tmp_path / "state"))
+    (readout,) = [m.json() for m in subscriber.wait_for_count(1, "cbs/v1/S1/desk1/readout",
+                                                              timeout_s=30)]
+    car = Car(tmp_path, "--seed", "5", "--ecus", "0x12,0x60", "--dtcs", "0x12:3")
+    topic = "cbs/v1/S1/desk1/diagnosis"
+    report = subscriber.wait_for_count(1, topic, timeout_s=60)[0].json()
+    assert report["outcome"] == "complete" and len(report["ecus"]) == 2
+    assert report["vehicle"]["vin"] == readout["vehicle"]["vin"]
+    assert report["key_readout_id"] == readout["readout_id"]
+    time.sleep(2.0)  # four more probes: the same ignition cycle, no second test
+    assert len([m for m in subscriber.snapshot() if m.topic == topic]) == 1
+    car.stop()
+    car = Car(tmp_path, "--seed", "5", "--ecus", "0x12,0x60", "--dtcs", "0x12:3")
+    second = subscriber.wait_for_count(2, topic, timeout_s=60)[1].json()
+    assert second["diagnosis_id"] != report["diagnosis_id"]
+    car.stop()
