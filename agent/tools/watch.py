@@ -82,6 +82,13 @@ VIEW_LABELS: dict[str, dict[str, str]] = {
     "occurrences": {"en": "{count}x", "de": "{count}x", "zh": "{count} 次"},
     "stored_dtc": {"en": "stored", "de": "gespeichert", "zh": "已存储"},
     "slot": {"en": "slot", "de": "Platz", "zh": "位置"},
+    "vehicle_test": {"en": "Vehicle test", "de": "Fahrzeugtest", "zh": "车辆检测"},
+    "test_summary": {"en": "{outcome}: {ecus} control units, {dtcs} faults ({confirmed} confirmed)",
+                     "de": "{outcome}: {ecus} Steuergeräte, {dtcs} Fehler ({confirmed} bestätigt)",
+                     "zh": "{outcome}：{ecus} 个控制单元，{dtcs} 个故障（{confirmed} 个已确认）"},
+    "warning_lamp": {"en": "WARNING LAMP ON", "de": "WARNLEUCHTE AN", "zh": "警告灯亮"},
+    "vin_mismatch": {"en": "VIN MISMATCH: {units}", "de": "FIN ABWEICHEND: {units}",
+                     "zh": "车架号不一致：{units}"},
 }
 
 
@@ -193,6 +200,7 @@ class WatchState:
     broker_connected: bool = False
     broker_was_connected: bool = False
     current: dict[str, Any] | None = None
+    diagnosis: dict[str, Any] | None = None  # the latest vehicle test (cbs.diagnosis/1)
     rejection: dict[str, Any] | None = None  # shown while it is newer than ``current``
     readers: dict[tuple[str, str], ReaderView] = field(default_factory=dict)
     recent: deque[RecentVehicle] = field(default_factory=lambda: deque(maxlen=RECENT_VEHICLES))
@@ -224,6 +232,10 @@ class WatchState:
             return self._readout(site, reader, data)
         if kind == "rejected":
             return self._rejected(data)
+        if kind == "diagnosis":
+            self.diagnosis = data
+            self.generation += 1
+            return True
         self.ignored += 1
         return False
 
@@ -432,6 +444,27 @@ def _vehicle_lines(data: dict[str, Any], *, lang: str, color: bool, width: int) 
     return lines
 
 
+def _diagnosis_lines(data: dict[str, Any], *, lang: str, color: bool) -> list[str]:
+    """The latest vehicle test: outcome and counts; the warning lamp and a VIN mismatch
+    (naming the units that differ) stand out."""
+    summary = _dict(data.get("summary"))
+    vehicle = _dict(data.get("vehicle"))
+    line = text("test_summary", lang, outcome=str(data.get("outcome", "?")),
+                ecus=summary.get("ecus_present", "?"), dtcs=summary.get("dtcs", "?"),
+                confirmed=summary.get("confirmed", "?"))
+    lines = ["", f" {_style(text('vehicle_test', lang), 'bold', color)}  "
+                 f"{vehicle.get('vin') or ''}  {line}"]
+    if summary.get("warning_lamp"):
+        lines.append(" " + _style(f" {text('warning_lamp', lang)} ", "overdue", color))
+    if vehicle.get("vin_consistent") is False:
+        units = [f"{e.get('name') or e.get('address')} {e.get('vin')}"
+                 for e in _list(data.get("ecus")) if isinstance(e, dict)
+                 and e.get("vin") and e.get("vin") != vehicle.get("vin")]
+        lines.append(" " + _style(f" {text('vin_mismatch', lang, units=', '.join(units))} ",
+                                  "overdue", color))
+    return lines
+
+
 def render(state: WatchState, *, width: int = 100, height: int = 40, lang: str = "en",
            color: bool = True, site: str | None = None, reader: str | None = None,
            now: datetime | None = None) -> list[str]:
@@ -450,6 +483,8 @@ def render(state: WatchState, *, width: int = 100, height: int = 40, lang: str =
         lines.append(_style(f"   {text('waiting_for_key', lang)} ...", "bold", color))
     else:
         lines += _vehicle_lines(state.current, lang=lang, color=color, width=width)
+    if state.diagnosis is not None:
+        lines += _diagnosis_lines(state.diagnosis, lang=lang, color=color)
     if state.recent:
         lines.append(rule)
         lines.append(_style(f" {text('earlier', lang)}", "bold", color))
@@ -507,7 +542,7 @@ class _Screen:
 
 def _subscriptions(prefix: str, site: str | None, reader: str | None) -> list[str]:
     base = f"{prefix}/{site or '+'}/{reader or '+'}"
-    return [f"{base}/readout", f"{base}/rejected", f"{base}/status"]
+    return [f"{base}/readout", f"{base}/rejected", f"{base}/status", f"{base}/diagnosis"]
 
 
 def _make_client(mqtt: MqttSettings, client_id: str) -> Any:
