@@ -52,6 +52,7 @@ class EcuFaults:
 
     pending: int = 0  # 0x78 answers before each answer to a request starting `pending_on`
     pending_on: bytes = b"\x19\x02"
+    pending_gap_s: float = PENDING_GAP_S  # between two 0x78 answers, and before the answer
     busy: int = 0  # 0x21 answers before each answer to a request starting `busy_on`
     busy_on: bytes = b"\x22"
     unsupported_dids: frozenset[int] = frozenset()  # answered 7F 22 31
@@ -244,7 +245,7 @@ class _Ecu:
         due = now + self.config.answer_delay_s
         for answer in answers:
             self.out.add(due, answer)
-            due += PENDING_GAP_S
+            due += self.config.faults.pending_gap_s
 
     def answers(self, request: bytes, *, functional: bool = False) -> list[bytes]:
         """Every message this ECU sends for ``request``, in order ([] = silence)."""
