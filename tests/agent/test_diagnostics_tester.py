@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+
 from agent.diagnostics.tester import (
     OBD2_RECEIVE_IDS,
     bmw_receive_ids,
