@@ -167,7 +167,8 @@ def build_vehicle_watcher(settings: AgentSettings, publisher: MqttPublisher):  #
     def on_test(test: VehicleTest) -> None:
         report = make_report(test, site=settings.site, reader=settings.reader,
                              history_path=settings.state_dir / "history.sqlite3",
-                             key_window=timedelta(hours=diag.key_link_hours))
+                             key_window=timedelta(hours=diag.key_link_hours),
+                             reports_path=settings.state_dir / "diagnoses.sqlite3")
         try:
             with open_outbox(settings) as outbox:
                 outbox.put_many(report_messages(report, prefix))

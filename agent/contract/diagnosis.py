@@ -9,6 +9,7 @@ The models are the contract (``cbs-agent schema diagnosis``, docs/schemas/); the
 
 from __future__ import annotations
 
+from collections.abc import Set
 from datetime import datetime
 from typing import Final, Literal
 
@@ -36,6 +37,8 @@ class DiagnosisDtc(_Payload):
     ecu: int = Field(description="Address of the ECU that stored it (as the ECU's address).", ge=0)
     occurrences: int | None = Field(description="From ReadDTCInformation 06; null when unknown.",
                                     ge=0)
+    recurring: bool = Field(False, description="Confirmed in this vehicle's previous report too "
+                                               "(same ECU, same code): seen again at this visit.")
 
 
 class DiagnosisError(_Payload):
@@ -104,27 +107,30 @@ class Diagnosis(_Payload):
         return format_timestamp(value)
 
 
-def _dtc(record: DtcRecord, ecu: EcuReading) -> DiagnosisDtc:
+def _dtc(record: DtcRecord, ecu: EcuReading, before: Set[tuple[int, str]]) -> DiagnosisDtc:
     return DiagnosisDtc(code=record.code_hex, sae=record.sae, failure_type=record.failure_type,
                         status=record.status, confirmed=record.confirmed, pending=record.pending,
                         warning_lamp=record.warning_lamp, permanent=record.permanent,
-                        ecu=ecu.address, occurrences=ecu.occurrences.get(record.code))
+                        ecu=ecu.address, occurrences=ecu.occurrences.get(record.code),
+                        recurring=record.confirmed and (ecu.address, record.code_hex) in before)
 
 
-def _ecu(ecu: EcuReading) -> DiagnosisEcu:
+def _ecu(ecu: EcuReading, before: Set[tuple[int, str]]) -> DiagnosisEcu:
     return DiagnosisEcu(
         address=ecu.address, name=ecu.name, vin=ecu.vin, part_number=ecu.part_number,
         software=ecu.software, hardware=ecu.hardware, serial=ecu.serial,
-        dtcs=None if ecu.dtcs is None else [_dtc(d, ecu) for d in ecu.dtcs],
+        dtcs=None if ecu.dtcs is None else [_dtc(d, ecu, before) for d in ecu.dtcs],
         errors=[DiagnosisError(step=e.step, request=e.request, kind=e.kind, nrc=e.nrc,
                                detail=e.detail) for e in ecu.errors],
         km_since_cleared=ecu.km_since_cleared)
 
 
 def diagnosis_payload(test: VehicleTest, *, diagnosis_id: str, site: str, reader: str,
-                      transport: Transport = "can",
-                      key_readout_id: str | None = None) -> Diagnosis:
-    ecus = [_ecu(ecu) for ecu in sorted(test.ecus, key=lambda e: e.address)]
+                      transport: Transport = "can", key_readout_id: str | None = None,
+                      confirmed_before: Set[tuple[int, str]] = frozenset()) -> Diagnosis:
+    """``confirmed_before``: (ECU, code) confirmed in the vehicle's previous report; those
+    confirmed again are ``recurring``."""
+    ecus = [_ecu(ecu, confirmed_before) for ecu in sorted(test.ecus, key=lambda e: e.address)]
     vin, consistent = test.vin()
     dtcs = [d for ecu in ecus for d in ecu.dtcs or ()]
     finished = test.finished_at or test.started_at

@@ -16,7 +16,8 @@ from agent.contract.diagnosis import (
     vehicle_diagnosis_topic,
 )
 from agent.domain.diagnosis import VehicleTest
-from agent.domain.models import to_json
+from agent.domain.models import format_timestamp, to_json
+from agent.store.diagnoses import DiagnosisHistory, DiagnosisHistoryError
 from agent.store.history import HistoryError, VehicleHistory
 from agent.store.outbox import OutboxMessage
 
@@ -40,12 +41,33 @@ def key_readout_id(history_path: Path, vin: str | None, at: datetime, *,
 
 
 def make_report(test: VehicleTest, *, site: str, reader: str, history_path: Path,
-                key_window: timedelta) -> Diagnosis:
+                key_window: timedelta, reports_path: Path | None = None) -> Diagnosis:
+    """The report of ``test``. With ``reports_path`` (the vehicle's report history), faults
+    confirmed in the vehicle's previous report too are marked ``recurring``, and the report
+    is kept there."""
     vin, _ = test.vin()
-    return diagnosis_payload(test, diagnosis_id=str(uuid.uuid4()), site=site, reader=reader,
-                             transport="can",
-                             key_readout_id=key_readout_id(history_path, vin, test.started_at,
-                                                           window=key_window))
+    started = format_timestamp(test.started_at)
+    before: set[tuple[int, str]] = set()
+    history: DiagnosisHistory | None = None
+    if reports_path is not None and vin is not None:
+        try:
+            history = DiagnosisHistory(reports_path)
+            before = history.confirmed_before(vin, started)
+        except DiagnosisHistoryError as exc:
+            log.warning("report history unusable, no recurring faults marked: %s", exc)
+    report = diagnosis_payload(test, diagnosis_id=str(uuid.uuid4()), site=site, reader=reader,
+                               transport="can", confirmed_before=before,
+                               key_readout_id=key_readout_id(history_path, vin, test.started_at,
+                                                             window=key_window))
+    if history is not None:
+        try:
+            history.record(report.diagnosis_id, vin or "", started, to_json(report))
+        except DiagnosisHistoryError as exc:
+            log.warning("report %s not kept in the vehicle's history: %s", report.diagnosis_id,
+                        exc)
+        finally:
+            history.close()
+    return report
 
 
 def report_messages(report: Diagnosis, prefix: str) -> list[OutboxMessage]:

@@ -126,7 +126,8 @@ def diagnose(settings: AgentSettings, options: DiagnoseOptions, *, out: TextIO, 
 def _report(settings: AgentSettings, test: VehicleTest) -> Diagnosis:
     return make_report(test, site=settings.site, reader=settings.reader,
                        history_path=settings.state_dir / "history.sqlite3",
-                       key_window=timedelta(hours=settings.diagnostics.key_link_hours))
+                       key_window=timedelta(hours=settings.diagnostics.key_link_hours),
+                       reports_path=settings.state_dir / "diagnoses.sqlite3")
 
 
 def _tell(report: Diagnosis, err: TextIO) -> None:

@@ -41,7 +41,8 @@ def test_the_spec_example() -> None:
     assert data["outcome"] == "complete" and data["absent"] == [1, 19]
     assert data["ecus"][0]["dtcs"] == [{
         "code": "03011F", "sae": "P0301", "failure_type": 31, "status": 47, "confirmed": True,
-        "pending": True, "warning_lamp": False, "permanent": False, "ecu": 18, "occurrences": 3}]
+        "pending": True, "warning_lamp": False, "permanent": False, "ecu": 18, "occurrences": 3,
+        "recurring": False}]
     assert data["summary"] == {"ecus_present": 1, "ecus_failed": 0, "dtcs": 1, "confirmed": 1,
                                "warning_lamp": False}
     assert data["vehicle"] == {"vin": VIN, "vin_consistent": True, "mileage_km": None}
@@ -116,3 +117,24 @@ def test_the_key_readout_of_the_same_vin_is_linked(tmp_path: Path) -> None:
     assert key_readout_id(path, session.vin, AT + timedelta(hours=3), window=window) is None
     assert key_readout_id(path, "WBA8E5107FK000000", AT, window=window) is None
     assert key_readout_id(tmp_path / "none.sqlite3", session.vin, AT, window=window) is None
+
+
+def test_the_report_history_marks_a_fault_seen_again(tmp_path: Path) -> None:
+    from agent.diagnostics.reporting import make_report
+    from agent.store.diagnoses import DiagnosisHistory
+
+    def visit(at: datetime, *codes: int) -> dict[str, object]:
+        dme = EcuReading(0x12, "DME", VIN, dtcs=[DtcRecord(c, 3, 0x2F) for c in codes])
+        test = VehicleTest("bmw", at, at, [dme])
+        report = make_report(test, site="S1", reader="desk1", history_path=tmp_path / "h",
+                             key_window=timedelta(hours=2),
+                             reports_path=tmp_path / "diagnoses.sqlite3")
+        return json.loads(to_json(report))
+
+    first = visit(AT, 0x03011F, 0x048000)
+    assert not any(d["recurring"] for d in first["ecus"][0]["dtcs"])  # type: ignore[index]
+    second = visit(AT + timedelta(days=90), 0x03011F, 0x0A0000)
+    assert [(d["code"], d["recurring"]) for d in second["ecus"][0]["dtcs"]] == [  # type: ignore[index]
+        ("03011F", True), ("0A0000", False)]
+    with DiagnosisHistory(tmp_path / "diagnoses.sqlite3") as history:
+        assert len(history.reports(VIN)) == 2

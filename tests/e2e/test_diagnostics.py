@@ -305,6 +305,11 @@ def test_clearing_faults_reads_again_and_publishes_a_second_report(
     assert before["diagnosis_id"] != after["diagnosis_id"]
     assert len(_ecus(before)[0x12]["dtcs"]) == 4 and _ecus(after)[0x12]["dtcs"] == []
     assert len(_ecus(after)[0x18]["dtcs"]) == 2, "only the named ECU is cleared"
+    # The vehicle's history keeps each report: what was confirmed in the first and is
+    # confirmed again is recurring.
+    again = [d for d in _ecus(after)[0x18]["dtcs"] if d["confirmed"]]
+    assert again and all(d["recurring"] for d in again)
+    assert not any(d["recurring"] for e in before["ecus"] for d in e["dtcs"] or [])
     assert "clearing fault memory on the operator's command: DME" in err
 
 
