@@ -124,7 +124,7 @@ def test_a_whole_car(tmp_path: Path, broker: MosquittoBroker, make_subscriber: A
 def _check_concurrency(frames: list[tuple[float, str, int, bytes]]) -> None:
     """From the capture: a request to ECU A is open from its single frame until A's final
     answer (anything but 7F xx 78) is complete, or P2 passed without a frame of A (the
-    tester's clock runs a little ahead of the capture's: 20 ms of slack)."""
+    tester's clock runs ahead of the capture's by the simulator's latency: 60 ms of slack)."""
     open_requests: dict[int, float | None] = {}
     remaining: dict[int, int] = {}
     peak = 0
@@ -135,7 +135,7 @@ def _check_concurrency(frames: list[tuple[float, str, int, bytes]]) -> None:
 
     for at, direction, ident, data in frames:
         for address, since in list(open_requests.items()):
-            if since is not None and at - since > 0.15 - 0.02:
+            if since is not None and at - since > 0.15 - 0.06:
                 close(address)  # timed out at the tester
         if direction == ">" and ident == 0x6F1 and data[1] >> 4 == 0:
             assert data[0] not in open_requests, f"two requests at once to 0x{data[0]:02X}"
