@@ -23,7 +23,7 @@ from protocols.errors import CbsError
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
-SCHEMA_NAMES = ("readout", "rejected", "status", "reminder", "response", "approval")
+SCHEMA_NAMES = ("readout", "rejected", "status", "reminder", "response", "approval", "diagnosis")
 RUN_SWITCH_INTERVAL_S = 0.001
 RUN_GC_THRESHOLDS = (10_000, 10, 10)  # CPython's default: (700, 10, 10)
 
@@ -98,6 +98,19 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("--write-docs", type=Path, default=None, metavar="DIR",
                         help="write asyncapi.yaml and every payload schema into DIR/ and "
                              "DIR/schemas/ (the project keeps them in docs/)")
+
+    diagnose = commands.add_parser("diagnose", help="test the vehicle at the OBD socket and "
+                                                    "publish its diagnosis report")
+    _add_settings_options(diagnose)
+    diagnose.add_argument("--protocol", choices=["bmw", "obd2"], default=None,
+                          help="bmw (UDS, default) or obd2 (generic OBD-II)")
+    diagnose.add_argument("--addresses", default=None, metavar="A,B,...",
+                          help="bmw: ECU addresses or names to probe (default: the whole table)")
+    diagnose.add_argument("--json", action="store_true", help="print the report on stdout")
+    diagnose.add_argument("--clear-faults", default=None, metavar="ECU,...|all",
+                          help="after the test, clear these ECUs' fault memory, test again "
+                               "and publish a second report")
+    diagnose.add_argument("--yes", action="store_true", help="clear without asking")
 
     check = commands.add_parser("check-config", help="validate the configuration, reader and broker")
     _add_settings_options(check)
@@ -216,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             return _decode(args)
         if args.command == "schema":
             return _schema(args.payload, args.write_docs)
+        if args.command == "diagnose":
+            return _diagnose(args)
         if args.command == "watch":
             from agent.tools.watch import watch_command
             return watch_command(args)
@@ -274,6 +289,32 @@ def _ha_remove(args: argparse.Namespace) -> int:
                     ha_prefix=settings.mqtt.home_assistant_prefix, out=sys.stdout,
                     timeout_s=args.timeout_s)
     return 0
+
+
+def _diagnose(args: argparse.Namespace) -> int:
+    from agent.config import load_settings
+    from agent.domain.diagnosis import bmw_ecu_names
+    from agent.logging_setup import configure_logging
+    from agent.tools.diagnose import DiagnoseOptions, diagnose, parse_addresses
+
+    settings = load_settings(args.config, **_settings_overrides(args))
+    configure_logging(settings.log_level, settings.log_format)
+    protocol = args.protocol or settings.diagnostics.protocol
+    addresses = (parse_addresses(args.addresses, bmw_ecu_names()) if args.addresses
+                 else settings.diagnostics.addresses or sorted(bmw_ecu_names()))
+
+    def confirm(question: str) -> bool:
+        if not sys.stdin.isatty():
+            print(f"{question}no (not a terminal: use --yes)", file=sys.stderr)
+            return False
+        return input(question).strip().lower() in ("y", "yes")
+
+    # As for `run`: the stack threads (one per ECU) wait on I/O; hand the GIL over within 1 ms
+    # so that a frame read is passed on at once, not after CPython's default 5 ms.
+    sys.setswitchinterval(RUN_SWITCH_INTERVAL_S)
+    options = DiagnoseOptions(protocol=protocol, addresses=addresses, print_json=args.json,
+                              clear=args.clear_faults, yes=args.yes)
+    return diagnose(settings, options, out=sys.stdout, err=sys.stderr, confirm=confirm)
 
 
 def _decode(args: argparse.Namespace) -> int:
@@ -360,6 +401,8 @@ def _run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, **_settings_overrides(args))
     configure_logging(settings.log_level, settings.log_format)
     service = build_service(settings)
+    from agent.wiring import build_vehicle_watcher
+    watcher = build_vehicle_watcher(settings, service.publisher)  # [diagnostics] channel, if any
     # The publisher's threads wait on I/O and need the GIL only briefly; hand it over within
     # 1 ms (not CPython's default 5 ms) so a readout is not held back by the next one's work.
     sys.setswitchinterval(RUN_SWITCH_INTERVAL_S)
@@ -376,7 +419,13 @@ def _run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    service.run(stop)
+    if watcher is not None:
+        watcher.start()
+    try:
+        service.run(stop)
+    finally:
+        if watcher is not None:
+            watcher.stop()
     return 0
 
 

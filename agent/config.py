@@ -25,6 +25,7 @@ from pydantic_settings import (
 
 from agent.contract.commands import CommandSettings
 from agent.contract.topics import validate_name
+from agent.diagnostics.settings import DiagnosticsSettings
 from agent.domain.catalogue import CatalogueSettings
 from agent.domain.forecast import ForecastSettings
 from agent.domain.i18n import Language
@@ -129,6 +130,7 @@ class AgentSettings(BaseSettings):
     metrics_host: str = Field("127.0.0.1", min_length=1, max_length=255,
                               description="Address the metrics endpoint listens on.")
     desk: DeskSettings = Field(default_factory=DeskSettings)
+    diagnostics: DiagnosticsSettings = Field(default_factory=DiagnosticsSettings)
     language: Language = Field("en", description="Language of the reception view and the "
                                                  "proposal: en, de or zh.")
 

@@ -13,6 +13,9 @@
     +-- PublisherError                the MQTT publisher cannot work as configured
     +-- BrokerUnreachableError        a command-line client cannot reach the broker, or is
                                       refused; the CLI exits 1 with the reason
+    +-- DiagnosticsError              the vehicle test cannot run (CAN interface cannot be opened)
+        +-- InterfaceLost (+ TransientError, OSError)
+                                      the diagnostics interface went away during a test
 
     TransientError                    marker mixin: "try again later"; the service loop retries
                                       an operation that raised it, with backoff, instead of stopping
@@ -39,6 +42,8 @@ __all__ = [
     "ReaderDisconnected",
     "ReaderError",
     "TransientError",
+    "DiagnosticsError",
+    "InterfaceLost",
 ]
 
 
@@ -87,3 +92,12 @@ class CaptureUnreadableError(CaptureError):
 class CaptureCorruptError(CaptureError):
     """The capture is truncated or corrupt after some records; what came before was decoded
     (``decode`` exits 1)."""
+
+
+class DiagnosticsError(CbsError):
+    """The vehicle test cannot run: its CAN interface cannot be opened or used."""
+
+
+class InterfaceLost(DiagnosticsError, TransientError, OSError):
+    """The diagnostics CAN interface went away during a test (unplugged, adapter gone):
+    the test ends with outcome ``aborted`` and keeps what it had read."""

@@ -13,7 +13,7 @@ from agent.contract.topics import Topics, reminders_topic
 from agent.domain.catalogue import load_catalogue
 from agent.domain.i18n import check_language
 from agent.domain.proposal import ProposalContext
-from agent.errors import ConfigError
+from agent.errors import ConfigError, OutboxError
 from agent.metrics import AgentCollector, MetricsEndpoint
 from agent.mqtt.commands import CommandLink
 from agent.mqtt.publisher import MqttPublisher
@@ -135,3 +135,65 @@ def build_service(settings: AgentSettings) -> AgentService:
         publisher.on_delivered = metrics.delivered()
         service.companions.append(metrics)
     return service
+
+
+def open_outbox(settings: AgentSettings) -> Outbox:
+    """The agent's durable outbox (``state_dir/outbox.sqlite3``); raises OutboxError."""
+    return Outbox(settings.state_dir / "outbox.sqlite3", max_messages=settings.outbox.max_messages,
+                  max_age_s=settings.outbox.max_age_days * 86400)
+
+
+def diagnosis_publisher(settings: AgentSettings, outbox: Outbox) -> MqttPublisher:
+    """The publisher of ``cbs-agent diagnose``: the same outbox and broker as the daemon, under
+    its own client id and with its link status on ``{prefix}/{site}/{reader}/diagnose/status``,
+    so that a short test never takes over the daemon's session or marks the reader offline."""
+    from agent.contract.diagnosis import DiagnoseTopics
+    mqtt = settings.effective_mqtt()
+    client_id = f"{mqtt.client_id_for(settings.site, settings.reader)}-diagnose"
+    mqtt = mqtt.model_copy(update={"client_id": client_id[:256]})
+    return MqttPublisher(mqtt, outbox, DiagnoseTopics(mqtt.prefix, settings.site, settings.reader))
+
+
+def build_vehicle_watcher(settings: AgentSettings, publisher: MqttPublisher):  # type: ignore[no-untyped-def]
+    """The daemon's vehicle watcher on ``[diagnostics] can_interface``/``can_channel``, or None
+    when no diagnostics channel is configured. Each test's report goes into the outbox (a
+    connection of its own) and the publisher is woken. Raises ConfigError when the channel is
+    the key reader's: the two buses never mix."""
+    diag = settings.diagnostics
+    if not diag.can_interface:
+        return None
+    if not diag.can_channel:
+        raise ConfigError("diagnostics.can_interface needs diagnostics.can_channel")
+    if diag.can_channel in (settings.can_channel, settings.serial):
+        raise ConfigError(f"diagnostics.can_channel {diag.can_channel} is the key reader's: "
+                          "the diagnostics channel must be an interface of its own")
+    from datetime import timedelta
+
+    from agent.diagnostics.reporting import make_report, report_messages, summary_line
+    from agent.diagnostics.transport import CanChannel
+    from agent.diagnostics.watcher import VehicleWatcher
+    from agent.domain.diagnosis import VehicleTest, bmw_ecu_names
+
+    prefix = settings.effective_mqtt().prefix
+
+    def on_test(test: VehicleTest) -> None:
+        report = make_report(test, site=settings.site, reader=settings.reader,
+                             history_path=settings.state_dir / "history.sqlite3",
+                             key_window=timedelta(hours=diag.key_link_hours),
+                             reports_path=settings.state_dir / "diagnoses.sqlite3")
+        try:
+            with open_outbox(settings) as outbox:
+                outbox.put_many(report_messages(report, prefix))
+        except OutboxError as exc:
+            log.error("vehicle test %s NOT stored: %s", report.diagnosis_id, exc)
+            return
+        log.info("vehicle test %s stored: %s", report.diagnosis_id, summary_line(report))
+        publisher.notify()
+
+    def open_channel(receive_ids):  # type: ignore[no-untyped-def]
+        return CanChannel(diag.can_interface or "", diag.can_channel or "",
+                          bitrate=diag.can_bitrate, receive_ids=receive_ids)
+
+    return VehicleWatcher(open_channel, protocol=diag.protocol,
+                          addresses=diag.addresses or sorted(bmw_ecu_names()), on_test=on_test,
+                          timing=diag.timing(), probe_interval_s=diag.probe_interval_s)

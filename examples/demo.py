@@ -1,5 +1,7 @@
 """The demo: a simulated key reader on a pseudo-terminal, the agent reading it, a private
-mosquitto on a free loopback port, and a subscriber printing every readout as it arrives.
+mosquitto on a free loopback port, and a subscriber printing every readout as it arrives;
+then the last car at the OBD socket (``cbs-sim vehicle``) and its vehicle test
+(``cbs-agent diagnose``), linked to that car's key readout.
 
 Nothing here is mocked: these are the same programs an appliance runs (``cbs-sim`` stands in
 for the reader hardware).
@@ -76,12 +78,44 @@ def show(topic: str, payload: dict, colour: bool) -> None:
             print(f"  check control 0x{cc['id']:04X} {cc['status']}")
         for dtc in payload["dtcs"]:
             print(f"  fault {dtc['code']} ({dtc['sae']}) {'confirmed' if dtc['confirmed'] else ''}")
+    elif kind == "diagnosis":
+        v, s = payload["vehicle"], payload["summary"]
+        link = payload["key_readout_id"] or "none"
+        print(f"\nVEHICLE TEST  {v['vin']}  {payload['outcome']}  {s['ecus_present']} control "
+              f"units, {len(payload['absent'])} absent  key readout {link}"
+              + ("  VIN MISMATCH" if not v["vin_consistent"] else "")
+              + ("  WARNING LAMP" if s["warning_lamp"] else ""))
+        for ecu in payload["ecus"]:
+            faults = ", ".join(f"{d['code']}{' confirmed' if d['confirmed'] else ''}"
+                               f"{' x' + str(d['occurrences']) if d['occurrences'] else ''}"
+                               for d in ecu["dtcs"] or [])
+            print(f"  0x{ecu['address']:02X} {ecu['name'] or '':<6} {ecu['part_number'] or '':<8} "
+                  f"{ecu['software'] or '':<10} {faults}")
     elif kind == "rejected":
         print(f"\nREJECTED {payload['reason']}: {payload['detail']}")
     elif kind == "status":
         print(f"status: {payload['state']}"
               + (f", {payload['counters']['readouts']} readouts, {payload['counters']['rejected']} rejected"
                  if payload.get("counters") else ""))
+
+
+def vehicle_test(workdir: Path, port: int, vin: str) -> None:
+    """The last car read, at the OBD socket: a simulated car with that VIN, one unit with a
+    few faults, and one vehicle test, published like the readouts."""
+    car = subprocess.Popen([sys.executable, "-m", "simulators.cli", "vehicle", "--vin", vin,
+                            "--dtcs", "0x12:3", "--dtcs", "0x60:1"],
+                           stdout=subprocess.PIPE, text=True)
+    assert car.stdout is not None
+    pty = car.stdout.readline().strip()
+    print(f"\ndemo: the car {vin} at the OBD socket (simulated, SLCAN on {pty}); testing it ...")
+    try:
+        subprocess.run([sys.executable, "-m", "agent", "diagnose", "--can-interface", "slcan",
+                        "--can-channel", pty, "--broker", f"mqtt://127.0.0.1:{port}",
+                        "--site", "demo", "--reader", "desk1", "--state-dir",
+                        str(workdir / "state"), "--log-level", "ERROR"], timeout=60, check=False)
+    finally:
+        car.terminate()
+        car.wait(timeout=10)
 
 
 def main() -> int:
@@ -95,6 +129,8 @@ def main() -> int:
                         help="also run the reception desk in a browser (docs/desk.md) and keep "
                              "it open after the key reads, until Ctrl-C")
     parser.add_argument("--desk-port", type=int, default=8080)
+    parser.add_argument("--no-vehicle-test", action="store_true",
+                        help="only the key reads, no vehicle test at the end")
     args = parser.parse_args()
 
     def _stop(_signum: int, _frame: object) -> None:
@@ -107,11 +143,17 @@ def main() -> int:
     broker, port = start_broker(workdir)
     print(f"demo: started a private mosquitto on 127.0.0.1:{port} (workdir {workdir})")
     seen = threading.Event()
+    tested = threading.Event()
     count = {"sessions": 0}
+    last_vin: list[str] = []
 
     def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         payload = json.loads(message.payload)
         show(message.topic, payload, colour)
+        if message.topic.endswith("/readout"):
+            last_vin[:] = [payload["vehicle"]["vin"]]
+        if message.topic.endswith("/diagnosis"):
+            tested.set()
         if message.topic.endswith(("/readout", "/rejected")):
             count["sessions"] += 1
             if count["sessions"] >= args.sessions:
@@ -121,7 +163,7 @@ def main() -> int:
     subscriber.on_message = on_message
     subscriber.connect("127.0.0.1", port)
     subscriber.subscribe([("cbs/v1/demo/desk1/readout", 1), ("cbs/v1/demo/desk1/rejected", 1),
-                          ("cbs/v1/demo/desk1/status", 1)])
+                          ("cbs/v1/demo/desk1/status", 1), ("cbs/v1/demo/desk1/diagnosis", 1)])
     subscriber.loop_start()
 
     desk = None
@@ -166,6 +208,9 @@ def main() -> int:
         time.sleep(0.3)
         sim.terminate()
         sim.wait(timeout=10)
+        if last_vin and not args.no_vehicle_test:
+            vehicle_test(workdir, port, last_vin[0])
+            tested.wait(timeout=10)
         subscriber.loop_stop()
         broker.terminate()
         broker.wait(timeout=10)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from protocols.cbs_types import CbsType
+from protocols.dtc import DtcRecord, sae_reading
 from protocols.values import fast_init
 
 
@@ -106,9 +107,11 @@ class StoredDtc:
     @property
     def sae(self) -> str:
         """SAE J2012 reading of the first two bytes, e.g. 0x0301 -> ``P0301``."""
-        high = self.code >> 8
-        letter = "PCBU"[(high >> 14) & 0x3]
-        return f"{letter}{(high >> 12) & 0x3}{high & 0xFFF:03X}"
+        return sae_reading(self.code >> 8)
+
+    def record(self) -> DtcRecord:
+        """The same code in the form the vehicle test reports (protocols/dtc.py)."""
+        return DtcRecord(self.code, 3, self.status)
 
 
 @fast_init

@@ -29,6 +29,7 @@ from simulators.faults import CATALOGUE, FaultRates, Transport
 from simulators.fleet import Fleet
 from simulators.fleet_over_time import add_fleet_subcommand
 from simulators.runtime import SimOptions
+from simulators.vehicle_sim import add_vehicle_subcommand
 
 if TYPE_CHECKING:
     from simulators.serial_reader_sim import SerialReaderSimulator
@@ -173,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--transport", choices=[t.value for t in Transport], default=None)
 
     add_fleet_subcommand(sub, "fleet")  # vehicles over time (simulators/fleet_over_time.py)
+    add_vehicle_subcommand(sub, "vehicle")  # a car's ECUs (simulators/vehicle_sim.py)
     return parser
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from agent.contract.commands import Response
+from agent.contract.diagnosis import Diagnosis
 from agent.domain.approval import Approval
 from agent.domain.models import Readout, Rejected, Reminder, Status
 
@@ -17,6 +18,7 @@ PAYLOAD_MODELS: dict[str, type[BaseModel]] = {
     "reminder": Reminder,
     "response": Response,
     "approval": Approval,  # the desk's cbs.approval/1 (docs/approval.md)
+    "diagnosis": Diagnosis,  # the vehicle test's cbs.diagnosis/1 (docs/diagnostics.md)
 }
 
 
@@ -34,7 +36,6 @@ def payload_schema(name: str) -> dict[str, Any]:
 #: are in this build: their schema files are placeholders that accept any such object, so the
 #: AsyncAPI document's references resolve. A model added to PAYLOAD_MODELS replaces its entry.
 PENDING_PAYLOADS: dict[str, str] = {
-    "diagnosis": "A vehicle test's report (shared/spec/diagnostics.md).",
     "command": "The arguments of a command request, e.g. {\"vin\": ...} for republish.",
 }
 

@@ -98,7 +98,7 @@ class _Screen:
 
 def _subscriptions(prefix: str, site: str | None, reader: str | None) -> list[str]:
     base = f"{prefix}/{site or '+'}/{reader or '+'}"
-    return [f"{base}/readout", f"{base}/rejected", f"{base}/status"]
+    return [f"{base}/readout", f"{base}/rejected", f"{base}/status", f"{base}/diagnosis"]
 
 
 def _make_client(mqtt: MqttSettings, client_id: str) -> Any:

@@ -218,6 +218,27 @@ def _planned_reminders(data: dict[str, Any], lang: str, window_days: int = 30) -
     return planned
 
 
+def _diagnosis_lines(data: dict[str, Any], *, lang: str, color: bool) -> list[str]:
+    """The latest vehicle test: outcome and counts; the warning lamp and a VIN mismatch
+    (naming the units that differ) stand out."""
+    summary = _dict(data.get("summary"))
+    vehicle = _dict(data.get("vehicle"))
+    line = text("test_summary", lang, outcome=str(data.get("outcome", "?")),
+                ecus=summary.get("ecus_present", "?"), dtcs=summary.get("dtcs", "?"),
+                confirmed=summary.get("confirmed", "?"))
+    lines = ["", f" {_style(text('vehicle_test', lang), 'bold', color)}  "
+                 f"{vehicle.get('vin') or ''}  {line}"]
+    if summary.get("warning_lamp"):
+        lines.append(" " + _style(f" {text('warning_lamp', lang)} ", "overdue", color))
+    if vehicle.get("vin_consistent") is False:
+        units = [f"{e.get('name') or e.get('address')} {e.get('vin')}"
+                 for e in _list(data.get("ecus")) if isinstance(e, dict)
+                 and e.get("vin") and e.get("vin") != vehicle.get("vin")]
+        lines.append(" " + _style(f" {text('vin_mismatch', lang, units=', '.join(units))} ",
+                                  "overdue", color))
+    return lines
+
+
 def render(state: WatchState, *, width: int = 100, height: int = 40, lang: str = "en",
            color: bool = True, site: str | None = None, reader: str | None = None,
            now: datetime | None = None) -> list[str]:
@@ -236,6 +257,8 @@ def render(state: WatchState, *, width: int = 100, height: int = 40, lang: str =
         lines.append(_style(f"   {text('waiting_for_key', lang)} ...", "bold", color))
     else:
         lines += _vehicle_lines(state.current, lang=lang, color=color, width=width)
+    if state.diagnosis is not None:
+        lines += _diagnosis_lines(state.diagnosis, lang=lang, color=color)
     if state.recent:
         lines.append(rule)
         lines.append(_style(f" {text('earlier', lang)}", "bold", color))

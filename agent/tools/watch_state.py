@@ -42,6 +42,7 @@ class WatchState:
     broker_was_connected: bool = False
     broker_error: str | None = None  # why the last connect failed, until one succeeds
     current: dict[str, Any] | None = None
+    diagnosis: dict[str, Any] | None = None  # the latest vehicle test (cbs.diagnosis/1)
     rejection: dict[str, Any] | None = None  # shown while it is newer than ``current``
     readers: dict[tuple[str, str], ReaderView] = field(default_factory=dict)
     recent: deque[RecentVehicle] = field(default_factory=lambda: deque(maxlen=RECENT_VEHICLES))
@@ -73,6 +74,10 @@ class WatchState:
             return self._readout(site, reader, data)
         if kind == "rejected":
             return self._rejected(data)
+        if kind == "diagnosis":
+            self.diagnosis = data
+            self.generation += 1
+            return True
         self.ignored += 1
         return False
 

@@ -395,3 +395,23 @@ def test_render_shows_the_interval_in_words(lang: str, words: str) -> None:
     oil = next(line for line in lines if "1,800" in line or "1.800" in line)
     # The spec example's oil: due 2027-01-19 (53 days), interval 2027-01-04 to 2027-02-09.
     assert oil.rstrip().endswith(words)
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_the_vehicle_test_shows_with_lamp_and_vin_mismatch_standing_out(lang: str) -> None:
+    state = WatchState()
+    state.apply(f"{TOPIC}/readout", _spec_payload())
+    assert state.apply(f"{TOPIC}/diagnosis", json.dumps({
+        "schema": "cbs.diagnosis/1", "outcome": "partial",
+        "vehicle": {"vin": SPEC_VIN, "vin_consistent": False},
+        "ecus": [{"address": 18, "name": "DME", "vin": SPEC_VIN},
+                 {"address": 99, "name": "HU", "vin": "WBA8E5107FK999999"}],
+        "summary": {"ecus_present": 2, "dtcs": 5, "confirmed": 2, "warning_lamp": True},
+    }).encode()) is True
+    lines = render(state, width=100, lang=lang, color=False, now=NOW)
+    assert all(display_width(line) <= 100 for line in lines)
+    text = "\n".join(lines)
+    assert "HU WBA8E5107FK999999" in text and "partial" in text
+    if lang == "en":
+        assert "WARNING LAMP ON" in text and "VIN MISMATCH" in text
+        assert "2 control units, 5 faults (2 confirmed)" in text

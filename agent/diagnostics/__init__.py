@@ -1,0 +1,1 @@
+"""The vehicle test over the OBD socket (shared/spec/diagnostics.md, docs/diagnostics.md)."""

@@ -1,0 +1,95 @@
+"""The tester in-process against the simulated car on python-can's virtual bus (fast: no
+pty, no broker): the P2* and 0x78 limits with short timings, the in-flight limit, obd2."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from agent.diagnostics.tester import (
+    OBD2_RECEIVE_IDS,
+    bmw_receive_ids,
+    run_bmw_test,
+    run_obd2_test,
+)
+from agent.diagnostics.timing import DiagnosticTiming
+from agent.diagnostics.transport import CanChannel
+from simulators.vehicle import EcuConfig, SimulatedCar, bmw_car, obd2_car
+from simulators.vehicle_sim import VehicleBus
+
+VIN = "WBA8E5107FK123456"
+_channels = itertools.count()
+
+
+@pytest.fixture
+def on_bus() -> Iterator[object]:
+    running: list[tuple[VehicleBus, threading.Thread, CanChannel]] = []
+
+    def start(ecus: list[EcuConfig], protocol: str = "bmw",
+              addresses: list[int] | None = None) -> CanChannel:
+        name = f"diag-test-{next(_channels)}"
+        bus = VehicleBus(SimulatedCar(ecus, protocol), transport="virtual", channel=name,
+                         stdout=io.StringIO())
+        thread = threading.Thread(target=bus.run, daemon=True)
+        thread.start()
+        ids = OBD2_RECEIVE_IDS if protocol == "obd2" else bmw_receive_ids(
+            addresses or [e.address for e in ecus])
+        channel = CanChannel("virtual", name, bitrate=500_000, receive_ids=ids)
+        running.append((bus, thread, channel))
+        return channel
+
+    yield start
+    for bus, thread, channel in running:
+        channel.close()
+        bus.request_stop()
+        thread.join(5)
+
+
+def test_response_pending_then_silence_times_out_after_p2_star(on_bus) -> None:  # type: ignore[no-untyped-def]
+    (dme,) = bmw_car(VIN, [0x12], dtcs={0x12: 2})
+    dme.faults.pending, dme.faults.pending_gap_s = 1, 1.0  # 0x78, then the list after 1 s
+    channel = on_bus([dme])
+    test = run_bmw_test(channel, [0x12], timing=DiagnosticTiming(p2_star_s=0.3))
+    (ecu,) = test.ecus
+    (error,) = ecu.errors
+    assert (error.step, error.kind, error.request) == ("faults", "timeout", "1902FF")
+    assert "P2*" in error.detail and ecu.dtcs is None
+    assert ecu.vin == VIN, "the next requests go on"
+
+
+def test_the_number_of_pending_answers_is_bounded(on_bus) -> None:  # type: ignore[no-untyped-def]
+    (dme,) = bmw_car(VIN, [0x12], dtcs={0x12: 2})
+    dme.faults.pending, dme.faults.pending_gap_s = 3, 0.01
+    channel = on_bus([dme])
+    (ecu,) = run_bmw_test(channel, [0x12], timing=DiagnosticTiming(max_pending=2)).ecus
+    assert [(e.kind, e.nrc) for e in ecu.errors] == [("nrc", 0x78)]
+    (ecu,) = run_bmw_test(channel, [0x12], timing=DiagnosticTiming(max_pending=3)).ecus
+    assert ecu.errors == [] and len(ecu.dtcs or []) == 2
+
+
+def test_one_in_flight_still_reads_everything(on_bus) -> None:  # type: ignore[no-untyped-def]
+    ecus = bmw_car(VIN, [0x12, 0x18, 0x60], dtcs={0x12: 5})
+    channel = on_bus(ecus, addresses=[0x12, 0x13, 0x18, 0x60])
+    test = run_bmw_test(channel, [0x12, 0x13, 0x18, 0x60],
+                        timing=DiagnosticTiming(max_in_flight=1))
+    assert test.outcome == "complete" and test.absent == [0x13]
+    assert [e.address for e in test.ecus] == [0x12, 0x18, 0x60]
+    assert test.mileage_km() == 48_412
+
+
+def test_obd2_in_process(on_bus) -> None:  # type: ignore[no-untyped-def]
+    channel = on_bus(obd2_car(VIN, 2, seed=1), "obd2")
+    test = run_obd2_test(channel)
+    assert test.outcome == "complete"
+    assert [e.address for e in test.ecus] == [0x7E8, 0x7E9]
+    assert test.ecus[0].vin == VIN and test.ecus[0].km_since_cleared == 1234
+    assert test.ecus[1].vin is None and test.ecus[1].mileage_km is None
+
+
+def test_an_empty_obd2_bus_is_no_response(on_bus) -> None:  # type: ignore[no-untyped-def]
+    channel = on_bus([], "obd2")
+    assert run_obd2_test(channel).outcome == "no_response"
