@@ -400,9 +400,7 @@ def _run(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config, **_settings_overrides(args))
     configure_logging(settings.log_level, settings.log_format)
-    service = build_service(settings)
-    from agent.wiring import build_vehicle_watcher
-    watcher = build_vehicle_watcher(settings, service.publisher)  # [diagnostics] channel, if any
+    service = build_service(settings)  # with the [diagnostics] channel's watcher, if any
     # The publisher's threads wait on I/O and need the GIL only briefly; hand it over within
     # 1 ms (not CPython's default 5 ms) so a readout is not held back by the next one's work.
     sys.setswitchinterval(RUN_SWITCH_INTERVAL_S)
@@ -419,13 +417,7 @@ def _run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    if watcher is not None:
-        watcher.start()
-    try:
-        service.run(stop)
-    finally:
-        if watcher is not None:
-            watcher.stop()
+    service.run(stop)
     return 0
 
 

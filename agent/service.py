@@ -212,6 +212,22 @@ class AgentService:
             except Exception:  # one command's bug must not stop the loop
                 log.exception("a submitted job failed")
 
+    def store(self, messages: list[OutboxMessage], timeout_s: float = 10.0) -> bool:
+        """Commit ``messages`` to the outbox from another thread (a vehicle test's report):
+        the loop's thread, the outbox's one writer, does it at its next turn. True when they
+        are stored; False when they are held in memory (the outbox cannot commit: they go
+        with the next commit, or are delivered directly at stop) or the loop did not answer
+        within ``timeout_s``."""
+        done = threading.Event()
+        stored: list[bool] = []
+
+        def job() -> None:
+            stored.append(self._commit(list(messages)))
+            done.set()
+
+        self.submit(job)
+        return done.wait(timeout_s) and stored == [True]
+
     def republish(self, vin: str) -> dict[str, object]:
         """Put the vehicle's latest readout on its retained topic again (the loop's thread).
         Raises LookupError when the vehicle is not known, RuntimeError when the agent keeps

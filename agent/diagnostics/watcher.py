@@ -14,9 +14,12 @@ again with backoff.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 
 from agent.diagnostics.tester import (
     OBD2_RECEIVE_IDS,
@@ -40,13 +43,27 @@ REOPEN_MIN_S = 1.0
 REOPEN_MAX_S = 30.0
 
 
+@dataclass(frozen=True)
+class TestRequest:
+    """A vehicle test asked for now (an integrator's ``diagnose`` or ``clear_faults``):
+    ``clear`` the addresses (bmw) whose fault memory to erase first; any non-empty set means
+    mode 04 for obd2. ``done`` gets what ``on_test`` made of the test."""
+
+    clear: frozenset[int] = frozenset()
+    done: Future[object] = field(default_factory=Future)
+
+
 class VehicleWatcher:
     """``open_channel(receive_ids)`` opens the diagnostics interface (raises
-    DiagnosticsError); ``on_test`` gets each finished test (it must not raise)."""
+    DiagnosticsError); ``on_test`` gets each finished test (it must not raise) and returns
+    what a request for it is answered with.
+
+    Besides noticing cars by itself, it carries out tests asked for with :meth:`request`,
+    between probes, one at a time."""
 
     def __init__(self, open_channel: Callable[[Sequence[int]], CanChannel], *,
                  protocol: Protocol, addresses: Sequence[int],
-                 on_test: Callable[[VehicleTest], None], timing: DiagnosticTiming,
+                 on_test: Callable[[VehicleTest], object], timing: DiagnosticTiming,
                  probe_interval_s: float = 2.0) -> None:
         self._open = open_channel
         self.protocol = protocol
@@ -58,6 +75,14 @@ class VehicleWatcher:
         self._thread: threading.Thread | None = None
         self.tests = 0
         self.in_cycle = False
+        self._requests: queue.Queue[TestRequest] = queue.Queue()
+
+    def request(self, clear: frozenset[int] = frozenset()) -> Future[object]:
+        """Test the vehicle now (thread-safe); the future gets ``on_test``'s result, or an
+        InterfaceLost when the channel goes away first."""
+        wanted = TestRequest(clear)
+        self._requests.put(wanted)
+        return wanted.done
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="cbs-vehicle-watcher",
@@ -66,6 +91,7 @@ class VehicleWatcher:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
+        self._requests.put(TestRequest())  # wakes the loop; answered as stopped below
         if self._thread is not None:
             self._thread.join(timeout_s)
 
@@ -91,21 +117,39 @@ class VehicleWatcher:
             finally:
                 channel.close()
 
+    def _test(self, channel: CanChannel, clear: frozenset[int] = frozenset()) -> object:
+        test = (run_bmw_test(channel, self.addresses, timing=self.timing, clear=clear)
+                if self.protocol == "bmw"
+                else run_obd2_test(channel, timing=self.timing, clear=bool(clear)))
+        self.tests += 1
+        self.in_cycle = test.outcome != "aborted"
+        result = self._on_test(test)
+        channel.check()
+        return result
+
     def _watch(self, channel: CanChannel) -> None:
         while not self._stop.is_set():
             present = self.probe(channel)
             if present and not self.in_cycle:
                 log.info("a car answers on the diagnostics channel: testing it")
-                test = (run_bmw_test(channel, self.addresses, timing=self.timing)
-                        if self.protocol == "bmw" else run_obd2_test(channel, timing=self.timing))
-                self.tests += 1
-                self.in_cycle = test.outcome != "aborted"
-                self._on_test(test)
-                channel.check()
+                self._test(channel)
             elif not present and self.in_cycle:
                 log.info("the car on the diagnostics channel is silent: ignition cycle over")
                 self.in_cycle = False
-            self._stop.wait(self.probe_interval_s)
+            try:
+                wanted = self._requests.get(timeout=self.probe_interval_s)
+            except queue.Empty:
+                continue
+            if self._stop.is_set():
+                wanted.done.set_exception(InterfaceLost("the agent is stopping"))
+                break
+            log.info("vehicle test asked for%s", " (clearing fault memory first)"
+                     if wanted.clear else "")
+            try:
+                wanted.done.set_result(self._test(channel, wanted.clear))
+            except InterfaceLost as exc:
+                wanted.done.set_exception(exc)
+                raise
 
     def probe(self, channel: CanChannel) -> bool:
         """One presence probe; True if any ECU answered within P2. ``bmw``: TesterPresent to
