@@ -12,8 +12,10 @@
     |   +-- CaptureCorruptError       truncated or corrupt: what came before was read
     +-- PublisherError                the MQTT publisher cannot work as configured
     +-- DiagnosticsError              the vehicle test cannot run (CAN interface cannot be opened)
-        +-- InterfaceLost (+ TransientError, OSError)
-                                      the diagnostics interface went away during a test
+    |   +-- InterfaceLost (+ TransientError, OSError)
+    |                                 the diagnostics interface went away during a test
+    +-- BrokerUnreachableError        a command-line client cannot reach the broker, or is
+                                      refused; the CLI exits 1 with the reason
 
     TransientError                    marker mixin: "try again later"; the service loop retries
                                       an operation that raised it, with backoff, instead of stopping
@@ -35,6 +37,7 @@ __all__ = [
     "CaptureCorruptError",
     "CaptureError",
     "CaptureUnreadableError",
+    "BrokerUnreachableError",
     "PublisherError",
     "ReaderDisconnected",
     "ReaderError",
@@ -70,6 +73,11 @@ class ReaderDisconnected(ReaderError, TransientError, OSError):
 
 class PublisherError(CbsError):
     """The MQTT publisher cannot do what was asked (e.g. started twice, TLS files unusable)."""
+
+
+class BrokerUnreachableError(CbsError):
+    """A command-line client (``watch``, ``ha remove``) cannot reach the broker, is refused
+    by it, or gets no acknowledgement in time; the message says which (the CLI exits 1)."""
 
 
 class CaptureError(CbsError):

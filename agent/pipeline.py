@@ -14,6 +14,7 @@ from agent.contract.payloads import build_rejection, readout_payload
 from agent.domain.forecast import ForecastSettings, forecast_session
 from agent.domain.models import Readout, Rejected, Transport, event_time
 from agent.domain.proposal import ProposalContext, default_proposal_context
+from agent.store.deferred import DeferredHistory
 from agent.store.history import VehicleHistory
 from protocols.key_session import KeySession
 from protocols.session import SessionAccepted, SessionRejected
@@ -30,7 +31,7 @@ class ReadoutPipeline:
     """
 
     def __init__(self, *, site: str, reader: str, transport: Transport,
-                 forecast: ForecastSettings, history: VehicleHistory | None = None,
+                 forecast: ForecastSettings, history: VehicleHistory | DeferredHistory | None = None,
                  proposal: ProposalContext | None = None) -> None:
         self.site = site
         self.reader = reader

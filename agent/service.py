@@ -16,12 +16,15 @@ commit's fsync runs (agent/store/outbox.py, docs/outbox.md).
 
 from __future__ import annotations
 
+import collections
 import logging
+import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import Protocol
 
 from agent import __version__
 from agent.contract.topics import Topics
@@ -41,6 +44,7 @@ from agent.mqtt.publisher import MqttPublisher
 from agent.pipeline import ReadoutPipeline
 from agent.readers.base import KeyReader, KeyRemoved
 from agent.sd_notify import Watchdog, notify
+from agent.store.deferred import DeferredOutbox, DeferredReminders
 from agent.store.outbox import Outbox, OutboxMessage
 from agent.store.reminders import ReminderService
 from protocols.can_frame import CanFrame
@@ -60,13 +64,22 @@ MAX_BATCH_SESSIONS = 32
 _Outcome = tuple[SessionEvent, float]
 
 
+class Companion(Protocol):
+    """Something that runs beside the loop (the command link, the metrics endpoint):
+    started once the publisher is, stopped before it."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class AgentService:
     """Owns the loop; every collaborator is injected so tests can assemble real parts freely."""
 
     def __init__(self, *, reader: KeyReader, assembler: SessionAssembler, pipeline: ReadoutPipeline,
-                 outbox: Outbox, publisher: MqttPublisher, topics: Topics,
+                 outbox: Outbox | DeferredOutbox, publisher: MqttPublisher, topics: Topics,
                  retain_vehicles: bool = True, status_interval_s: float = 30.0,
-                 reminders: ReminderService | None = None,
+                 reminders: ReminderService | DeferredReminders | None = None,
                  wall_clock: Callable[[], float] = time.time) -> None:
         self.reader = reader
         self.assembler = assembler
@@ -89,6 +102,11 @@ class AgentService:
         # their own clock; the session timeout runs on frame time, read_at on the agent's clock.
         self._frame_clock_offset = 0.0
         self._status_dirty = threading.Event()
+        # Work handed over by other threads (integrator commands) to run on the loop's thread,
+        # the outbox's one writer.
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self.rejections_by_reason: collections.Counter[str] = collections.Counter()
+        self.companions: list[Companion] = []
         reader.on_connection_change = lambda _connected: self._status_dirty.set()
 
     # -- status ---------------------------------------------------------------------------
@@ -104,13 +122,20 @@ class AgentService:
             outbox=OutboxStatus(depth=self.outbox.depth() + len(self._uncommitted),
                                 oldest_age_s=self.outbox.oldest_age_s(now),
                                 evicted=self.outbox.evicted + self.dropped, full=self.outbox.full,
-                                error=self.outbox_error),
+                                error=self.outbox_error, quarantined=self._quarantined()),
             counters=Counters(
                 readouts=self.readouts, rejected=self.rejected, frames=counters.frames,
                 bad_frames=counters.bad_frames, ignored_bytes=counters.ignored_bytes,
                 stray_frames=self.assembler.counters.stray_frames,
                 other_frames=self.assembler.counters.other_traffic + getattr(reader, "other_frames", 0),
                 reconnects=counters.reconnects))
+
+    def _quarantined(self) -> str | None:
+        """What the stores said about a damaged file they replaced, if any."""
+        stores = [self.outbox, self.pipeline.history, self.reminders]
+        said = [q for store in stores if store is not None
+                and (q := getattr(store, "quarantined", None))]
+        return "; ".join(said) or None
 
     def status_json(self) -> str:
         return to_json(self.status())
@@ -120,6 +145,10 @@ class AgentService:
     def run(self, stop: threading.Event) -> None:
         """Serve until ``stop`` is set; then publish ``offline`` and release everything."""
         self.publisher.start(self.status_json)
+        started: list[Companion] = []
+        for companion in self.companions:
+            companion.start()
+            started.append(companion)
         next_status = time.monotonic() + self.status_interval_s
         watchdog = Watchdog.from_environment()
         ready = False
@@ -136,17 +165,82 @@ class AgentService:
                     self.publisher.publish_status(self.status_json())
         finally:
             notify("STOPPING=1")
+            for companion in reversed(started):
+                try:
+                    companion.stop()
+                except Exception:
+                    log.exception("stopping %s failed", type(companion).__name__)
             self.reader.close()
-            self.publisher.stop()
+            self._stop_publisher()
             self.outbox.close()
             if self.pipeline.history is not None:
                 self.pipeline.history.close()
             if self.reminders is not None:
                 self.reminders.close()
 
+    def _stop_publisher(self) -> None:
+        """Stop the publisher; messages held in memory (the outbox could not commit them)
+        are handed to it to publish while the broker is there. Whatever it could not deliver
+        is named, since nothing keeps it after this process."""
+        held = list(self._uncommitted)
+        if held:
+            self._retry_uncommitted()  # the disk may take them now
+            held = list(self._uncommitted)
+        undelivered = self.publisher.stop(held=held)
+        if not held:
+            return
+        if not undelivered:
+            log.warning("stopping: %d messages the outbox could not store were delivered to "
+                        "the broker directly", len(held))
+            return
+        ids = ", ".join(f"{m.message_id} ({m.topic.rsplit('/', 1)[-1]})" for m in undelivered)
+        log.error("stopping: %d of %d messages the outbox could not store were NOT delivered "
+                  "and are lost: %s", len(undelivered), len(held), ids)
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Run ``job`` on the loop's thread at the start of its next turn (thread-safe)."""
+        self._jobs.put(job)
+
+    def store(self, batch: list[OutboxMessage]) -> bool:
+        """Commit ``batch`` to the outbox as the loop commits readouts; on the loop's thread
+        only (through :meth:`submit`). False when it is held in memory while the outbox fails."""
+        return self._commit(batch)
+
+    def _run_jobs(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                job()
+            except Exception:  # one command's bug must not stop the loop
+                log.exception("a submitted job failed")
+
+    def republish(self, vin: str) -> dict[str, object]:
+        """Put the vehicle's latest readout on its retained topic again (the loop's thread).
+        Raises LookupError when the vehicle is not known, RuntimeError when the agent keeps
+        no readouts (reminders disabled)."""
+        if self.reminders is None:
+            raise RuntimeError("this agent keeps no readouts to republish "
+                               "([reminders] enabled = false)")
+        readout = self.reminders.latest(vin)
+        if readout is None:
+            raise LookupError(f"no readout of {vin} is kept")
+        proposal = self.pipeline.proposal.propose(
+            readout.services, express_eligible=readout.summary.express_eligible)
+        full = readout.model_copy(update={"proposal": proposal})
+        topic = self.topics.vehicle(vin)
+        stored = self._commit([OutboxMessage(topic, to_json(full).encode(), True,
+                                             READOUT_SCHEMA, full.readout_id)])
+        log.info("republished %s on %s (readout %s)", vin, topic, full.readout_id)
+        return {"vin": vin, "readout_id": full.readout_id, "topic": topic, "stored": stored}
+
     def step(self, timeout_s: float) -> None:
         """One turn: read what the reader has (more while it holds more, see the module
         docstring), assemble, commit what completed."""
+        if not self._jobs.empty():
+            self._run_jobs()
         outcomes: list[_Outcome] = []
         events = self.reader.read(timeout_s)
         first_done_at: float | None = None
@@ -227,15 +321,20 @@ class AgentService:
             else:
                 rejection = self.pipeline.rejection(event, event_time(event.at - offset))
                 self.rejected += 1
+                self.rejections_by_reason[rejection.reason] += 1
                 notes.append((logging.WARNING, "rejected session (%s): %s",
                               (rejection.reason, rejection.detail)))
                 batch.append(OutboxMessage(self.topics.rejected, to_json(rejection).encode(),
                                            False, REJECTED_SCHEMA, rejection.rejection_id))
-        self._commit(batch)
+        stored = self._commit(batch)
         # Logged only after the commit: a readout the log shows as read survives a kill or a
-        # power cut (unless the log also says the outbox could not commit and holds it).
+        # power cut; one the outbox could not store says so on its own line.
         for level, message, args in notes:
-            log.log(level, message, *args)
+            if stored:
+                log.log(level, message, *args)
+            else:
+                log.log(max(level, logging.WARNING), message + " (NOT STORED yet: held in "
+                        "memory until the outbox takes it)", *args)
         if accepted:
             try:  # one history transaction for the batch (no two readouts of a VIN in it)
                 self.pipeline.remember_many([(event.session, readout)
@@ -251,10 +350,11 @@ class AgentService:
                 log.error("reminders store not updated for %s: %s",
                           ", ".join(r.vehicle.vin for r in readouts), exc)
 
-    def _commit(self, batch: list[OutboxMessage]) -> None:
+    def _commit(self, batch: list[OutboxMessage]) -> bool:
+        """Store ``batch`` in one transaction; False when it is held in memory instead."""
         if self._uncommitted:  # keep order behind what is already waiting
             self._hold(batch)
-            return
+            return False
         # Sent while the commit runs, unless the outbox is failing: a batch that will likely
         # roll back would reach the broker once per retry.
         listener = self.publisher if self.outbox_error is None else None
@@ -263,9 +363,10 @@ class AgentService:
         except OutboxError as exc:
             self._outbox_failed(exc)
             self._hold(batch)
-            return
+            return False
         if listener is None:  # the publisher heard nothing from the outbox: wake it to read
             self.publisher.notify()
+        return True
 
     def _hold(self, batch: list[OutboxMessage]) -> None:
         self._uncommitted.extend(batch)

@@ -7,26 +7,24 @@ from __future__ import annotations
 
 import logging
 
-from agent.config import AgentSettings
+from agent.commands import CommandHandler
+from agent.config import AgentSettings, security_warnings
 from agent.contract.topics import Topics, reminders_topic
 from agent.domain.catalogue import load_catalogue
 from agent.domain.i18n import check_language
 from agent.domain.proposal import ProposalContext
-from agent.domain.reminders import ReminderError
-from agent.errors import ConfigError, OutboxError
+from agent.errors import ConfigError
+from agent.metrics import AgentCollector, MetricsEndpoint
+from agent.mqtt.commands import CommandLink
 from agent.mqtt.publisher import MqttPublisher
 from agent.pipeline import ReadoutPipeline
 from agent.readers.base import KeyReader
 from agent.service import AgentService
-from agent.store.deferred import (
-    HISTORY_FALLBACKS,
-    OUTBOX_FALLBACKS,
-    REMINDER_FALLBACKS,
-    DeferredStore,
-)
-from agent.store.history import HistoryError, VehicleHistory
+from agent.store.deferred import DeferredHistory, DeferredOutbox, DeferredReminders
+from agent.store.history import VehicleHistory
 from agent.store.outbox import Outbox
 from agent.store.reminders import ReminderService
+from agent.store.sqlite import make_private_dir
 from dbc import DbcError, key_reader_database
 from protocols.key_messages import MESSAGE_NAMES
 from protocols.session import SessionAssembler
@@ -64,6 +62,11 @@ def open_reminders(settings: AgentSettings, context: ProposalContext, *,
     ``[reminders] enabled = false``. Raises ReminderError if the store cannot be opened."""
     if not settings.reminders.enabled:
         return None
+    return _reminder_service(settings, context, prefix=prefix)
+
+
+def _reminder_service(settings: AgentSettings, context: ProposalContext, *,
+                      prefix: str) -> ReminderService:
     return ReminderService(settings.state_dir / "reminders.sqlite3", site=settings.site,
                            reader=settings.reader, topic=reminders_topic(prefix, settings.site),
                            settings=settings.reminders, forecast=settings.forecast,
@@ -85,24 +88,22 @@ def build_reader(settings: AgentSettings) -> KeyReader:
 def build_service(settings: AgentSettings) -> AgentService:
     db = load_database(settings)
     reader = build_reader(settings)
+    for warning in security_warnings(settings):
+        log.warning("%s", warning)
     try:
-        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(settings.state_dir)  # 0700 whatever the umask; the files are 0600
     except OSError as exc:
         raise ConfigError(f"state_dir {settings.state_dir}: cannot create: {exc.strerror}") from exc
     mqtt = settings.effective_mqtt()
     topics = Topics(mqtt.prefix, settings.site, settings.reader)
     # An unwritable state directory is survived, not refused: see agent/store/deferred.py.
-    outbox: Outbox = DeferredStore(  # type: ignore[assignment]
-        "outbox", lambda: Outbox(settings.state_dir / "outbox.sqlite3",
-                                 max_messages=settings.outbox.max_messages,
-                                 max_age_s=settings.outbox.max_age_days * 86400),
-        OutboxError, fallbacks=OUTBOX_FALLBACKS)
-    history: VehicleHistory = DeferredStore(  # type: ignore[assignment]
-        "vehicle history", lambda: VehicleHistory(
-            settings.state_dir / "history.sqlite3", retention_days=settings.history.retention_days,
-            max_per_vehicle=settings.history.max_per_vehicle, synchronous="NORMAL",
-            settings=settings.forecast),
-        HistoryError, fallbacks=HISTORY_FALLBACKS)
+    outbox = DeferredOutbox(lambda: Outbox(settings.state_dir / "outbox.sqlite3",
+                                           max_messages=settings.outbox.max_messages,
+                                           max_age_s=settings.outbox.max_age_days * 86400))
+    history = DeferredHistory(lambda: VehicleHistory(
+        settings.state_dir / "history.sqlite3", retention_days=settings.history.retention_days,
+        max_per_vehicle=settings.history.max_per_vehicle, synchronous="NORMAL",
+        settings=settings.forecast))
     publisher = MqttPublisher(mqtt, outbox, topics)
     if mqtt.home_assistant_discovery:
         from agent import __version__
@@ -116,13 +117,30 @@ def build_service(settings: AgentSettings) -> AgentService:
                                history=history, proposal=pricing)
     reminders = None
     if settings.reminders.enabled:
-        reminders = DeferredStore(
-            "reminder store", lambda: open_reminders(settings, pricing, prefix=mqtt.prefix),
-            ReminderError, fallbacks=REMINDER_FALLBACKS)
-    return AgentService(reader=reader, assembler=SessionAssembler(timeout_s=settings.session_timeout_s, db=db),
-                        pipeline=pipeline, outbox=outbox, publisher=publisher, topics=topics,
-                        retain_vehicles=mqtt.retain_vehicles, status_interval_s=mqtt.status_interval_s,
-                        reminders=reminders)
+        reminders = DeferredReminders(
+            lambda: _reminder_service(settings, pricing, prefix=mqtt.prefix))
+    service = AgentService(
+        reader=reader, assembler=SessionAssembler(timeout_s=settings.session_timeout_s, db=db),
+        pipeline=pipeline, outbox=outbox, publisher=publisher, topics=topics,
+        retain_vehicles=mqtt.retain_vehicles, status_interval_s=mqtt.status_interval_s,
+        reminders=reminders)
+    watcher = build_vehicle_watcher(settings, service)  # [diagnostics] channel, if any
+    handler = None
+    if settings.commands.enabled:
+        handler = CommandHandler(service, settings.commands,
+                                 vehicle_test=None if watcher is None else watcher.command)
+        service.companions.append(CommandLink(
+            mqtt, topics, handler, client_id=publisher.client_id + "-cmd"))
+    if settings.metrics_port is not None:
+        metrics = MetricsEndpoint(settings.metrics_host, settings.metrics_port)
+        metrics.register([AgentCollector(service, handler, metrics.vehicle_tests)])
+        publisher.on_delivered = metrics.delivered()
+        service.companions.append(metrics)
+        if watcher is not None:
+            watcher.metrics = metrics.vehicle_tests
+    if watcher is not None:
+        service.companions.append(watcher)
+    return service
 
 
 def open_outbox(settings: AgentSettings) -> Outbox:
@@ -142,10 +160,10 @@ def diagnosis_publisher(settings: AgentSettings, outbox: Outbox) -> MqttPublishe
     return MqttPublisher(mqtt, outbox, DiagnoseTopics(mqtt.prefix, settings.site, settings.reader))
 
 
-def build_vehicle_watcher(settings: AgentSettings, publisher: MqttPublisher):  # type: ignore[no-untyped-def]
+def build_vehicle_watcher(settings: AgentSettings, service: AgentService):  # type: ignore[no-untyped-def]
     """The daemon's vehicle watcher on ``[diagnostics] can_interface``/``can_channel``, or None
-    when no diagnostics channel is configured. Each test's report goes into the outbox (a
-    connection of its own) and the publisher is woken. Raises ConfigError when the channel is
+    when no diagnostics channel is configured. Each test's report is committed by the service
+    loop (the outbox's one writer, through ``submit``). Raises ConfigError when the channel is
     the key reader's: the two buses never mix."""
     diag = settings.diagnostics
     if not diag.can_interface:
@@ -155,6 +173,7 @@ def build_vehicle_watcher(settings: AgentSettings, publisher: MqttPublisher):  #
     if diag.can_channel in (settings.can_channel, settings.serial):
         raise ConfigError(f"diagnostics.can_channel {diag.can_channel} is the key reader's: "
                           "the diagnostics channel must be an interface of its own")
+    import threading
     from datetime import timedelta
 
     from agent.diagnostics.reporting import make_report, report_messages, summary_line
@@ -164,19 +183,31 @@ def build_vehicle_watcher(settings: AgentSettings, publisher: MqttPublisher):  #
 
     prefix = settings.effective_mqtt().prefix
 
-    def on_test(test: VehicleTest) -> None:
+    def on_test(test: VehicleTest) -> dict[str, object]:
         report = make_report(test, site=settings.site, reader=settings.reader,
                              history_path=settings.state_dir / "history.sqlite3",
                              key_window=timedelta(hours=diag.key_link_hours),
                              reports_path=settings.state_dir / "diagnoses.sqlite3")
-        try:
-            with open_outbox(settings) as outbox:
-                outbox.put_many(report_messages(report, prefix))
-        except OutboxError as exc:
-            log.error("vehicle test %s NOT stored: %s", report.diagnosis_id, exc)
-            return
-        log.info("vehicle test %s stored: %s", report.diagnosis_id, summary_line(report))
-        publisher.notify()
+        done = threading.Event()
+        stored: list[bool] = []
+
+        def commit() -> None:
+            try:
+                stored.append(service.store(report_messages(report, prefix)))
+            finally:
+                done.set()
+
+        service.submit(commit)
+        if not done.wait(60.0):
+            raise RuntimeError(f"vehicle test {report.diagnosis_id}: the service loop did not "
+                               "store the report in time")
+        log.info("vehicle test %s %s: %s", report.diagnosis_id,
+                 "stored" if stored and stored[0] else "held in memory (outbox failing)",
+                 summary_line(report))
+        return {"diagnosis_id": report.diagnosis_id, "outcome": report.outcome,
+                "vin": report.vehicle.vin, "ecus_present": report.summary.ecus_present,
+                "dtcs": report.summary.dtcs, "confirmed": report.summary.confirmed,
+                "stored": bool(stored and stored[0])}
 
     def open_channel(receive_ids):  # type: ignore[no-untyped-def]
         return CanChannel(diag.can_interface or "", diag.can_channel or "",

@@ -13,7 +13,10 @@ Usage::
     python bench/forecast_accuracy.py --vehicles 200 --seed 7 --json out.json
 
 Prints tables of mean, median and p90 absolute error (days) by basis, by visit (first or
-later), by daily-distance basis and by how far ahead the item truly falls due.
+later), by daily-distance basis and by how far ahead the item truly falls due; then, per item
+(engine oil, front and rear brake pads, the others) and visit kind, how often the true due day
+falls inside the forecast's interval (``due_date_early`` to ``due_date_late``), the interval's
+median width, the due date's median error and their ratio.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.domain.forecast import ForecastSettings, forecast_session, last_day_of_month
+from agent.domain.proposal import ProposalSettings, offered_as_optional
 from agent.store.history import VehicleHistory
 from simulators.fleet_over_time import (
     FleetConfig,
@@ -59,6 +63,21 @@ class Sample:
     lead_days: int          # true due day - read date
     error_days: int         # forecast - truth
     naive_error_days: int | None
+    early_days: int = 0     # due_date_early - truth
+    late_days: int = 0      # due_date_late - truth
+    not_due: bool = False   # neither due soon nor overdue at the desk: a candidate optional line
+    offered: bool = False   # the proposal offers it as optional (early date before the next visit)
+    offered_by_due: bool = False  # the rule before the interval: due date within the look-ahead
+    next_visit_days: int | None = None  # the vehicle's true next visit - read date
+
+    @property
+    def covered(self) -> bool:
+        """The true due day lies in the forecast's interval."""
+        return self.early_days <= 0 <= self.late_days
+
+    @property
+    def width_days(self) -> int:
+        return self.late_days - self.early_days
 
 
 def naive_due(item_remaining_km: int | None, due_year: int, due_month: int | None,
@@ -92,6 +111,7 @@ def evaluate(fleet: Iterable[tuple[VehicleProfile, list[FleetReadout]]], setting
              history_dir: Path) -> tuple[list[Sample], dict[str, int]]:
     """Forecast every readout in read order, each vehicle with its own growing history."""
     samples: list[Sample] = []
+    proposal = ProposalSettings()
     with VehicleHistory(history_dir / "history.sqlite3", synchronous="NORMAL") as history:
         for _, readouts in fleet:
             first_day: date | None = None
@@ -115,7 +135,15 @@ def evaluate(fleet: Iterable[tuple[VehicleProfile, list[FleetReadout]]], setting
                         has_distance=item.remaining_km is not None,
                         lead_days=(truth - read_date).days,
                         error_days=(forecast.due_date - truth).days,
-                        naive_error_days=None if naive is None else (naive - truth).days))
+                        naive_error_days=None if naive is None else (naive - truth).days,
+                        early_days=(forecast.due_date_early - truth).days,
+                        late_days=(forecast.due_date_late - truth).days,
+                        not_due=forecast.status == "ok",
+                        offered=offered_as_optional(forecast, proposal),
+                        offered_by_due=(forecast.status == "ok"
+                                        and forecast.days_left <= proposal.look_ahead_days),
+                        next_visit_days=(None if r.next_visit is None
+                                         else (r.next_visit - read_date).days)))
         counters = dict(history.counters)
     return samples, counters
 
@@ -179,6 +207,89 @@ def tables(samples: Sequence[Sample]) -> dict[str, dict[str, dict[str, dict[str,
     return out
 
 
+#: The items the interval is judged on (issue: engine oil and brake pads), then the rest.
+_INTERVAL_ITEMS = ("engine_oil", "brake_pads_front", "brake_pads_rear")
+_TIME_ONLY = ("brake_fluid", "statutory_inspection")
+
+
+def _interval_item(sample: Sample) -> str:
+    if sample.item_type in _INTERVAL_ITEMS:
+        return sample.item_type
+    return "time-only items" if sample.item_type in _TIME_ONLY else "other items"
+
+
+def interval_table(samples: Sequence[Sample]) -> dict[str, dict[str, float]]:
+    """Per item group and visit kind: how often the true day lies in [early, late], the
+    median width, the median absolute error of the due date and width / error."""
+    groups: dict[str, list[Sample]] = defaultdict(list)
+    for s in samples:
+        visit = "first" if s.first_visit else "later"
+        groups[f"{_interval_item(s)} / {visit}"].append(s)
+        groups[f"all / {visit}"].append(s)
+    order = [*_INTERVAL_ITEMS, "other items", "time-only items", "all"]
+    out: dict[str, dict[str, float]] = {}
+    for name in sorted(groups, key=lambda k: (order.index(k.split(" / ")[0]), k)):
+        group = groups[name]
+        widths = sorted(s.width_days for s in group)
+        errors = sorted(abs(s.error_days) for s in group)
+        width, error = _percentile(widths, 0.5), _percentile(errors, 0.5)
+        out[name] = {"n": len(group), "coverage": sum(s.covered for s in group) / len(group),
+                     "below": sum(s.early_days > 0 for s in group) / len(group),
+                     "above": sum(s.late_days < 0 for s in group) / len(group),
+                     "median_width": width, "median_error": error,
+                     "width_per_error": width / error if error else math.nan}
+    return out
+
+
+def render_intervals(table: dict[str, dict[str, float]]) -> str:
+    head = (f"{'item / visit':<30}{'n':>7} | {'coverage':>8}{'early>t':>8}{'late<t':>8} | "
+            f"{'width':>7}{'error':>7}{'w/e':>6}")
+    lines = ["", "## interval (due_date_early..due_date_late; goal 80 % of true days inside, "
+             "70-90 % acceptable)", head, "-" * len(head)]
+    for name, row in table.items():
+        lines.append(f"{name:<30}{row['n']:>7} | {100 * row['coverage']:>7.1f}%"
+                     f"{100 * row['below']:>7.1f}%{100 * row['above']:>7.1f}% | "
+                     f"{row['median_width']:>7.1f}{row['median_error']:>7.1f}"
+                     f"{row['width_per_error']:>6.1f}")
+    return "\n".join(lines)
+
+
+def advice_table(samples: Sequence[Sample]) -> dict[str, dict[str, float]]:
+    """"Do it now and save a visit", judged on the truth: of the items not yet due at the desk
+    (reception reads with a known next visit), per item group and rule, how many were offered,
+    how many of those truly fell due before the vehicle's next visit (a visit saved), and how
+    many of the items that truly did were offered."""
+    out: dict[str, dict[str, float]] = {}
+    groups: dict[str, list[Sample]] = defaultdict(list)
+    for s in samples:
+        if s.not_due and s.next_visit_days is not None and not s.spare_key:
+            groups[_interval_item(s)].append(s)
+            groups["all"].append(s)
+    order = [*_INTERVAL_ITEMS, "other items", "time-only items", "all"]
+    for name in sorted(groups, key=order.index):
+        group = groups[name]
+        before = [s for s in group if s.lead_days <= (s.next_visit_days or 0)]
+        for rule, pick in (("early date", lambda s: s.offered), ("due date", lambda s: s.offered_by_due)):
+            offered = [s for s in group if pick(s)]
+            hits = [s for s in offered if s.lead_days <= (s.next_visit_days or 0)]
+            out[f"{name} / {rule}"] = {
+                "n": len(group), "offered": len(offered),
+                "saves_a_visit": len(hits) / len(offered) if offered else math.nan,
+                "caught": len(hits) / len(before) if before else math.nan}
+    return out
+
+
+def render_advice(table: dict[str, dict[str, float]]) -> str:
+    head = f"{'item / rule':<32}{'n':>7}{'offered':>9} | {'due before next visit':>22}{'caught':>8}"
+    lines = ["", "## optional lines (items not yet due; look-ahead "
+             f"{ProposalSettings().look_ahead_days} d): offered, truly due before the next visit, "
+             "share of those caught", head, "-" * len(head)]
+    for name, row in table.items():
+        lines.append(f"{name:<32}{row['n']:>7}{row['offered']:>9} | "
+                     f"{100 * row['saves_a_visit']:>21.1f}%{100 * row['caught']:>7.1f}%")
+    return "\n".join(lines)
+
+
 def render(result: dict[str, dict[str, dict[str, dict[str, float]]]]) -> str:
     lines = []
     head = f"{'group':<24}{'n':>8} | {'mean':>7}{'median':>8}{'p90':>7} | {'naive mean':>11}{'median':>8}{'p90':>7} | {'median ratio':>12}"
@@ -221,6 +332,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"history: {counters}")
     print(f"time: simulate {simulated - started:.1f} s, forecast {finished - simulated:.1f} s")
     print(render(result))
+    intervals = interval_table(samples)
+    print(render_intervals(intervals))
+    advice = advice_table(samples)
+    print(render_advice(advice))
     later = result["by visit (items with remaining km)"].get("later visits")
     first = result["by visit (items with remaining km)"].get("first visit")
     if later and first:
@@ -232,7 +347,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json is not None:
         args.json.write_text(json.dumps({"vehicles": args.vehicles, "seed": args.seed,
                                          "readouts": readouts, "samples": len(samples),
-                                         "history": counters, "tables": result}, indent=2))
+                                         "history": counters, "tables": result,
+                                         "intervals": intervals, "advice": advice}, indent=2))
     return 0
 
 

@@ -25,6 +25,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.domain.express import express_verdict
+
 COLOURS = {"ok": "\033[32m", "due_soon": "\033[33m", "overdue": "\033[31m"}
 RESET = "\033[0m"
 
@@ -63,7 +65,7 @@ def show(topic: str, payload: dict, colour: bool) -> None:
     kind = topic.rsplit("/", 1)[-1]
     if kind == "readout":
         v, s = payload["vehicle"], payload["summary"]
-        express = "yes" if s["express_eligible"] else "no"
+        express = "yes" if express_verdict(payload).eligible else "no"  # docs/express-lane.md
         print(f"\nREADOUT  {v['vin']}  {v['mileage_km']:,} km  "
               f"{paint(s['status'], s['status'].upper(), colour)}  express lane: {express}")
         for item in payload["services"]:
@@ -125,7 +127,16 @@ def main() -> int:
     parser.add_argument("--no-colour", action="store_true")
     parser.add_argument("--no-vehicle-test", action="store_true",
                         help="only the key reads, no vehicle test at the end")
+    parser.add_argument("--desk", action="store_true",
+                        help="also run the reception desk in a browser (docs/desk.md) and keep "
+                             "it open after the key reads, until Ctrl-C")
+    parser.add_argument("--desk-port", type=int, default=8080)
     args = parser.parse_args()
+
+    def _stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM ends the demo as Ctrl-C does: everything is stopped
+
+    signal.signal(signal.SIGTERM, _stop)
     colour = sys.stdout.isatty() and not args.no_colour
 
     workdir = Path(tempfile.mkdtemp(prefix="cbs-demo-"))
@@ -155,6 +166,15 @@ def main() -> int:
                           ("cbs/v1/demo/desk1/status", 1), ("cbs/v1/demo/desk1/diagnosis", 1)])
     subscriber.loop_start()
 
+    desk = None
+    if args.desk:
+        desk = subprocess.Popen([sys.executable, "-m", "agent", "desk", "--site", "demo",
+                                 "--broker", f"mqtt://127.0.0.1:{port}",
+                                 "--port", str(args.desk_port),
+                                 "--state-dir", str(workdir / "desk"), "--log-level", "WARNING"])
+        print(f"demo: the reception desk is at http://127.0.0.1:{args.desk_port}/ "
+              "(open it now to watch the keys arrive)")
+        time.sleep(2.0)
     sim_args = ["--seed", str(args.seed), "--sessions", str(args.sessions),
                 "--interval-s", str(args.interval_s), "--linger"]
     if args.faults:
@@ -172,17 +192,29 @@ def main() -> int:
     try:
         seen.wait(timeout=args.sessions * (args.interval_s + 2) + 20)
         time.sleep(0.5)
+        if last_vin and not args.no_vehicle_test:
+            # The daemon is done with the key reads; the test uses its state directory (the
+            # key readout to link), one process at a time.
+            agent.send_signal(signal.SIGTERM)
+            agent.wait(timeout=20)
+            vehicle_test(workdir, port, last_vin[0])
+            tested.wait(timeout=10)
+        if desk is not None:
+            print(f"demo: key reads done; the desk stays at http://127.0.0.1:{args.desk_port}/ "
+                  "until Ctrl-C")
+            while desk.poll() is None:
+                time.sleep(0.5)
     except KeyboardInterrupt:
         pass
     finally:
+        if desk is not None and desk.poll() is None:
+            desk.send_signal(signal.SIGTERM)
+            desk.wait(timeout=20)
         agent.send_signal(signal.SIGTERM)
         agent.wait(timeout=20)
         time.sleep(0.3)
         sim.terminate()
         sim.wait(timeout=10)
-        if last_vin and not args.no_vehicle_test:
-            vehicle_test(workdir, port, last_vin[0])
-            tested.wait(timeout=10)
         subscriber.loop_stop()
         broker.terminate()
         broker.wait(timeout=10)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import socket
 import ssl
 import sys
 from collections import OrderedDict
@@ -90,7 +91,10 @@ class ReadoutPrinter:
 
     def on_readout(self, readout: dict) -> None:
         vehicle, summary = readout["vehicle"], readout["summary"]
-        express = "yes" if summary["express_eligible"] else "no"
+        # The express lane's verdict includes the time budget: proposal.express.eligible
+        # (docs/express-lane.md); summary.express_eligible alone does not.
+        lane = (readout.get("proposal") or {}).get("express") or {}
+        express = "yes" if lane.get("eligible", summary["express_eligible"]) else "no"
         print(f"readout {readout['readout_id']} {readout['site']}/{readout['reader']} "
               f"VIN {vehicle['vin']} {vehicle['mileage_km']} km {summary['status']} "
               f"express={express}", flush=True)
@@ -160,7 +164,22 @@ def main(argv: list[str] | None = None) -> int:
         if printer.done:
             client.disconnect()  # after the PUBACK above, so nothing is redelivered
 
+    last_failure: list[str] = []
+
+    def on_connect_fail(client: mqtt.Client, userdata: object) -> None:
+        # paho retries without saying why; one TCP connect tells (said once per reason).
+        try:
+            socket.create_connection((host, port), timeout=3).close()
+            reason = "it accepts TCP, but the TLS or MQTT handshake failed"
+        except OSError as exc:
+            reason = (exc.strerror or str(exc) or type(exc).__name__).lower()
+        if last_failure != [reason]:
+            last_failure[:] = [reason]
+            print(f"cannot connect to the broker at {host}:{port}: {reason}; retrying",
+                  file=sys.stderr, flush=True)
+
     client.on_connect = on_connect
+    client.on_connect_fail = on_connect_fail
     client.on_message = on_message
     signal.signal(signal.SIGTERM, lambda *_: client.disconnect())
 

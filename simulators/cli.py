@@ -89,6 +89,9 @@ def _sim_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reopen-every", type=_positive_int, default=None, metavar="N",
                    help="after every N reads simulate unplug/replug: new pty, new path "
                         "printed (SIGUSR1 does the same at the next read boundary)")
+    p.add_argument("--unplug-mid-session", type=_positive_int, default=None, metavar="N",
+                   help="every Nth read, unplug in the middle of the session and plug back "
+                        "(serial; the truth marks the read disturbed)")
     p.add_argument("--wait-open", action=argparse.BooleanOptionalAction, default=True,
                    help="play only while the host has the port open (default on)")
     p.add_argument("--start-delay-s", type=_non_negative_float, default=0.3,
@@ -104,9 +107,40 @@ def _sim_arguments(p: argparse.ArgumentParser) -> None:
                    help="log to stderr: -v info, -vv debug")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a did-you-mean for a mistyped subcommand or choice."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: {message}{_did_you_mean(message)} (see --help)\n")
+
+
+def _did_you_mean(message: str) -> str:
+    import difflib
+    import re
+
+    match = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if match is None:
+        return ""
+    choices = re.findall(r"'([^']*)'", match.group(2)) or match.group(2).split(", ")
+    close = difflib.get_close_matches(match.group(1), choices, n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("cbs-agent")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cbs-sim", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="cbs-sim",
+                     description="Stand-ins for the key-reader hardware: simulated serial and "
+                                 "CAN readers on pseudo-terminals, generated sessions, faults "
+                                 "and fleets.")
+    parser.add_argument("--version", action="version", version=f"cbs-sim {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     serial = sub.add_parser("serial", help="serial key reader on a pseudo-terminal")
     _sim_arguments(serial)
@@ -156,7 +190,8 @@ def _options(args: argparse.Namespace, transport: Transport) -> SimOptions:
         seed=args.seed, base_date=args.base_date, vehicles=args.vehicles,
         edge_rate=args.edge_rate, sessions=args.sessions or None, interval_s=args.interval_s,
         linger=args.linger, faults=rates, capture=args.capture, truth=args.truth,
-        link=args.link, reopen_every=args.reopen_every, wait_open=args.wait_open,
+        link=args.link, reopen_every=args.reopen_every,
+        unplug_mid_session_every=args.unplug_mid_session, wait_open=args.wait_open,
         start_delay_s=args.start_delay_s, quiet_s=args.quiet_s,
         agent_timeout_s=args.agent_timeout_s, drain_timeout_s=args.drain_timeout_s)
 

@@ -42,7 +42,7 @@ import sys
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -173,6 +173,9 @@ class FleetReadout:
     visit: Literal["service", "tyres", "repair"]
     moment: Literal["reception", "delivery"]
     spare_key: bool
+    #: The day the vehicle is next read at the site's reception (None: not before the site's
+    #: last day): the truth behind "the customer's likely next visit".
+    next_visit: date | None = None
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -528,7 +531,7 @@ class _Vehicle:
             self._maybe_swap(day)
             out.extend(self._visit(day, kind, read=day >= start_idx))
             idx = day + 1
-        return out
+        return _with_next_visits(out)
 
     def _maybe_swap(self, idx: int) -> None:
         if self.swap_day is not None and self.swap_offset == 0 and idx >= self.swap_day:
@@ -664,6 +667,19 @@ class _Vehicle:
             usage=usage, services=tuple(items), check_controls=ccs, dtcs=dtcs)
 
 
+def _with_next_visits(readouts: list[FleetReadout]) -> list[FleetReadout]:
+    """Each readout with the day of the vehicle's next visit (visits are on different days;
+    a delivery read shares its visit's day, so it is walked before its reception)."""
+    out: list[FleetReadout] = []
+    following: date | None = None
+    for r in reversed(readouts):
+        out.append(replace(r, next_visit=following))
+        if r.moment == "reception":
+            following = r.read_at.date()
+    out.reverse()
+    return out
+
+
 def simulate_vehicle(index: int, config: FleetConfig) -> tuple[VehicleProfile, list[FleetReadout]]:
     """One vehicle's hidden profile and its readouts at the site, in read order."""
     profile = make_profile(index, config)
@@ -687,6 +703,7 @@ def readout_json(readout: FleetReadout) -> dict[str, Any]:
         "visit": readout.visit, "moment": readout.moment, "spare_key": readout.spare_key,
         "session": session_to_dict(readout.session),
         "true_due": {str(i): None if d is None else d.isoformat() for i, d in sorted(readout.true_due.items())},
+        "next_visit": None if readout.next_visit is None else readout.next_visit.isoformat(),
     }
 
 
@@ -711,12 +728,18 @@ def add_fleet_subcommand(subparsers: Any, name: str = "fleet-over-time") -> argp
         name, help="simulate a fleet over the years: key readouts at workshop visits plus true due days",
         description="Writes one JSON object per readout (key figures and each item's true due day) "
                     "and, with --candump, the sessions as CAN frames.")
-    parser.add_argument("--vehicles", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--start", type=date.fromisoformat, default=FleetConfig().start)
-    parser.add_argument("--end", type=date.fromisoformat, default=FleetConfig().end)
-    parser.add_argument("--out", type=Path, default=None, help="JSON lines here (default: stdout)")
-    parser.add_argument("--candump", type=Path, default=None, help="also write a candump log here")
+    defaults = FleetConfig()
+    parser.add_argument("--vehicles", type=int, default=100, metavar="N",
+                        help="vehicles in the fleet (default 100)")
+    parser.add_argument("--seed", type=int, default=1, help="fleet seed (default 1)")
+    parser.add_argument("--start", type=date.fromisoformat, default=defaults.start,
+                        metavar="YYYY-MM-DD", help=f"first day simulated (default {defaults.start})")
+    parser.add_argument("--end", type=date.fromisoformat, default=defaults.end,
+                        metavar="YYYY-MM-DD", help=f"last day simulated (default {defaults.end})")
+    parser.add_argument("--out", type=Path, default=None, metavar="FILE",
+                        help="JSON lines here (default: stdout)")
+    parser.add_argument("--candump", type=Path, default=None, metavar="FILE",
+                        help="also write a candump log here (default: none)")
     parser.set_defaults(func=run_fleet_command)
     return parser
 

@@ -53,6 +53,7 @@ class SimOptions:
     truth: Path | None = None
     link: Path | None = None
     reopen_every: int | None = None
+    unplug_mid_session_every: int | None = None
     wait_open: bool = True
     start_delay_s: float = 0.3
     quiet_s: float = DEFAULT_QUIET_S
@@ -167,6 +168,20 @@ class PtySimulator(ABC):
         self._on_port_opened()
         print(path, file=self.stdout, flush=True)
 
+    def _unplug_now(self) -> bool:
+        """Unplugged in the middle of what it is sending: what was written and read stays
+        read, the rest never goes out; then plugged back (a new pty). False when stopped."""
+        self.disturbed = True
+        logger.info("unplugged mid-session: closing %s", self.port.path)
+        self._drain()
+        self.port.close()
+        self._open_port()
+        return self._become_ready(powered_up=True)
+
+    def _unplugs_mid_session(self, read_index: int) -> bool:
+        every = self.options.unplug_mid_session_every
+        return bool(every) and (read_index + 1) % every == 0
+
     def _replug(self) -> bool:
         """Simulate the device unplugged and plugged back: a new pty (and path)."""
         self._reopen_requested = False
@@ -272,6 +287,7 @@ class PtySimulator(ABC):
         write found no room, or we are stopping. A started write is always completed."""
         if not self.port.host_connected():
             self.disturbed = True
+            self._captured(data)  # the reader sent it; nobody had the port open
             return False
         view = memoryview(data)
         while view:
@@ -294,7 +310,8 @@ class PtySimulator(ABC):
         return True
 
     def _captured(self, data: bytes) -> None:
-        """Hook: ``data`` went out whole."""
+        """Hook: ``data`` was sent whole (to the host, or to no one when no host had the
+        port open)."""
 
     # -- ground truth -----------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ class SerialReaderSimulator(PtySimulator):
             raise ValueError("baud rates below 9600 stretch a frame towards the agent's "
                              "session timeout; use 9600 or more (or 0 for no pacing)")
         super().__init__(options, stdout=stdout)
+        self._captured_bytes = 0
         self._capture: BinaryIO | None = (open(options.capture, "wb")  # noqa: SIM115
                                           if options.capture is not None else None)
         self._host_decoder = SerialFrameDecoder()
@@ -85,11 +86,15 @@ class SerialReaderSimulator(PtySimulator):
         if self._capture is not None:
             self._capture.close()
             self._capture = None
+            if not self._captured_bytes:
+                logger.warning("nothing was captured to %s: no byte was played",
+                               self.options.capture)
 
     def _captured(self, data: bytes) -> None:
         if self._capture is not None:
             self._capture.write(data)
             self._capture.flush()
+            self._captured_bytes += len(data)
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -97,7 +102,7 @@ class SerialReaderSimulator(PtySimulator):
         session = self.fleet.session(read_index)
         tx = self.planner.plan_read(session, read_index=read_index, first_seq=self.seq)
         self._key_present = True
-        if not self._execute(tx):
+        if not self._execute(tx, unplug=self._unplugs_mid_session(read_index)):
             return
         if tx.key_removed:  # a fault took the key away mid-session
             self._key_present = False
@@ -119,13 +124,23 @@ class SerialReaderSimulator(PtySimulator):
         self._reread_pending = False
         self._send(encode_frame(FrameType.KEY_REMOVED))
 
-    def _execute(self, tx: Transmission) -> bool:
-        """Play the steps, then write the truth. False when stopped midway (no truth)."""
+    def _execute(self, tx: Transmission, *, unplug: bool = False) -> bool:
+        """Play the steps, then write the truth. False when stopped midway (no truth), or
+        when ``unplug`` cut the read in half (the truth says ``disturbed``): the reader was
+        unplugged mid-session and plugged back."""
         self.seq = (self.seq + tx.seqs_used) & 0xFF
         if tx.note:
             logger.debug("read plan: %s", tx.note)
         self.disturbed = not self.port.host_connected()
-        for step in tx.steps:
+        sends = [i for i, step in enumerate(tx.steps) if not isinstance(step, Pause)]
+        cut_at = sends[len(sends) // 2] if unplug and sends else None
+        for index, step in enumerate(tx.steps):
+            if index == cut_at:
+                self._unplug_now()  # stopped meanwhile or not, this read is over
+                self._record(tx.sessions)
+                self._key_present = False
+                self._reread_pending = False
+                return False
             if isinstance(step, Pause):
                 if not self._wait(step.seconds):
                     return False

@@ -75,6 +75,7 @@ class SlcanSimulator(PtySimulator):
         self.background_sent = 0
         self.background_dropped = 0
         self._warned_bitrate: object = None
+        self.captured_frames = 0
 
     # -- adapter (host) side ----------------------------------------------------------------
 
@@ -114,6 +115,9 @@ class SlcanSimulator(PtySimulator):
         if self._can_logger is not None:
             self._can_logger.stop()
             self._can_logger = None
+            if not self.captured_frames:
+                logger.warning("nothing was captured to %s: no frame was played",
+                               self.options.capture)
         logger.info("background frames: %d sent, %d dropped (host too slow)",
                     self.background_sent, self.background_dropped)
 
@@ -123,13 +127,16 @@ class SlcanSimulator(PtySimulator):
         if self.adapter.timestamps:
             frame = SlcanFrame(frame.arbitration_id, frame.data, frame.extended,
                                timestamp_ms=int(time.monotonic() * 1000) % 60_000)
-        if not self._write(encode_frame_line(frame), droppable=droppable):
-            return False
+        return self._write(encode_frame_line(frame), droppable=droppable)
+
+    def _on_bus(self, frame: SlcanFrame) -> None:
+        """Record a frame that is on the bus, whether or not the host's adapter takes it (the
+        capture is what a bus logger would have seen)."""
+        self.captured_frames += 1
         if self._can_logger is not None:
             self._can_logger.on_message_received(can.Message(
                 timestamp=time.time(), arbitration_id=frame.arbitration_id,
                 is_extended_id=frame.extended, dlc=len(frame.data), data=frame.data))
-        return True
 
     def _on_tick(self, now: float) -> None:
         if (self._background_per_s <= 0 or self._draining or now < self._bus_silent_until
@@ -147,7 +154,9 @@ class SlcanSimulator(PtySimulator):
             arbitration_id = rng.choice(_EXTENDED_IDS if extended else _STANDARD_IDS)
             data = bytes(rng.getrandbits(8) for _ in range(8 if rng.random() < 0.8
                                                               else rng.randint(0, 7)))
-            if self._deliver(SlcanFrame(arbitration_id, data, extended), droppable=True):
+            background = SlcanFrame(arbitration_id, data, extended)
+            self._on_bus(background)
+            if self._deliver(background, droppable=True):
                 self.background_sent += 1
             else:
                 self.background_dropped += 1
@@ -185,6 +194,7 @@ class SlcanSimulator(PtySimulator):
         if wait > 0 and not self._wait(wait):
             return False
         self._service()
+        self._on_bus(SlcanFrame(frame.arbitration_id, frame.data))
         if not self._ready():
             self.disturbed = True  # the frame passes the bus unseen by the host
         elif not self._deliver(SlcanFrame(frame.arbitration_id, frame.data), droppable=False):

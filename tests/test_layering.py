@@ -151,3 +151,17 @@ def test_no_import_circle() -> None:
     for name in sorted(GRAPH):
         if name not in state:
             visit(name)
+
+
+def test_paho_is_imported_by_the_link_alone() -> None:
+    """One module knows paho (agent/mqtt/paho_link.py); every MQTT client of the product is
+    built there, so TLS, credentials and protocol are set up one way."""
+    importers = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "paho" or n.startswith("paho.") for n in names):
+                importers.append(name)
+                break
+    assert sorted(importers) == ["agent.mqtt.paho_link"], importers

@@ -119,7 +119,9 @@ def _entities(topics: Topics) -> list[tuple[str, str, dict[str, Any]]]:
                                         "value_json.summary.next_due else '{}' }}"}),
         ("binary_sensor", "last_express_eligible", {
             "name": "Last vehicle fits express lane", "state_topic": readout,
-            "value_template": "{{ 'ON' if value_json.summary.express_eligible else 'OFF' }}",
+            # The one express-lane verdict (docs/express-lane.md): with the time budget.
+            "value_template": "{{ 'ON' if value_json.proposal and "
+                              "value_json.proposal.express.eligible else 'OFF' }}",
             "payload_on": "ON", "payload_off": "OFF", "icon": "mdi:car-clock"}),
         ("sensor", "last_rejection", {
             "name": "Last key not read", "state_topic": rejected,

@@ -99,6 +99,18 @@ class Topics:
         return f"{self.prefix}/{self.site}/{VEHICLES_LEVEL}/{vin}"
 
     @property
+    def commands(self) -> str:
+        """Where integrators send commands: ``{prefix}/{site}/{reader}/command/+``."""
+        return f"{self.base}/command/+"
+
+    def command_name(self, topic: str) -> str | None:
+        """The command's name in a topic of :attr:`commands`, else None."""
+        head = f"{self.base}/command/"
+        if not topic.startswith(head) or "/" in topic[len(head):]:
+            return None
+        return topic[len(head):]
+
+    @property
     def reader_filter(self) -> str:
         """Everything this reader publishes: ``{prefix}/{site}/{reader}/#``."""
         return f"{self.base}/#"
@@ -114,3 +126,9 @@ def reminders_topic(prefix: str, site: str) -> str:
     validate_prefix(prefix)
     validate_name("site", site)
     return f"{prefix}/{site}/reminders"
+
+
+def approval_topic(prefix: str, site: str, reader: str) -> str:
+    """``{prefix}/{site}/{reader}/approval``: the desk's ``cbs.approval/1`` for a readout of
+    that reader (validated)."""
+    return f"{Topics(prefix, site, reader).base}/approval"

@@ -265,8 +265,9 @@ def load_catalogue_file(path: str | Path) -> Catalogue:
     """Read and validate a catalogue file; raises :class:`CatalogueError` naming the file."""
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CatalogueError(f"catalogue {path}: cannot read: {exc}") from exc
+    except (OSError, ValueError) as exc:  # ValueError: undecodable, or a NUL in the path
+        shown = str(path) if str(path).isprintable() else repr(str(path))
+        raise CatalogueError(f"catalogue {shown}: cannot read: {exc}") from exc
     return parse_catalogue(text, source=str(path))
 
 

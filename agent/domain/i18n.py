@@ -12,6 +12,8 @@ Stable API (other modules and helpers rely on it)::
     DEFAULT_LANGUAGE                   "en"
     service_name(type_name, lang)      the CBS type's name; unknown names -> the "unknown" name
     label(key, lang, **fields)         a label; with fields, ``str.format`` is applied
+    due_range_words(early, late, lang) when an item falls due, in words ("in 40-70 days")
+    forecast_range_words(forecast, lang)  the same for a payload's ``forecast`` object
     LABEL_KEYS                         every label key, in table order
     check_language(lang)               lang, or UnsupportedLanguageError
 
@@ -25,6 +27,8 @@ the table (e.g. ``label("due_in_days", "de", days=12)`` -> ``"fällig in 12 Tage
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import date
 from typing import Literal
 
 from protocols.cbs_types import CbsType
@@ -40,6 +44,8 @@ __all__ = [
     "UnknownLabelError",
     "UnsupportedLanguageError",
     "check_language",
+    "due_range_words",
+    "forecast_range_words",
     "label",
     "service_name",
 ]
@@ -142,6 +148,17 @@ LABELS: dict[str, dict[Language, str]] = {
                     "zh": "{days} 天后到期"},
     "overdue_by_days": {"en": "overdue by {days} days", "de": "seit {days} Tagen überfällig",
                         "zh": "已逾期 {days} 天"},
+    # --- when, in words: the forecast's interval (due_range_words) ------------------------
+    "today": {"en": "today", "de": "heute", "zh": "今天"},
+    "in_days": {"en": "in {days} days", "de": "in {days} Tagen", "zh": "{days} 天后"},
+    "days_ago": {"en": "{days} days ago", "de": "vor {days} Tagen", "zh": "{days} 天前"},
+    "in_days_range": {"en": "in {early}-{late} days", "de": "in {early}-{late} Tagen",
+                      "zh": "{early}-{late} 天后"},
+    "days_ago_range": {"en": "{near}-{far} days ago", "de": "vor {near}-{far} Tagen",
+                       "zh": "{near}-{far} 天前"},
+    "days_ago_to_ahead": {"en": "between {ago} days ago and {ahead} days from now",
+                          "de": "zwischen vor {ago} Tagen und in {ahead} Tagen",
+                          "zh": "{ago} 天前至 {ahead} 天后之间"},
     # --- the priced proposal (Readout.proposal) -------------------------------------------
     "proposal": {"en": "Service proposal", "de": "Serviceangebot", "zh": "保养报价"},
     "required": {"en": "Due now", "de": "Jetzt fällig", "zh": "本次需保养"},
@@ -152,7 +169,11 @@ LABELS: dict[str, dict[Language, str]] = {
                       "de": "{service} in {days} Tagen fällig: gleich mit erledigen und einen "
                             "Termin sparen",
                       "zh": "{service}将在 {days} 天后到期：本次一并完成，省去一次进店"},
-    "labour": {"en": "Labour", "de": "Arbeitszeit", "zh": "工时"},
+    "optional_hint_range": {"en": "{service} due {when}: do it now and save a visit",
+                            "de": "{service} fällig {when}: gleich mit erledigen und einen "
+                                  "Termin sparen",
+                            "zh": "{service}预计{when}到期：本次一并完成，省去一次进店"},
+    "labour": {"en": "Labour", "de": "Arbeitslohn", "zh": "工时费"},
     "labour_minutes": {"en": "Labour time", "de": "Arbeitszeit", "zh": "工时（分钟）"},
     "labour_rate": {"en": "Labour rate per hour", "de": "Stundenverrechnungssatz",
                     "zh": "每小时工时费"},
@@ -179,6 +200,29 @@ LABELS: dict[str, dict[Language, str]] = {
                          "de": "Nicht im Preiskatalog: Preis auf Anfrage",
                          "zh": "不在价目表中：价格另询"},
     "nothing_due": {"en": "Nothing due", "de": "Nichts fällig", "zh": "暂无到期项目"},
+    # --- why a visit does not go to the express lane (agent.domain.express) ----------------
+    "express_nothing_due": {"en": "nothing is due", "de": "nichts ist fällig",
+                            "zh": "暂无到期项目"},
+    "express_not_express_item": {"en": "a due item is not an express-lane job",
+                                 "de": "eine fällige Position ist keine Express-Arbeit",
+                                 "zh": "有到期项目不属于快速保养范围"},
+    "express_check_control_active": {"en": "an active check-control message",
+                                     "de": "eine aktive Check-Control-Meldung",
+                                     "zh": "存在当前有效的检查控制信息"},
+    "express_fault_confirmed": {"en": "a confirmed fault on the key",
+                                "de": "ein bestätigter Fehler im Schlüssel",
+                                "zh": "钥匙中有已确认的故障"},
+    "express_diagnosis_fault": {"en": "the vehicle test found a confirmed fault",
+                                "de": "der Fahrzeugtest fand einen bestätigten Fehler",
+                                "zh": "车辆检测发现已确认的故障"},
+    "express_unpriced_item": {"en": "an item is not in the price catalogue",
+                              "de": "eine Position ist nicht im Preiskatalog",
+                              "zh": "有项目不在价目表中"},
+    "express_over_budget": {"en": "the work takes longer than the lane's time",
+                            "de": "die Arbeit dauert länger als der Express-Service erlaubt",
+                            "zh": "工时超出快速保养通道的时限"},
+    "express_no_proposal": {"en": "no priced proposal", "de": "kein Preisangebot",
+                            "zh": "无报价"},
     # --- reminders --------------------------------------------------------------------------
     "reminder": {"en": "Service reminder", "de": "Serviceerinnerung", "zh": "保养提醒"},
 }
@@ -215,3 +259,35 @@ def label(key: str, lang: str, **fields: object) -> str:
     except KeyError:
         raise UnknownLabelError(f"no label {key!r}") from None
     return text.format(**fields) if fields else text
+
+
+def due_range_words(early_days: int, late_days: int, lang: str) -> str:
+    """When an item falls due, in words, from the days between the read date and the two ends
+    of its interval (``due_date_early``, ``due_date_late``; negative: in the past):
+    ``due_range_words(40, 70, "en")`` -> ``"in 40-70 days"``, ``(0, 0)`` -> ``"today"``,
+    ``(-10, -3)`` -> ``"3-10 days ago"``. Raises :class:`UnsupportedLanguageError`."""
+    early, late = min(early_days, late_days), max(early_days, late_days)
+    if early == late:
+        if early == 0:
+            return label("today", lang)
+        return label("in_days", lang, days=early) if early > 0 else label("days_ago", lang, days=-early)
+    if early >= 0:
+        return label("in_days_range", lang, early=early, late=late)
+    if late <= 0:
+        return label("days_ago_range", lang, near=-late, far=-early)
+    return label("days_ago_to_ahead", lang, ago=-early, ahead=late)
+
+
+def forecast_range_words(forecast: Mapping[str, object], lang: str) -> str | None:
+    """:func:`due_range_words` for a ``services[].forecast`` object as published (ISO dates);
+    None when it has no interval (a payload of an earlier version) or is malformed."""
+    try:
+        due = date.fromisoformat(str(forecast["due_date"]))
+        early = date.fromisoformat(str(forecast["due_date_early"]))
+        late = date.fromisoformat(str(forecast["due_date_late"]))
+        days_left = forecast["days_left"]
+    except (KeyError, ValueError):
+        return None
+    if not isinstance(days_left, int):
+        return None
+    return due_range_words(days_left + (early - due).days, days_left + (late - due).days, lang)

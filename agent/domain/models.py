@@ -12,7 +12,15 @@ from decimal import Decimal
 from operator import methodcaller
 from typing import Annotated, Any, Final, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, field_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_serializer,
+    model_validator,
+)
 
 from agent.domain.i18n import Language
 
@@ -97,6 +105,24 @@ class ServiceForecast(_Payload):
     basis: ForecastBasis = Field(description="Which limit comes first: distance, time or wear.")
     days_left: int = Field(description="Days from the read date to due_date; negative when overdue.")
     km_left: int | None = Field(description="Remaining km per the key (null when not distance-based).")
+    due_date_early: date = Field(
+        description="10th percentile of the day the item falls due: about 1 in 10 items falls due "
+                    "before it. Never after due_date. docs/forecast.md, 'The interval'.")
+    due_date_late: date = Field(
+        description="90th percentile of the day the item falls due: about 1 in 10 items falls due "
+                    "after it. Never before due_date, never after the item's due month.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _interval_of_an_earlier_version(cls, data: Any) -> Any:
+        """A forecast published before the interval existed (kept readouts, older agents) has
+        none: both ends are its due date, which keeps the behaviour it was published with."""
+        if isinstance(data, dict) and "due_date" in data and (
+                "due_date_early" not in data or "due_date_late" not in data):
+            data = {**data}
+            data.setdefault("due_date_early", data["due_date"])
+            data.setdefault("due_date_late", data["due_date"])
+        return data
 
 
 class ServiceEntry(_Payload):
@@ -325,6 +351,9 @@ class OutboxStatus(_Payload):
     error: str | None = Field(None, description="Why the outbox cannot commit right now (disk full, "
                                                 "read-only); null when it works. Messages are held in "
                                                 "memory meanwhile and counted in depth.")
+    quarantined: str | None = Field(None, description="A damaged store file moved aside since start "
+                                                      "(which, where to, why, rows salvaged); null "
+                                                      "when none was.")
 
 
 class Counters(_Payload):

@@ -4,8 +4,10 @@ express lane (docs/proposal.md). Pure: forecasts + catalogue + settings in, a mo
 Which items (``look_ahead_days`` and the forecast status decide):
 
 * ``required``: items the forecast calls ``due_soon`` or ``overdue``;
-* ``optional``: the other items whose due date is at most ``look_ahead_days`` away, offered as
-  "do it now and save a visit";
+* ``optional``: the other items whose *early* date (``due_date_early``, the 10th percentile
+  of the due day) falls before the customer's likely next visit, ``look_ahead_days`` after the
+  read date: such an item may well fall due before the customer comes back, so it is offered
+  as "do it now and save a visit", with the range in words ("due in 40-70 days");
 * items without a forecast are left out (the key gave nothing to date them by).
 
 Arithmetic (exact :class:`~decimal.Decimal`, half-up rounding to the currency's minor unit,
@@ -30,7 +32,14 @@ from decimal import ROUND_HALF_UP, Decimal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.domain.catalogue import Catalogue, CatalogueEntry, default_catalogue
-from agent.domain.i18n import DEFAULT_LANGUAGE, Language, check_language, label, service_name
+from agent.domain.i18n import (
+    DEFAULT_LANGUAGE,
+    Language,
+    check_language,
+    due_range_words,
+    label,
+    service_name,
+)
 from agent.domain.models import (
     ExpressLane,
     Proposal,
@@ -47,6 +56,7 @@ __all__ = [
     "ProposalSettings",
     "build_proposal",
     "default_proposal_context",
+    "offered_as_optional",
     "price_entry",
     "round_money",
     "totals",
@@ -61,8 +71,9 @@ class ProposalSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     look_ahead_days: int = Field(
-        90, ge=0, description="Offer items falling due within this many days as optional "
-                              "(\"do it now and save a visit\"); 0 offers none.")
+        90, ge=0, description="The customer's likely next visit, days after the read date: items "
+                              "whose early date (due_date_early) falls before it are offered as "
+                              "optional (\"do it now and save a visit\"); 0 offers none.")
     express_budget_minutes: int = Field(
         60, ge=0, description="The express lane's time budget: the labour of the required items "
                               "must fit in it.")
@@ -104,11 +115,30 @@ def price_entry(entry: CatalogueEntry, catalogue: Catalogue,
     return labour, parts, labour + sum((p.amount for p in parts), Decimal(0))
 
 
-def _note(status: str, optional: bool, days_left: int, name: str, priced: bool,
+def _ends_in_days(forecast: ServiceForecast) -> tuple[int, int]:
+    """Days from the read date to the early and the late end of the forecast's interval."""
+    return (forecast.days_left + (forecast.due_date_early - forecast.due_date).days,
+            forecast.days_left + (forecast.due_date_late - forecast.due_date).days)
+
+
+def offered_as_optional(forecast: ServiceForecast, settings: ProposalSettings) -> bool:
+    """Whether an item not yet due is worth doing now: its early date (the 10th percentile of
+    its due day) comes before the customer's likely next visit, ``look_ahead_days`` after the
+    read date, so it may well fall due before the customer is back."""
+    return (forecast.status not in _DUE and settings.look_ahead_days > 0
+            and _ends_in_days(forecast)[0] <= settings.look_ahead_days)
+
+
+def _note(forecast: ServiceForecast, optional: bool, name: str, priced: bool,
           language: str) -> str:
+    status, days_left = forecast.status, forecast.days_left
     if not priced:
         return label("not_in_catalogue", language)
     if optional:
+        early, late = _ends_in_days(forecast)
+        if early != late:
+            return label("optional_hint_range", language, service=name,
+                         when=due_range_words(early, late, language))
         return label("optional_hint", language, service=name, days=days_left)
     if status == "overdue":
         return label("overdue_by_days", language, days=-days_left)
@@ -128,8 +158,7 @@ def _item(entry: ServiceEntry, forecast: ServiceForecast, *, optional: bool,
         "index": entry.index, "type": entry.type, "code": entry.code, "name": name,
         "status": forecast.status, "due_date": forecast.due_date,
         "days_left": forecast.days_left,
-        "note": _note(forecast.status, optional, forecast.days_left, name,
-                      priced_entry is not None, language),
+        "note": _note(forecast, optional, name, priced_entry is not None, language),
         "priced": priced_entry is not None,
         "labour_minutes": None if priced_entry is None else priced_entry.labour_minutes,
         "labour": labour, "parts": parts, "net": net})
@@ -174,7 +203,7 @@ def build_proposal(services: Sequence[ServiceEntry], *, express_eligible: bool,
         if forecast.status in _DUE:
             required.append(_item(entry, forecast, optional=False, catalogue=catalogue,
                                   language=lang))
-        elif forecast.days_left <= settings.look_ahead_days:
+        elif offered_as_optional(forecast, settings):
             optional.append(_item(entry, forecast, optional=True, catalogue=catalogue,
                                   language=lang))
     def order(item: ProposalItem) -> tuple[object, int]:

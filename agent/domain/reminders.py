@@ -18,10 +18,12 @@ moves a few days with every new readout, the count only changes when the service
 then the next due event begins. ``reminder_id`` is ``{vin}-{index}-{code}-{service_count}``: the
 same from every agent of the site and on every redelivery, so integrators deduplicate on it.
 
-When: the item's due date is at most ``window_days`` ahead of today (the site's time zone) and
-not more than ``max_overdue_days`` behind it. Items that were already inside the window (or
-overdue) when the vehicle was read get no reminder for that cycle: the customer was at the
-desk and the readout's proposal offered them.
+When: the early end of the item's interval (``due_date_early``, the day it may already fall
+due) is at most ``window_days`` ahead of today (the site's time zone), and the due date is not
+more than ``max_overdue_days`` behind it. Items whose early date was already inside the window
+(or overdue) when the vehicle was read get no reminder for that cycle: the customer was at the
+desk and the readout's proposal offered them. A readout kept from before the interval existed
+has both ends at its due date, so it is planned as it was then.
 
 Delivery: the ledger row is written after ``put`` returned, in its own transaction. A crash in
 between can send one reminder twice (same ``reminder_id``), never lose one: at least once, as
@@ -70,7 +72,8 @@ class ReminderSettings(BaseModel):
 
     enabled: bool = Field(True, description="Publish {prefix}/{site}/reminders.")
     window_days: int = Field(30, ge=0, le=366,
-                             description="Remind when an item's due date is this many days away.")
+                             description="Remind when the early end of an item's interval "
+                                         "(due_date_early) is this many days away.")
     hour: int = Field(6, ge=0, le=23, description="Hour of the daily pass, site time zone "
                                                   "([forecast] timezone).")
     max_overdue_days: int = Field(
@@ -113,10 +116,14 @@ def plan_reminders(vehicles: Iterable[Readout], *, now: datetime, sent: Containe
             published = entry.forecast
             if published is None:
                 continue
-            if published.days_left <= settings.window_days:
+            # Planned from the early end of the interval: a reminder ``window_days`` ahead of
+            # the day the item may already fall due, not of the middle guess.
+            early_shift = (published.due_date_early - published.due_date).days
+            if published.days_left + early_shift <= settings.window_days:
                 continue  # the desk's proposal offered it
             days_left = (published.due_date - today).days
-            if days_left > settings.window_days or days_left < -settings.max_overdue_days:
+            lead_days = days_left + early_shift
+            if lead_days > settings.window_days or days_left < -settings.max_overdue_days:
                 continue
             rid = reminder_id(readout.vehicle.vin, entry.index, entry.code, entry.service_count)
             if rid in sent:  # asked last: the ledger may be a store lookup
@@ -124,7 +131,9 @@ def plan_reminders(vehicles: Iterable[Readout], *, now: datetime, sent: Containe
             # For the proposal the item is due now, whatever the horizon said at the desk.
             now_due = entry.model_copy(update={"forecast": ServiceForecast(
                 status="overdue" if days_left < 0 else "due_soon", due_date=published.due_date,
-                basis=published.basis, days_left=days_left, km_left=published.km_left)})
+                basis=published.basis, days_left=days_left, km_left=published.km_left,
+                due_date_early=published.due_date_early,
+                due_date_late=published.due_date_late)})
             proposal = context.propose(
                 [now_due], express_eligible=_express_allowed(readout, entry, forecast))
             out.append(Reminder(

@@ -1,5 +1,13 @@
 """Reading captures for ``cbs-agent decode``: raw serial bytes from a reader, or any CAN log
-python-can reads (candump ``.log``, Vector ``.asc``, ``.blf``, ``.trc``, ``.csv``).
+python-can reads (candump ``.log``, Vector ``.asc``, ``.blf``, ``.trc``, ``.csv``), or what
+``candump`` prints on screen (``can0  6F0   [8]  00 11 22 ...``, with or without times of
+``-ta``/``-tA``/``-tz`` and the ``-a`` ASCII column; parsed here,
+:func:`parse_candump_screen_line`).
+
+Times: a CAN log's frames keep their own times. An ``.asc`` file's are relative to its ``date``
+(or ``Begin Triggerblock``) line, read in this machine's time zone; a file without one is
+refused rather than dated 1970. Serial captures, and screen output without times, carry none:
+their frames get ``serial_time``; relative screen times (``-tz``) count from it.
 
 A capture yields the same :data:`~agent.readers.base.ReaderEvent` values as a live reader. A file
 that breaks off or turns to garbage mid-way yields what was readable and then raises
@@ -9,8 +17,10 @@ that breaks off or turns to garbage mid-way yields what was readable and then ra
 from __future__ import annotations
 
 import logging
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import can
@@ -25,6 +35,9 @@ log = logging.getLogger(__name__)
 
 CAN_LOG_FORMATS = {"candump": ".log", "asc": ".asc", "blf": ".blf", "trc": ".trc", "csv": ".csv"}
 FORMATS = ("auto", "serial", *CAN_LOG_FORMATS)
+#: Called now and then with (bytes read, bytes in the file) while a capture is read.
+ProgressCallback = Callable[[int, int], None]
+PROGRESS_EVERY_FRAMES = 2048
 _READERS = {"candump": can.CanutilsLogReader, "asc": can.ASCReader, "blf": can.BLFReader,
             "trc": can.TRCReader, "csv": can.CSVReader}
 
@@ -36,35 +49,69 @@ def detect_format(path: Path) -> str:
         if suffix == ext:
             return name
     try:
-        head = path.read_bytes()[:64]
+        with path.open("rb") as handle:
+            head = handle.read(512)
     except OSError as exc:
         raise CaptureUnreadableError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    return "candump" if head.lstrip().startswith(b"(") else "serial"
+    return detect_format_of(head)
+
+
+def detect_format_of(head: bytes) -> str:
+    """The format of a capture from its first bytes (for stdin, and files without a known
+    extension): candump log or screen output, Vector ASC, BLF, else raw serial bytes."""
+    text = head.lstrip()
+    first_line = text.split(b"\n", 1)[0].decode("ascii", "replace")
+    if text.startswith(b"LOGG"):
+        return "blf"
+    if _SCREEN_LINE.match(first_line):
+        return "candump"
+    if text.startswith(b"("):
+        return "candump"
+    if re.match(rb"(?i)(date|base\s+(hex|dec))\s", text):
+        return "asc"
+    return "serial"
 
 
 def read_capture(path: Path, fmt: str, counters: ReaderCounters, *,
-                 serial_time: float) -> Iterator[ReaderEvent]:
+                 serial_time: float,
+                 progress: ProgressCallback | None = None) -> Iterator[ReaderEvent]:
     """Events of the capture at ``path``. Serial captures carry no time: every frame gets
-    ``serial_time`` (the time of decoding)."""
+    ``serial_time`` (the time of decoding). ``progress`` is called now and then with the
+    bytes read so far and the file's size."""
     if fmt == "auto":
         fmt = detect_format(path)
     if fmt == "serial":
-        yield from _read_serial(path, counters, serial_time)
+        yield from _read_serial(path, counters, serial_time, progress)
+    elif fmt == "candump" and _is_screen_output(path):
+        yield from _read_candump_screen(path, counters, serial_time, progress)
     elif fmt in _READERS:
-        yield from _read_can_log(path, fmt, counters)
+        yield from _read_can_log(path, fmt, counters, progress)
     else:
         raise CaptureUnreadableError(f"{path}: unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
 
 
-def _read_serial(path: Path, counters: ReaderCounters, now: float) -> Iterator[ReaderEvent]:
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _read_serial(path: Path, counters: ReaderCounters, now: float,
+                 progress: ProgressCallback | None) -> Iterator[ReaderEvent]:
     decoder = SerialFrameDecoder()
     try:
         handle = path.open("rb")
     except OSError as exc:
         raise CaptureUnreadableError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    total = _size(path)
+    done = 0
     with handle:
         while chunk := handle.read(65536):
+            done += len(chunk)
             yield from serial_frame_events(decoder.feed(chunk, now), counters)
+            if progress is not None:
+                progress(done, total)
     counters.bad_frames += decoder.bad_frames
     counters.ignored_bytes += decoder.ignored_bytes + decoder.buffered
     if decoder.buffered:
@@ -83,12 +130,13 @@ class _ParseComplaints(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def _read_can_log(path: Path, fmt: str, counters: ReaderCounters) -> Iterator[ReaderEvent]:
+def _read_can_log(path: Path, fmt: str, counters: ReaderCounters,
+                  progress: ProgressCallback | None) -> Iterator[ReaderEvent]:
     complaints = _ParseComplaints()
     can_logger = logging.getLogger("can")
     can_logger.addHandler(complaints)
     try:
-        yield from _iterate_can_log(path, fmt, counters)
+        yield from _iterate_can_log(path, fmt, counters, progress)
     finally:
         can_logger.removeHandler(complaints)
     if complaints.messages:
@@ -100,17 +148,27 @@ def _read_can_log(path: Path, fmt: str, counters: ReaderCounters) -> Iterator[Re
 _LAST_TIMESTAMP_S = 253_402_300_799.0
 
 
-def _iterate_can_log(path: Path, fmt: str, counters: ReaderCounters) -> Iterator[ReaderEvent]:
+def _iterate_can_log(path: Path, fmt: str, counters: ReaderCounters,
+                     progress: ProgressCallback | None) -> Iterator[ReaderEvent]:
+    options = {"relative_timestamp": False} if fmt == "asc" else {}
     try:
-        reader = _READERS[fmt](str(path))
+        reader = _READERS[fmt](str(path), **options)
     except OSError as exc:
         raise CaptureUnreadableError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     except Exception as exc:  # python-can readers raise what their parsers raise
         raise CaptureCorruptError(f"{path}: not a readable {fmt} capture: {exc}") from exc
     count = 0
+    total = _size(path) if progress is not None else 0
     try:
         for message in reader:
             count += 1
+            if fmt == "asc" and count == 1 and getattr(reader, "date", None) is None:
+                raise CaptureUnreadableError(
+                    f"{path}: the asc capture has no 'date' line, so when its frames were "
+                    "read is unknown (its times count from that line); add one, e.g. "
+                    "'date Fri Nov 27 09:15:02.123 am 2026'")
+            if progress is not None and count % PROGRESS_EVERY_FRAMES == 0:
+                progress(_position(reader), total)
             if message.is_error_frame:
                 counters.bus_errors += 1
                 continue
@@ -121,6 +179,8 @@ def _iterate_can_log(path: Path, fmt: str, counters: ReaderCounters) -> Iterator
                 raise ValueError(f"timestamp {message.timestamp!r} is not a time")
             counters.frames += 1
             yield CanFrame(message.arbitration_id, bytes(message.data), message.timestamp)
+    except CaptureUnreadableError:
+        raise
     except Exception as exc:  # a corrupt record mid-file: keep what came before
         raise CaptureCorruptError(f"{path}: corrupt {fmt} capture after message {count}: "
                            f"{type(exc).__name__}: {exc}") from exc
@@ -128,6 +188,8 @@ def _iterate_can_log(path: Path, fmt: str, counters: ReaderCounters) -> Iterator
         stop = getattr(reader, "stop", None)
         if stop is not None:
             stop()
+    if progress is not None:
+        progress(total, total)
     if fmt == "asc":
         _check_asc_lines(path, count)
     declared = getattr(reader, "file_size", None)  # BLF headers carry the file's size
@@ -148,3 +210,111 @@ def _check_asc_lines(path: Path, messages: int) -> None:
     if lines > messages:
         raise CaptureCorruptError(f"{path}: corrupt asc capture: {lines - messages} of {lines} frame "
                            f"lines could not be read")
+
+
+def _position(reader: object) -> int:
+    """How far python-can's reader has read its file (the descriptor's offset: ahead of the
+    parser by at most a buffer, good enough for progress)."""
+    handle = getattr(reader, "file", None)
+    try:
+        return os.lseek(handle.fileno(), 0, os.SEEK_CUR) if handle is not None else 0
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
+# -- candump's screen output ---------------------------------------------------------------------
+
+# ` (1795770902.123456)  can0  6F0   [8]  00 11 22 33 44 55 66 77` (-ta), the same with
+# `(2026-11-27 09:15:02.123456)` (-tA) or no time at all; `[08]` for CAN FD lengths.
+_SCREEN_LINE = re.compile(
+    r"^\s*(?:\((?P<time>[^)]*)\)\s+)?(?P<channel>[A-Za-z][\w.-]*)\s+(?P<id>[0-9A-Fa-f]{1,8})\s+"
+    r"\[(?P<length>\d{1,2})\]\s*(?P<rest>.*)$")
+_SCREEN_DATA = re.compile(r"(?:[0-9A-Fa-f]{2}(?:\s+|$))*")
+_ASCII_TAIL = re.compile(r"\s+'.*'$")
+# `-tz` (since the first frame) and `-td` (since the previous one) print small numbers; an
+# epoch time (-ta) is larger than this (2001-09-09).
+_RELATIVE_BELOW_S = 1e9
+
+
+def _is_screen_output(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(512)
+    except OSError:
+        return False  # the log reader says why
+    first = head.lstrip().split(b"\n", 1)[0].decode("ascii", "replace")
+    return _SCREEN_LINE.match(first) is not None
+
+
+def parse_candump_screen_line(line: str) -> tuple[float | None, int, bytes, bool] | None:
+    """``(time or None, id, data, standard)`` of one line of candump's screen output, or None
+    when the line is not one. ``standard`` is False for 29-bit ids, remote and FD frames.
+    Raises ValueError for a line that looks like one but is inconsistent."""
+    match = _SCREEN_LINE.match(line)
+    if match is None:
+        return None
+    stamp = match.group("time")
+    moment: float | None = None
+    if stamp is not None:
+        stamp = stamp.strip()
+        try:
+            moment = float(stamp)
+        except ValueError:
+            moment = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").timestamp()
+        if not 0.0 <= moment <= _LAST_TIMESTAMP_S:
+            raise ValueError(f"time {stamp!r} is not a time")
+    ident = match.group("id")
+    length = int(match.group("length"))
+    rest = _ASCII_TAIL.sub("", match.group("rest").strip())  # candump -a
+    if "remote request" in rest:
+        return moment, int(ident, 16), b"", False
+    if not _SCREEN_DATA.fullmatch(rest):
+        raise ValueError(f"data {rest!r} is not hex bytes")
+    data = bytes.fromhex(rest)
+    if len(data) != length:
+        raise ValueError(f"[{length}] but {len(data)} data bytes")
+    standard = len(ident) <= 3 and length <= 8 and len(match.group("length")) == 1
+    return moment, int(ident, 16), data, standard
+
+
+def _read_candump_screen(path: Path, counters: ReaderCounters, now: float,
+                         progress: ProgressCallback | None) -> Iterator[ReaderEvent]:
+    try:
+        handle = path.open("r", encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise CaptureUnreadableError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    total = _size(path)
+    done = 0
+    last_offset = 0.0
+    with handle:
+        for number, line in enumerate(handle, 1):
+            done += len(line)
+            if progress is not None and number % PROGRESS_EVERY_FRAMES == 0:
+                progress(done, total)
+            if not line.strip():
+                continue
+            try:
+                parsed = parse_candump_screen_line(line)
+                if parsed is None:
+                    raise ValueError("not a line of candump's output")
+            except ValueError as exc:
+                raise CaptureCorruptError(f"{path}: corrupt candump output at line {number}: "
+                                          f"{exc}") from exc
+            moment, ident, data, standard = parsed
+            if moment is not None and moment < _RELATIVE_BELOW_S:
+                # -tz's times since the first frame, counted from the time of decoding. -td's
+                # times since the previous frame cannot be told from them until one goes
+                # backwards; then the capture is refused rather than misread.
+                if moment < last_offset:
+                    raise CaptureCorruptError(
+                        f"{path}: relative times go backwards at line {number} (candump -td?): "
+                        "record with -ta, -tA or -tz")
+                last_offset = moment
+                moment = now + moment
+            if not standard:
+                counters.dropped["other_traffic"] = counters.dropped.get("other_traffic", 0) + 1
+                continue
+            counters.frames += 1
+            yield CanFrame(ident, data, now if moment is None else moment)
+    if progress is not None:
+        progress(total, total)

@@ -14,32 +14,39 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from agent.domain.forecast import PastReading
+from agent.domain.models import Readout
+from agent.domain.reminders import ReminderError
+from agent.errors import OutboxError
+from agent.store.history import HistoryError, VehicleHistory
+from agent.store.outbox import Outbox, OutboxEntry, OutboxMessage, StagingListener
+from agent.store.reminders import Put, ReminderService
+from protocols.key_session import KeySession
 
 log = logging.getLogger(__name__)
 
 RETRY_S = 2.0
+S = TypeVar("S")
 
 
-class DeferredStore:
-    """A store opened by ``factory`` as soon as it can be.
+class DeferredStore(Generic[S]):
+    """A store opened by ``factory`` as soon as it can be; the typed stand-ins below say, method
+    by method, what each call gives while it is closed."""
 
-    ``fallbacks`` maps attribute names to what they give while the store is closed (a value,
-    or a callable for methods); any other attribute raises the last opening error.
-    """
-
-    def __init__(self, name: str, factory: Callable[[], Any], error_type: type[Exception], *,
-                 fallbacks: dict[str, Any], retry_s: float = RETRY_S,
+    def __init__(self, name: str, factory: Callable[[], S], error_type: type[Exception], *,
+                 retry_s: float = RETRY_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._name = name
         self._factory = factory
         self._error_type = error_type
-        self._fallbacks = fallbacks
         self._retry_s = retry_s
         self._clock = clock
         self._lock = threading.Lock()
-        self._store: Any = None
+        self._store: S | None = None
         self._error: Exception | None = None
         self._next_try = 0.0
         self._open()
@@ -48,7 +55,7 @@ class DeferredStore:
     def opened(self) -> bool:
         return self._store is not None
 
-    def _open(self) -> Any:
+    def _open(self) -> S | None:
         with self._lock:
             if self._store is None and self._clock() >= self._next_try:
                 try:
@@ -65,33 +72,117 @@ class DeferredStore:
                     self._error = None
             return self._store
 
-    def __getattr__(self, name: str) -> Any:
+    @property
+    def quarantined(self) -> str | None:
+        """The store's own report of a damaged file it replaced (None while closed)."""
+        store = self._store
+        return None if store is None else getattr(store, "quarantined", None)
+
+    def _required(self) -> S:
+        """The store, or the store's own error when it still cannot be opened (a write)."""
+        store = self._open()
+        if store is None:
+            raise self._error_type(str(self._error))
+        return store
+
+
+class DeferredOutbox(DeferredStore[Outbox]):
+    """The outbox, opened later: nothing pending while closed; a put raises OutboxError (the
+    service holds the readouts in memory)."""
+
+    def __init__(self, factory: Callable[[], Outbox], **kwargs: Any) -> None:
+        super().__init__("outbox", factory, OutboxError, **kwargs)
+
+    def put(self, topic: str, payload: bytes, *, retain: bool, schema: str, message_id: str,
+            now: float | None = None) -> int:
+        return self._required().put(topic, payload, retain=retain, schema=schema,
+                                    message_id=message_id, now=now)
+
+    def put_many(self, messages: Sequence[OutboxMessage], *, now: float | None = None,
+                 listener: StagingListener | None = None) -> list[int]:
+        return self._required().put_many(messages, now=now, listener=listener)
+
+    def expire(self, now: float | None = None) -> int:
+        store = self._open()
+        return 0 if store is None else store.expire(now)
+
+    def pending(self, after_row: int = 0, limit: int = 100) -> list[OutboxEntry]:
+        store = self._open()
+        return [] if store is None else store.pending(after_row, limit)
+
+    def ack(self, row_id: int) -> None:
         store = self._open()
         if store is not None:
-            return getattr(store, name)
-        if name in self._fallbacks:
-            return self._fallbacks[name]
-        error = self._error
-        def unavailable(*_args: Any, **_kwargs: Any) -> Any:
-            raise self._error_type(str(error))
-        return unavailable
+            store.ack(row_id)
+
+    def ack_many(self, row_ids: Iterable[int]) -> None:
+        store = self._open()
+        if store is not None:
+            store.ack_many(row_ids)
+
+    def depth(self) -> int:
+        store = self._open()
+        return 0 if store is None else store.depth()
+
+    def oldest_age_s(self, now: float | None = None) -> float | None:
+        store = self._open()
+        return None if store is None else store.oldest_age_s(now)
+
+    @property
+    def evicted(self) -> int:
+        store = self._open()
+        return 0 if store is None else store.evicted
+
+    @property
+    def full(self) -> bool:
+        store = self._open()
+        return False if store is None else store.full
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
 
 
-def _nothing(*_args: Any, **_kwargs: Any) -> None:
-    return None
+class DeferredHistory(DeferredStore[VehicleHistory]):
+    """The vehicle history, opened later: no earlier readings while closed; recording
+    raises HistoryError (the pipeline logs it; the readout itself is in the outbox)."""
+
+    def __init__(self, factory: Callable[[], VehicleHistory], **kwargs: Any) -> None:
+        super().__init__("vehicle history", factory, HistoryError, **kwargs)
+
+    def readings(self, vin: str) -> list[PastReading]:
+        store = self._open()
+        return [] if store is None else store.readings(vin)
+
+    def record(self, session: KeySession, read_at: datetime, readout_id: str) -> None:
+        self._required().record(session, read_at, readout_id)
+
+    def record_many(self, readouts: Iterable[tuple[KeySession, datetime, str]]) -> None:
+        self._required().record_many(readouts)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
 
 
-def _none_list(*_args: Any, **_kwargs: Any) -> list[Any]:
-    return []
+class DeferredReminders(DeferredStore[ReminderService]):
+    """The reminder store, opened later: no reminders due while closed; observing raises
+    ReminderError (logged by the service)."""
 
+    def __init__(self, factory: Callable[[], ReminderService], **kwargs: Any) -> None:
+        super().__init__("reminder store", factory, ReminderError, **kwargs)
 
-def _zero(*_args: Any, **_kwargs: Any) -> int:
-    return 0
+    def observe_many(self, readouts: Iterable[Readout],
+                     wire_json: Sequence[str] | None = None) -> None:
+        self._required().observe_many(readouts, wire_json)
 
+    def latest(self, vin: str) -> Readout | None:
+        return self._required().latest(vin)
 
-OUTBOX_FALLBACKS: dict[str, Any] = {
-    "pending": _none_list, "ack": _nothing, "ack_many": _nothing, "depth": _zero,
-    "oldest_age_s": _nothing, "evicted": 0, "full": False, "close": _nothing, "expire": _zero,
-}
-HISTORY_FALLBACKS: dict[str, Any] = {"readings": _none_list, "close": _nothing}
-REMINDER_FALLBACKS: dict[str, Any] = {"poll": _zero, "close": _nothing}
+    def poll(self, now: datetime, put: Put) -> int:
+        store = self._open()
+        return 0 if store is None else store.poll(now, put)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()

@@ -13,8 +13,9 @@ replaying a capture gives the same history) and more than ``max_per_vehicle`` pe
 oldest go). Both are enforced in the transaction that records a readout.
 
 The history is advisory: losing it costs forecast quality, never a readout. A file that is
-not a SQLite database is moved aside (``*.corrupt-N``) and a new one started, with an error
-logged. Other SQLite failures are raised as :class:`HistoryError`.
+not a SQLite database, or damaged, is moved aside (``*.corrupt-{UTC time}``) and a new one
+started with every reading SQLite could still read from it, with an error logged once
+(:attr:`VehicleHistory.quarantined`). Other SQLite failures are raised as :class:`HistoryError`.
 
 A busy reader asks for a vehicle's readings before every forecast and records right after,
 so the readings of recently seen vehicles are also kept in memory, bounded by
@@ -40,7 +41,17 @@ from typing import Literal, Self
 
 from agent.domain.forecast import ForecastSettings, PastItem, PastReading
 from agent.domain.forecast.trends import build_view
-from agent.store.sqlite import immediate_transaction
+from agent.store.sqlite import (
+    Quarantine,
+    check_intact,
+    create_private_file,
+    immediate_transaction,
+    is_corruption,
+    make_private_dir,
+    quarantine_file,
+    restore_rows,
+    salvage_rows,
+)
 from protocols.errors import CbsError
 from protocols.key_session import KeySession
 
@@ -63,6 +74,7 @@ CREATE TABLE IF NOT EXISTS readings (
 CREATE INDEX IF NOT EXISTS readings_by_vin ON readings (vin, read_at_us);
 CREATE INDEX IF NOT EXISTS readings_by_time ON readings (read_at_us);
 """
+_COLUMNS = ("readout_id", "vin", "read_at_us", "key_id", "data_date", "mileage_km", "items")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DEFAULT_CACHE_READINGS = 1000  # about 1 MB
 _PAGE_CACHE_KIB = 1024  # SQLite's own page cache (the default is 2 MiB)
@@ -132,10 +144,13 @@ class VehicleHistory:
         self._cached = 0  # readings in the cache
         self._data_version: int | None = None
         self._oldest_us: int | None = None  # oldest read_at_us in the file; None: unknown
+        #: One line on the damaged file moved aside at open (see agent/store/sqlite.py).
+        self.quarantined: str | None = None
         self._conn = self._open()
 
     # --- opening ------------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
+        create_private_file(self.path)
         conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None,
                                check_same_thread=False)
         try:
@@ -148,6 +163,7 @@ class VehicleHistory:
             if version > _SCHEMA_VERSION:
                 raise HistoryError(f"{self.path}: schema version {version} is newer than this agent's "
                                    f"({_SCHEMA_VERSION})")
+            check_intact(conn)
             conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA
                                + f"PRAGMA user_version={_SCHEMA_VERSION}; COMMIT;")
         except BaseException:
@@ -156,30 +172,27 @@ class VehicleHistory:
         return conn
 
     def _open(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
         try:
             return self._connect()
         except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError):  # locked, read-only, disk I/O
+            if isinstance(exc, sqlite3.OperationalError) and not is_corruption(exc):
                 raise HistoryError(f"cannot open vehicle history {self.path}: {exc}") from exc
-            aside = self._move_aside()
-            log.error("vehicle history %s is unreadable (%s); moved to %s, starting afresh",
-                      self.path, exc, aside)
             try:
-                return self._connect()
+                quarantine = quarantine_file(self.path, str(exc))
+            except OSError as error:
+                raise HistoryError(f"vehicle history {self.path} is unreadable ({exc}) and "
+                                   f"cannot be moved aside: {error}") from exc
+            rows = salvage_rows(quarantine.aside, "readings", _COLUMNS)
+            try:
+                conn = self._connect()
+                salvaged = restore_rows(conn, "readings", _COLUMNS, rows)
             except sqlite3.Error as again:
                 raise HistoryError(f"cannot open vehicle history {self.path}: {again}") from again
-
-    def _move_aside(self) -> Path:
-        n = 1
-        while (aside := self.path.with_name(f"{self.path.name}.corrupt-{n}")).exists():
-            n += 1
-        self.path.rename(aside)
-        for suffix in ("-wal", "-shm"):
-            side = self.path.with_name(self.path.name + suffix)
-            if side.exists():
-                side.rename(aside.with_name(aside.name + suffix))
-        return aside
+            self.quarantined = Quarantine(quarantine.path, quarantine.aside, quarantine.at,
+                                          quarantine.reason, salvaged).describe()
+            log.error("vehicle history %s", self.quarantined)
+            return conn
 
     def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         return immediate_transaction(

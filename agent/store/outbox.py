@@ -47,6 +47,14 @@ Failures
     Disk full, a read-only state directory or a damaged file raise :class:`OutboxError` with
     the path and SQLite's reason; the message was *not* stored and the caller keeps it. The
     outbox object stays usable: the next call tries again.
+
+A damaged file (at open, or found while running) heals
+    "database disk image is malformed" or "file is not a database" would otherwise fail every
+    call forever. The file is moved aside as ``outbox.sqlite3.corrupt-{UTC time}``, every row
+    SQLite can still read is put into a fresh file under its own row id, an error is logged
+    once and :attr:`Outbox.quarantined` says what happened (for the status). Rows on the
+    damaged pages are lost; those sent before are at the broker, the rest are named nowhere
+    else, so the quarantined file is kept for a person to look at.
 """
 
 from __future__ import annotations
@@ -63,6 +71,16 @@ from pathlib import Path
 from typing import Protocol, Self
 
 from agent.errors import OutboxError
+from agent.store.sqlite import (
+    Quarantine,
+    check_intact,
+    create_private_file,
+    is_corruption,
+    quarantine_file,
+    restore_rows,
+    salvage_rows,
+    scan_for_ids,
+)
 from protocols.values import fast_init
 
 log = logging.getLogger(__name__)
@@ -85,6 +103,10 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_retained ON outbox (row_id) WHERE retain = 1;
 """
 _COLUMNS = "row_id, topic, payload, retain, schema, message_id, created_at"
+_SALVAGE_COLUMNS = tuple(_COLUMNS.split(", "))
+# How a row's id reads inside its payload (the agent's payloads carry their own id: readouts,
+# rejections, reminders): what a damaged file still shows of rows SQLite cannot read.
+_MESSAGE_ID_IN_PAYLOAD = rb'"(?:readout_id|rejection_id|reminder_id)":\s*"([^"\\]{1,128})"'
 
 
 @fast_init
@@ -149,29 +171,84 @@ class Outbox:
         self._evicted = 0
         self._depth = 0
         self._relaxed = False  # True while (or if) acks run with synchronous=NORMAL
+        self._max_row_id = 0  # the highest row id ever handed out (survives a quarantine)
+        self._quarantine: Quarantine | None = None
+        self._db: sqlite3.Connection | None = self._open()
+        log.debug("outbox %s open: %d messages waiting", self.path, self._depth)
+
+    def _open(self) -> sqlite3.Connection:
+        """:meth:`_connect`, healing a damaged file; raises OutboxError."""
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            return self._connect()
         except sqlite3.Error as exc:
-            raise OutboxError(f"outbox {self.path}: cannot open: {_why(self.path, exc)}") from exc
+            if not is_corruption(exc):
+                raise OutboxError(f"outbox {self.path}: cannot open: {_why(self.path, exc)}"
+                                  ) from exc
+            return self._heal(exc)
+
+    def _connect(self) -> sqlite3.Connection:
+        """Open (or create) the file; raises sqlite3.Error (the caller tells damage from the
+        rest) or OutboxError for a file of a newer agent."""
+        create_private_file(self.path)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
             # The working set is the newest rows: a small page cache keeps memory flat.
-            self._db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise OutboxError(f"outbox {self.path}: written by a newer agent (schema "
                                   f"{version}, this agent knows {SCHEMA_VERSION})")
-            self._db.executescript(_SCHEMA)
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            self._depth = int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
-        except sqlite3.Error as exc:
-            self._db.close()
-            raise OutboxError(f"outbox {self.path}: cannot open: {_why(self.path, exc)}") from exc
-        except OutboxError:
-            self._db.close()
+            check_intact(db)
+            db.executescript(_SCHEMA)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._depth = int(db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+            sequence = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'"
+                                  ).fetchone()
+            self._max_row_id = max(self._max_row_id, int(sequence[0]) if sequence else 0)
+        except BaseException:
+            db.close()
             raise
-        log.debug("outbox %s open: %d messages waiting", self.path, self._depth)
+        return db
+
+    def _heal(self, exc: sqlite3.Error) -> sqlite3.Connection:
+        """The file is damaged: move it aside, start a fresh one with every row SQLite could
+        still read (same row ids, so the publisher's cursor stays right; new ids continue
+        above the highest one ever used) and say so once. Raises OutboxError when even that
+        fails (the directory cannot take a rename or a new file)."""
+        try:
+            quarantine = quarantine_file(self.path, str(exc))
+        except OSError as error:
+            raise OutboxError(f"outbox {self.path}: damaged ({exc}) and cannot be moved "
+                              f"aside: {error.strerror or error}") from exc
+        rows = salvage_rows(quarantine.aside, "outbox", _SALVAGE_COLUMNS)
+        try:
+            db = self._connect()
+            restored = restore_rows(db, "outbox", _SALVAGE_COLUMNS, rows)
+            highest = max([self._max_row_id, *(int(row[0]) for row in rows)])
+            db.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'outbox'",
+                       (highest,))
+            if db.execute("SELECT changes()").fetchone()[0] == 0:
+                db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox', ?)",
+                           (highest,))
+            self._max_row_id = highest
+            self._depth = int(db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+        except sqlite3.Error as error:
+            raise OutboxError(f"outbox {self.path}: damaged ({exc}), moved to "
+                              f"{quarantine.aside}, and a fresh one cannot be started: "
+                              f"{_why(self.path, error)}") from error
+        self._quarantine = Quarantine(quarantine.path, quarantine.aside, quarantine.at,
+                                      quarantine.reason, restored)
+        log.error("outbox %s", self._quarantine.describe())
+        salvaged = {str(row[5]) for row in rows}
+        unread = scan_for_ids([quarantine.aside, quarantine.aside.with_name(
+            quarantine.aside.name + "-wal")], _MESSAGE_ID_IN_PAYLOAD) - salvaged
+        if unread:
+            log.error("outbox: %d message(s) seen on the damaged pages of %s could not be "
+                      "salvaged and may not have been delivered: %s", len(unread),
+                      quarantine.aside, ", ".join(sorted(unread)))
+        return db
 
     # -- writing --------------------------------------------------------------------------
 
@@ -224,6 +301,7 @@ class Outbox:
             if entries:
                 _tell(listener.settled, entries, True)  # type: ignore[union-attr]
             # Counts and warnings only once the commit succeeded.
+            self._max_row_id = max(self._max_row_id, *ids)
             self._depth += len(rows) - len(expired) - len(evicted)
             self._report(expired, evicted)
         return ids
@@ -327,6 +405,12 @@ class Outbox:
         return self._evicted
 
     @property
+    def quarantined(self) -> str | None:
+        """One line on the last damaged file this outbox moved aside and replaced (where it
+        went, why, how many rows were salvaged), for the status; None when none was."""
+        return None if self._quarantine is None else self._quarantine.describe()
+
+    @property
     def full(self) -> bool:
         """True when the count bound is reached: the next put evicts a message."""
         return self._depth >= self.max_messages
@@ -337,7 +421,8 @@ class Outbox:
         """Close the file (SQLite checkpoints the log into it). Idempotent."""
         with self._lock:
             try:
-                self._db.close()
+                if self._db is not None:
+                    self._db.close()
             except sqlite3.Error as exc:
                 log.warning("outbox %s: close failed: %s", self.path, exc)
 
@@ -351,10 +436,22 @@ class Outbox:
 
     @contextmanager
     def _locked(self, doing: str) -> Iterator[sqlite3.Connection]:
+        """The connection under the lock; a SQLite error becomes OutboxError. Damage found
+        while running heals the file first (see :meth:`_heal`): this call still fails, the
+        caller's next one works on the fresh file."""
         with self._lock:
+            if self._db is None:  # a heal failed before (see below): try again
+                self._db = self._open()
             try:
                 yield self._db
             except sqlite3.Error as exc:
+                if is_corruption(exc):
+                    try:
+                        self._db.close()
+                    except sqlite3.Error:
+                        pass
+                    self._db = None
+                    self._db = self._heal(exc)
                 raise OutboxError(f"outbox {self.path}: {doing}: {exc}") from exc
 
 

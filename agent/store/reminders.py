@@ -20,7 +20,17 @@ from agent.domain.forecast import ForecastSettings
 from agent.domain.models import REMINDER_SCHEMA, Readout, Reminder, to_json, without_proposal
 from agent.domain.proposal import ProposalContext
 from agent.domain.reminders import ReminderError, ReminderSettings, next_pass_after, plan_reminders
-from agent.store.sqlite import immediate_transaction
+from agent.store.sqlite import (
+    Quarantine,
+    check_intact,
+    create_private_file,
+    immediate_transaction,
+    is_corruption,
+    make_private_dir,
+    quarantine_file,
+    restore_rows,
+    salvage_rows,
+)
 from protocols.errors import CbsError
 
 __all__ = ["Put", "ReminderService"]
@@ -48,6 +58,8 @@ CREATE TABLE IF NOT EXISTS sent (
 );
 CREATE INDEX IF NOT EXISTS sent_by_vin ON sent (vin);
 """
+_TABLES = {"vehicles": ("vin", "read_at_us", "readout"),
+           "sent": ("reminder_id", "vin", "due_date", "sent_at_us")}
 
 class _Ledger:
     """The ledger of sent reminders as a container, one lookup per question: the pass asks
@@ -89,15 +101,25 @@ class ReminderService:
         self.sent_count = 0
         self._next_pass: datetime | None = None  # None: the start-up pass is still to run
         self._lock = threading.Lock()
+        #: One line on the damaged file moved aside at open (see agent/store/sqlite.py).
+        self.quarantined: str | None = None
         self._conn = self._open()
 
     # --- storage ------------------------------------------------------------------------------
     def _open(self) -> sqlite3.Connection:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        except (OSError, sqlite3.Error) as exc:
+            make_private_dir(self.path.parent)
+            return self._connect()
+        except OSError as exc:
             raise ReminderError(f"reminder store {self.path}: cannot open: {exc}") from exc
+        except sqlite3.Error as exc:
+            if not is_corruption(exc):
+                raise ReminderError(f"reminder store {self.path}: cannot open: {exc}") from exc
+            return self._heal(exc)
+
+    def _connect(self) -> sqlite3.Connection:
+        create_private_file(self.path)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
@@ -105,14 +127,32 @@ class ReminderService:
             if version > _SCHEMA_VERSION:
                 raise ReminderError(f"reminder store {self.path}: written by a newer agent "
                                     f"(schema {version}, this agent knows {_SCHEMA_VERSION})")
+            check_intact(conn)
             conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA
                                + f"PRAGMA user_version={_SCHEMA_VERSION}; COMMIT;")
-        except sqlite3.Error as exc:
-            conn.close()
-            raise ReminderError(f"reminder store {self.path}: cannot open: {exc}") from exc
-        except ReminderError:
+        except BaseException:
             conn.close()
             raise
+        return conn
+
+    def _heal(self, exc: sqlite3.Error) -> sqlite3.Connection:
+        """A damaged file: moved aside, a fresh one started with the ledger and the kept
+        readouts SQLite could still read (a lost ledger row may send its reminder again)."""
+        try:
+            quarantine = quarantine_file(self.path, str(exc))
+        except OSError as error:
+            raise ReminderError(f"reminder store {self.path}: damaged ({exc}) and cannot be "
+                                f"moved aside: {error}") from exc
+        try:
+            conn = self._connect()
+            salvaged = sum(restore_rows(conn, table, columns,
+                                        salvage_rows(quarantine.aside, table, columns))
+                           for table, columns in _TABLES.items())
+        except sqlite3.Error as again:
+            raise ReminderError(f"reminder store {self.path}: cannot open: {again}") from again
+        self.quarantined = Quarantine(quarantine.path, quarantine.aside, quarantine.at,
+                                      quarantine.reason, salvaged).describe()
+        log.error("reminder store %s", self.quarantined)
         return conn
 
     def _transaction(self, doing: str, *, durable: bool = True
@@ -184,6 +224,18 @@ class ReminderService:
             if len(rows) < batch:
                 return
             after = rows[-1][0]
+
+    def latest(self, vin: str) -> Readout | None:
+        """The latest readout kept for ``vin`` (without its proposal), or None. Raises
+        ReminderError."""
+        with self._reading("cannot read vehicles") as conn:
+            row = conn.execute("SELECT readout FROM vehicles WHERE vin = ?", (vin,)).fetchone()
+        if row is None:
+            return None
+        try:
+            return Readout.model_validate_json(row[0])
+        except ValidationError as exc:
+            raise ReminderError(f"reminder store: readout of {vin} unreadable: {exc}") from exc
 
     def sent_ids(self) -> set[str]:
         with self._reading("cannot read the ledger") as conn:

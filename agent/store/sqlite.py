@@ -1,13 +1,29 @@
 """The one way the agent's SQLite stores write: an immediate transaction under the store's lock,
-rolled back on any exception, with SQLite's errors translated into the store's own."""
+rolled back on any exception, with SQLite's errors translated into the store's own.
+
+And what every store does with a damaged file (a power cut on a cheap SD card, junk written
+over pages): :func:`is_corruption` tells damage from a full or read-only disk,
+:func:`quarantine_file` moves the file aside with a timestamp, :func:`salvage_rows` reads what
+SQLite still can from it and :func:`restore_rows` puts that into the fresh file. A store then
+goes on with the fresh file instead of failing on the damaged one forever.
+"""
 
 from __future__ import annotations
 
+import logging
+import mmap
+import os
+import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Literal
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -31,3 +47,180 @@ def immediate_transaction(conn: sqlite3.Connection, lock: threading.Lock | threa
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise translate(exc) from exc
+
+
+# -- private state: the files hold VINs and key ids ------------------------------------------------
+
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
+
+
+def make_private_dir(path: Path) -> None:
+    """Create the state directory 0700 whatever the umask (a directory that exists is left
+    as it is: the CLI warns when others may write to it). Raises OSError."""
+    if path.is_dir():
+        return
+    path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    os.chmod(path, PRIVATE_DIR_MODE)  # the umask may have taken bits the owner needs
+
+
+def create_private_file(path: Path) -> None:
+    """Create a store's file 0600 before SQLite opens it, whatever the umask: SQLite would
+    create it ``0644 & ~umask``, and gives its ``-wal`` and ``-shm`` the database file's
+    mode. A file that exists with group or other bits is narrowed to 0600, with a warning.
+    Never raises: where this cannot create the file, SQLite's open reports why."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE_MODE)
+    except FileExistsError:
+        for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            try:
+                mode = name.stat().st_mode & 0o777
+                if mode & 0o077:
+                    os.chmod(name, PRIVATE_FILE_MODE)
+                    log.warning("%s was mode %04o (readable by other users); now %04o", name,
+                                mode, PRIVATE_FILE_MODE)
+            except OSError:
+                continue
+        return
+    except OSError:
+        return
+    os.close(fd)
+    os.chmod(path, PRIVATE_FILE_MODE)  # a umask of 0o200 or so would leave it unwritable
+
+
+# -- a damaged file: quarantine, salvage, start afresh ---------------------------------------------
+
+SQLITE_CORRUPT = 11
+SQLITE_NOTADB = 26
+SALVAGE_MAX_PROBES = 1000  # reads past damage while salvaging one table
+SALVAGE_LINEAR_PROBES = 64  # one rowid further each time, then twice as far each time
+
+
+def is_corruption(exc: BaseException) -> bool:
+    """True when SQLite says the file is damaged ("database disk image is malformed", "file is
+    not a database") — not when the disk is full, read-only or locked, which heal by
+    themselves and must never cost the file."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (SQLITE_CORRUPT, SQLITE_NOTADB)
+    text = str(exc)
+    return (isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
+            and ("malformed" in text or "not a database" in text))
+
+
+def check_intact(conn: sqlite3.Connection) -> None:
+    """``PRAGMA quick_check`` (every page read once, no index cross-check): damage anywhere in
+    the file raises sqlite3.DatabaseError now, at open, instead of on some later read."""
+    problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check(3)")]
+    if problems != ["ok"]:
+        error = sqlite3.DatabaseError(f"database disk image is malformed ({'; '.join(problems)})")
+        error.sqlite_errorcode = SQLITE_CORRUPT
+        raise error
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantine:
+    """A damaged store file moved aside: where it went, when, why, what was recovered."""
+
+    path: Path
+    aside: Path
+    at: datetime
+    reason: str
+    salvaged: int = 0
+
+    def describe(self) -> str:
+        return (f"{self.path} was damaged ({self.reason}); moved to {self.aside}, "
+                f"{self.salvaged} row(s) salvaged into a fresh file")
+
+
+def quarantine_file(path: Path, reason: str, *, now: datetime | None = None) -> Quarantine:
+    """Rename ``path`` (and its ``-wal`` and ``-shm``) to ``{name}.corrupt-{UTC time}``; the
+    caller has closed its connection. Raises OSError when the rename fails."""
+    at = now if now is not None else datetime.now(timezone.utc)
+    stamp = at.strftime("%Y%m%dT%H%M%SZ")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while aside.exists():
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+        n += 1
+    path.rename(aside)
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            side.rename(aside.with_name(aside.name + suffix))
+    return Quarantine(path, aside, at, reason)
+
+
+def salvage_rows(aside: Path, table: str, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+    """The rows of ``table`` SQLite can still read from a quarantined file, in rowid order.
+
+    Reads by rowid ranges: where a page is damaged the read stops, and it starts again one
+    rowid further on (a damaged leaf page costs one probe per row it held, and the first row
+    after it is found), then ever further for a long damaged stretch, at most
+    :data:`SALVAGE_MAX_PROBES` times. Never raises: nothing readable gives an empty list."""
+    rows: list[tuple[Any, ...]] = []
+    try:
+        conn = sqlite3.connect(aside, isolation_level=None)
+        # Lets SQLite read a file shorter than its header says (cut by a power loss): without
+        # it every read of a truncated file fails, with it the pages that are there are read.
+        conn.execute("PRAGMA writable_schema=ON")
+    except sqlite3.Error:
+        return rows
+    query = f"SELECT rowid, {', '.join(columns)} FROM {table} WHERE rowid > ? ORDER BY rowid"
+    after, probes, misses = 0, 0, 0
+    try:
+        while probes <= SALVAGE_MAX_PROBES:
+            try:
+                for row in conn.execute(query, (after,)):
+                    rows.append(tuple(row[1:]))
+                    after, misses = int(row[0]), 0
+                return rows
+            except (sqlite3.Error, OverflowError, ValueError):
+                probes += 1
+                misses += 1
+                after += 1 if misses <= SALVAGE_LINEAR_PROBES else 2 ** (misses - SALVAGE_LINEAR_PROBES)
+                if after > 2**62:
+                    break
+    finally:
+        conn.close()
+    return rows
+
+
+def scan_for_ids(paths: Sequence[Path], pattern: bytes) -> set[str]:
+    """Every match of ``pattern``'s first group in the raw bytes of ``paths`` (a quarantined
+    file and its ``-wal``): the ids of rows on pages SQLite can no longer read are still there
+    as text. Includes rows deleted earlier whose bytes were not yet overwritten, so a match
+    means "may not have been delivered", not "lost". Never raises."""
+    found: set[str] = set()
+    compiled = re.compile(pattern)
+    for path in paths:
+        try:
+            with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0,
+                                                     access=mmap.ACCESS_READ) as data:
+                found.update(match.group(1).decode("utf-8", "replace")
+                             for match in compiled.finditer(data))
+        except (OSError, ValueError):  # missing, empty (mmap of 0 bytes) or unreadable
+            continue
+    return found
+
+
+def restore_rows(conn: sqlite3.Connection, table: str, columns: Sequence[str],
+                 rows: Sequence[tuple[Any, ...]]) -> int:
+    """Insert salvaged ``rows`` into the fresh file's ``table`` in one transaction, skipping any
+    that no longer fit its constraints; returns how many went in."""
+    placeholders = ", ".join("?" for _ in columns)
+    sql = f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"
+    restored = 0
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for row in rows:
+            try:
+                restored += conn.execute(sql, row).rowcount
+            except sqlite3.IntegrityError:
+                continue
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return restored

@@ -12,7 +12,8 @@ the agent will use it, and prints one finding per line::
     ok broker: TCP connection to broker:8883
     FAIL broker: MQTT 5 over TLS as user 'cbs-agent-S1-desk1': CONNACK refused: Not authorized
 
-Exit status 0 when every line is ``ok``, 1 otherwise. Nothing is published; the broker check
+Exit status 0 when every line is ``ok``, 1 otherwise; ``WARN`` lines (a state directory or
+password file open to other users, a password over plain ``mqtt://``) do not fail. Nothing is published; the broker check
 connects with the agent's client id plus ``-check``, so that a running agent (same broker,
 same credentials) is not thrown off by a session takeover. The password is never printed.
 
@@ -171,27 +172,14 @@ def check_broker(mqtt: MqttSettings, client_id: str, *,
 
 
 def _mqtt_connect(mqtt: MqttSettings, client_id: str, timeout_s: float) -> Finding:
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
+    from agent.mqtt.paho_link import error_string, is_success, new_client
 
     how = f"MQTT {mqtt.protocol}" + (" over TLS" if mqtt.tls else "") + (
         f" as user {mqtt.username!r}" if mqtt.username else " without credentials")
-    if mqtt.protocol == "5":
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=paho.MQTTv5)
-    else:
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=paho.MQTTv311, clean_session=True)
-    if mqtt.tls:
-        try:
-            client.tls_set(ca_certs=_opt(mqtt.ca_file), certfile=_opt(mqtt.certfile),
-                           keyfile=_opt(mqtt.keyfile), cert_reqs=ssl.CERT_REQUIRED,
-                           tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        except (OSError, ValueError) as exc:
-            return Finding(False, "broker", f"{how}: TLS files cannot be used: {exc}")
-        client.tls_insecure_set(mqtt.tls_insecure)
-    if mqtt.username is not None:
-        client.username_pw_set(mqtt.username, mqtt.password_value())
+    try:
+        client = new_client(mqtt, client_id)
+    except ConfigError as exc:
+        return Finding(False, "broker", f"{how}: TLS files cannot be used: {exc.__cause__ or exc}")
     result: list[str] = []
 
     def on_connect(_client: object, _userdata: object, _flags: object, reason_code: object,
@@ -210,9 +198,9 @@ def _mqtt_connect(mqtt: MqttSettings, client_id: str, timeout_s: float) -> Findi
         deadline = time.monotonic() + timeout_s
         while not result and time.monotonic() < deadline:
             rc = client.loop(timeout=0.1)
-            if rc != paho.MQTT_ERR_SUCCESS and not result:
+            if not is_success(rc) and not result:
                 return Finding(False, "broker", f"{how}: connection closed before CONNACK "
-                                                f"({paho.error_string(rc)})")
+                                                f"({error_string(rc)})")
     finally:
         client.disconnect()
     if not result:
@@ -239,6 +227,9 @@ def check_config(settings: AgentSettings, out: TextIO, *,
         out.flush()
 
     report(Finding(True, "config", _describe_settings(settings)))
+    from agent.config import security_warnings
+    for warning in security_warnings(settings):  # worth fixing, not failing
+        out.write(f"WARN config: {warning}\n")
     report(check_dbc(settings))
     report(check_state_dir(settings))
     report(check_reader(settings, hello_timeout_s=hello_timeout_s))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TextIO
 
@@ -18,38 +18,107 @@ from agent.readers.capture import read_capture
 from protocols.can_frame import CanFrame
 from protocols.session import SessionAccepted, SessionAssembler, SessionEvent
 
+EXIT_NOTHING_READ = 1
+
+
+class Progress:
+    """How far ``decode`` is, on stderr: one line rewritten in place on a terminal, else a
+    line every ``every_s`` (only when asked for with ``--progress``)."""
+
+    def __init__(self, err: TextIO, *, interactive: bool, every_s: float | None = None) -> None:
+        self.err = err
+        self.interactive = interactive
+        self.every_s = every_s if every_s is not None else (0.2 if interactive else 5.0)
+        self._clock = time.monotonic
+        self._last = -1e9
+        self.name = ""
+        self.sessions = 0
+        self._shown = False
+
+    def start(self, name: str) -> None:
+        self.name, self.sessions, self._last = name, 0, -1e9
+
+    def update(self, done: int, total: int) -> None:
+        now = self._clock()
+        if now - self._last < self.every_s and done < total:
+            return
+        self._last = now
+        share = f"{100 * done // total:3d} %" if total else "    "
+        line = (f"decode: {self.name} {share} ({done / 1e6:.1f} of {total / 1e6:.1f} MB), "
+                f"{self.sessions} sessions")
+        if self.interactive:
+            self.err.write("\r\x1b[K" + line)
+        else:
+            self.err.write(line + "\n")
+        self.err.flush()
+        self._shown = True
+
+    def finish(self) -> None:
+        if self._shown and self.interactive:
+            self.err.write("\n")
+            self.err.flush()
+        self._shown = False
+
 
 def decode_files(paths: Iterable[Path], fmt: str, pipeline: ReadoutPipeline, out: TextIO, *,
-                 db: Database, timeout_s: float = 0.5, err: TextIO = sys.stderr) -> int:
+                 db: Database, timeout_s: float = 0.5, err: TextIO = sys.stderr,
+                 progress: Progress | None = None,
+                 labels: Mapping[Path, str] | None = None) -> int:
     """Print one payload per line for every session in the captures, in capture order.
 
-    ``db`` is the key reader's DBC as wiring loaded it (shipped or configured).
-    Returns the exit code: 0 when every file was read, 1 when one was truncated or corrupt
-    (what came before is printed), 2 when one could not be read at all.
+    ``db`` is the key reader's DBC as wiring loaded it (shipped or configured). ``labels``
+    names files in messages (``-`` for what was read from stdin). Returns the exit code: 0
+    when every file was read, 1 when one was truncated or corrupt (what came before is
+    printed) or held no frames at all (empty, or not a capture), 2 when one could not be read.
     """
     code = 0
     for path in paths:
+        label = (labels or {}).get(path, str(path))
         assembler = SessionAssembler(timeout_s=timeout_s, db=db)
         counters = ReaderCounters()
         last_time = 0.0
+        emitted = 0
+        if progress is not None:
+            progress.start(label)
         try:
-            for event in read_capture(path, fmt, counters, serial_time=time.time()):
+            for event in read_capture(path, fmt, counters, serial_time=time.time(),
+                                      progress=None if progress is None else progress.update):
                 if isinstance(event, CanFrame):
                     last_time = max(last_time, event.timestamp)
-                    _emit(assembler.feed(event), pipeline, out)
+                    emitted += _emit(assembler.feed(event), pipeline, out)
                 elif isinstance(event, KeyRemoved):
-                    _emit(assembler.key_removed(event.at), pipeline, out)
+                    emitted += _emit(assembler.key_removed(event.at), pipeline, out)
+                if progress is not None:
+                    progress.sessions = emitted
         except CaptureError as exc:
             _emit(assembler.poll(last_time + timeout_s * 2 + 1), pipeline, out)
-            print(f"cbs-agent decode: {exc}", file=err)
+            if progress is not None:
+                progress.finish()
+            print(f"cbs-agent decode: {str(exc).replace(str(path), label, 1)}", file=err)
             code = max(code, 2 if isinstance(exc, CaptureUnreadableError) and counters.frames == 0 else 1)
             continue
         # A session the capture leaves open would time out on a live reader: say so.
-        _emit(assembler.poll(last_time + timeout_s * 2 + 1), pipeline, out)
+        emitted += _emit(assembler.poll(last_time + timeout_s * 2 + 1), pipeline, out)
+        if progress is not None:
+            progress.finish()
+        if emitted == 0 and counters.frames == 0 and not counters.dropped \
+                and not counters.bus_errors:
+            what = ("is empty" if _is_empty(path) else
+                    f"holds no frames of a key reader or CAN bus ({counters.ignored_bytes} bytes "
+                    "ignored): is it a capture?")
+            print(f"cbs-agent decode: {label}: {what}", file=err)
+            code = max(code, EXIT_NOTHING_READ)
     return code
 
 
-def _emit(events: list[SessionEvent], pipeline: ReadoutPipeline, out: TextIO) -> None:
+def _is_empty(path: Path) -> bool:
+    try:
+        return path.stat().st_size == 0
+    except OSError:
+        return False
+
+
+def _emit(events: list[SessionEvent], pipeline: ReadoutPipeline, out: TextIO) -> int:
     for event in events:
         if isinstance(event, SessionAccepted):
             readout = pipeline.readout(event)
@@ -57,4 +126,6 @@ def _emit(events: list[SessionEvent], pipeline: ReadoutPipeline, out: TextIO) ->
             pipeline.remember(event.session, readout)
         else:
             out.write(to_json(pipeline.rejection(event)) + "\n")
-    out.flush()
+    if events:
+        out.flush()
+    return len(events)

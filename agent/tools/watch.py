@@ -33,7 +33,6 @@ import queue
 import re
 import shutil
 import socket
-import ssl
 import sys
 import threading
 import unicodedata
@@ -45,6 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from agent.domain import i18n
+from agent.domain.express import express_verdict, reason_text
 
 if TYPE_CHECKING:
     import argparse
@@ -59,6 +59,7 @@ QUEUE_BOUND = 1000
 RECENT_VEHICLES = 6
 SEEN_IDS = 512
 REDRAW_EVERY_S = 1.0
+PIPE_WIDTH = 132  # a file or pipe has no width; lay the block out wide (nothing is cut anyway)
 
 # Words of this view that agent.domain.i18n does not have (yet); same shape as its LABELS.
 VIEW_LABELS: dict[str, dict[str, str]] = {
@@ -68,6 +69,8 @@ VIEW_LABELS: dict[str, dict[str, str]] = {
     "reader_unplugged": {"en": "reader unplugged", "de": "Leser getrennt", "zh": "读卡器未连接"},
     "broker_connecting": {"en": "connecting to the broker ...", "de": "verbinde mit dem Broker ...",
                           "zh": "正在连接服务器 ..."},
+    "broker_unreachable": {"en": "{reason}; retrying ...", "de": "{reason}; neuer Versuch ...",
+                           "zh": "{reason}；正在重试 ..."},
     "broker_lost": {"en": "broker connection lost, reconnecting ...",
                     "de": "Broker-Verbindung verloren, verbinde neu ...",
                     "zh": "服务器连接中断，正在重连 ..."},
@@ -81,6 +84,12 @@ VIEW_LABELS: dict[str, dict[str, str]] = {
                    "zh": "快速保养通道：否"},
     "occurrences": {"en": "{count}x", "de": "{count}x", "zh": "{count} 次"},
     "stored_dtc": {"en": "stored", "de": "gespeichert", "zh": "已存储"},
+    "key_slot": {"en": "Key slot {slot}", "de": "Schlüsselplatz {slot}", "zh": "钥匙位置 {slot}"},
+    # Why an item is overdue although kilometres are left (status "overdue", km_left > 0).
+    "overdue_by_date": {"en": "overdue by date", "de": "Termin überschritten",
+                        "zh": "已超过到期日期"},
+    "overdue_by_wear": {"en": "overdue by wear (0 %)", "de": "verschlissen (0 %)",
+                        "zh": "已磨损（0 %）"},
     "slot": {"en": "slot", "de": "Platz", "zh": "位置"},
     "vehicle_test": {"en": "Vehicle test", "de": "Fahrzeugtest", "zh": "车辆检测"},
     "test_summary": {"en": "{outcome}: {ecus} control units, {dtcs} faults ({confirmed} confirmed)",
@@ -89,7 +98,34 @@ VIEW_LABELS: dict[str, dict[str, str]] = {
     "warning_lamp": {"en": "WARNING LAMP ON", "de": "WARNLEUCHTE AN", "zh": "警告灯亮"},
     "vin_mismatch": {"en": "VIN MISMATCH: {units}", "de": "FIN ABWEICHEND: {units}",
                      "zh": "车架号不一致：{units}"},
+    "more_lines": {"en": "+{count} more lines (enlarge the window)",
+                   "de": "+{count} weitere Zeilen (Fenster vergrößern)",
+                   "zh": "还有 {count} 行（请放大窗口）"},
+    "reminders_planned": {"en": "Reminders planned", "de": "Erinnerungen geplant",
+                          "zh": "计划提醒"},
 }
+
+
+def status_word(key: str, lang: str) -> str:
+    """A status word as the view shows every one of them: in capitals (OK, DUE SOON,
+    OVERDUE, ONLINE, OFFLINE, ACTIVE, STORED, CONFIRMED), so no two casings meet on a
+    screen."""
+    return text(key, lang).upper()
+
+
+def join_words(lang: str, *words: str) -> str:
+    """Words of one phrase: with spaces, except in Chinese, which writes none ("钥匙位置")."""
+    return ("" if lang == "zh" else " ").join(word for word in words if word)
+
+
+def local_date(value: object, lang: str) -> str:
+    """A payload date (``2027-01-28``) as the language writes it: ``28.01.2027`` in German,
+    ISO elsewhere; anything else as it is."""
+    text_value = str(value)
+    if lang == "de" and re.fullmatch(r"\d{4}-\d{2}-\d{2}", text_value):
+        year, month, day = text_value.split("-")
+        return f"{day}.{month}.{year}"
+    return text_value
 
 
 def text(key: str, lang: str, **fields: object) -> str:
@@ -162,6 +198,37 @@ def clip(line: str, width: int) -> str:
     return "".join(out) + (RESET if _ANSI_RE.search(line) else "")
 
 
+def wrap(line: str, width: int, indent: str = "   ") -> list[str]:
+    """``line`` (ANSI codes allowed) in pieces of at most ``width`` columns; continuation
+    pieces start with ``indent``."""
+    if display_width(line) <= width or width <= len(indent) + 1:
+        return [clip(line, width)]
+    pieces: list[str] = []
+    rest = line
+    while display_width(rest) > width:
+        head = clip(rest, width)
+        plain = _ANSI_RE.sub("", head)
+        following = _ANSI_RE.sub("", rest)[len(plain):len(plain) + 1]
+        space = plain.rfind(" ")
+        if following not in ("", " ") and space > width // 2:  # break between words
+            head = clip(rest, display_width(plain[:space]))
+            plain = plain[:space]
+        pieces.append(head)
+        consumed = len(plain)
+        # Skip the same number of visible characters in ``rest`` (codes travel with them).
+        i = seen = 0
+        while i < len(rest) and seen < consumed:
+            match = _ANSI_RE.match(rest, i)
+            if match:
+                i = match.end()
+                continue
+            i += 1
+            seen += 1
+        rest = indent + rest[i:].lstrip(" ")
+    pieces.append(rest)
+    return pieces
+
+
 def _style(value: str, style: str, color: bool) -> str:
     return f"\x1b[{STYLES[style]}m{value}{RESET}" if color and value else value
 
@@ -199,6 +266,7 @@ class WatchState:
     prefix: str = "cbs/v1"
     broker_connected: bool = False
     broker_was_connected: bool = False
+    broker_error: str | None = None  # why the last connect failed, until one succeeds
     current: dict[str, Any] | None = None
     diagnosis: dict[str, Any] | None = None  # the latest vehicle test (cbs.diagnosis/1)
     rejection: dict[str, Any] | None = None  # shown while it is newer than ``current``
@@ -275,7 +343,7 @@ def _recent(data: dict[str, Any]) -> RecentVehicle:
                          reader=str(data.get("reader", "")), vin=str(vehicle.get("vin", "?")),
                          mileage_km=vehicle.get("mileage_km"),
                          status=str(summary.get("status", "")),
-                         express=bool(summary.get("express_eligible")))
+                         express=express_verdict(data).eligible)
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -301,7 +369,7 @@ def _local_time(stamp: str) -> str:
 
 
 def _badge(status: str, lang: str, color: bool) -> str:
-    name = text(status, lang) if status in ("ok", "due_soon", "overdue") else status or "?"
+    name = status_word(status, lang) if status in ("ok", "due_soon", "overdue") else status or "?"
     label = fit(f" {name.upper()}", 14)
     if not color:
         return f"[{fit(name.upper(), 12)}]"
@@ -315,18 +383,21 @@ def _header(state: WatchState, *, lang: str, color: bool, site: str | None, read
     readers = []
     for (s, r), view in sorted(state.readers.items()):
         if view.state == "online" and view.connected is not False:
-            mark, style, word = "●", "green", text("reader_online", lang)
+            mark, style, word = "●", "green", status_word("reader_online", lang)
         elif view.state == "online":
-            mark, style, word = "●", "yellow", text("reader_unplugged", lang)
+            mark, style, word = "●", "yellow", status_word("reader_unplugged", lang)
         elif view.state == "offline":
-            mark, style, word = "○", "red", text("reader_offline", lang)
+            mark, style, word = "○", "red", status_word("reader_offline", lang)
         else:
             continue
         name = r if site is not None else f"{s}/{r}"
         readers.append(_style(f"{mark} {name} {word}", style, color))
     clock = now.astimezone().strftime("%H:%M:%S")
     lines = [_style(left, "bold", color) + "   " + "  ".join(readers) + f"   {clock}"]
-    if not state.broker_connected:
+    if not state.broker_connected and state.broker_error:
+        lines.append(_style(f" {text('broker_unreachable', lang, reason=state.broker_error)}",
+                            "red", color))
+    elif not state.broker_connected:
         key = "broker_lost" if state.broker_was_connected else "broker_connecting"
         lines.append(_style(f" {text(key, lang)}", "yellow", color))
     return lines
@@ -335,12 +406,12 @@ def _header(state: WatchState, *, lang: str, color: bool, site: str | None, read
 def _summary_bar(summary: dict[str, Any], *, lang: str, color: bool, width: int) -> str:
     """One full-width bar in the colour of the worst status: readable from across the desk."""
     status = str(summary.get("status", ""))
-    words = [text(status, lang).upper() if status in ("ok", "due_soon", "overdue") else "?"]
+    words = [status_word(status, lang) if status in ("ok", "due_soon", "overdue") else "?"]
     next_due = _dict(summary.get("next_due"))
     if next_due:
         words.append(f"{text('next_due', lang)}: "
                      f"{i18n.service_name(str(next_due.get('type', 'unknown')), lang)} "
-                     f"{next_due.get('due_date', '')}")
+                     f"{local_date(next_due.get('due_date', ''), lang)}")
     bar = "   " + "   ·   ".join(words)
     if not color:
         return f" >> {bar.strip()} <<"
@@ -362,8 +433,9 @@ def _vehicle_lines(data: dict[str, Any], *, lang: str, color: bool, width: int) 
     lines = [vin_part + " " * gap + mileage_part]
     details = [f"{text('read_at', lang)} {_local_time(str(data.get('read_at', '')))}"
                f" ({data.get('site', '?')}/{data.get('reader', '?')})",
-               f"{text('key', lang)} {text('slot', lang)} {key.get('slot', '?')}",
-               f"{text('data_date', lang)} {vehicle.get('data_date') or na}"]
+               text("key_slot", lang, slot=key.get("slot", "?")),
+               f"{text('data_date', lang)} "
+               f"{local_date(vehicle.get('data_date'), lang) if vehicle.get('data_date') else na}"]
     if vehicle.get("fuel_level_pct") is not None:
         details.append(f"{text('fuel_level', lang)} {vehicle['fuel_level_pct']} %")
     lines.append(" " + "  ·  ".join(details))
@@ -374,7 +446,7 @@ def _vehicle_lines(data: dict[str, Any], *, lang: str, color: bool, width: int) 
     name_w = max(24, min(40, width - 60))
     heading = (f" {fit(text('service', lang), name_w)} {fit(text('status', lang), 14)} "
                f"{fit(text('due', lang), 12)} {rfit(text('days_left', lang), 10)} "
-               f"{rfit(text('km_left', lang), 16)}")
+               f"{rfit(text('km_left', lang), 18)}")
     lines.append(_style(heading, "bold", color))
     services = _list(data.get("services"))
     if not services:
@@ -391,23 +463,37 @@ def _vehicle_lines(data: dict[str, Any], *, lang: str, color: bool, width: int) 
             name += f" (0x{int(item.get('code', 0)):02X})"
         if status in ("due_soon", "overdue"):
             due_items.append(name)
+        if display_width(name) > name_w:  # never cut a name: it takes a line of its own
+            lines.append(f" {name}")
+            name = ""
         km_text = na if km_left is None else f"{_number(km_left, lang)} {text('unit_km', lang)}"
-        lines.append(
-            f" {fit(name, name_w)} {_badge(status, lang, color)} "
-            f"{fit(str(forecast.get('due_date') or na), 12)} "
-            f"{rfit(na if days is None else str(days), 10)} {rfit(km_text, 16)}")
+        due = forecast.get("due_date")
+        row = (f" {fit(name, name_w)} {_badge(status, lang, color)} "
+               f"{fit(local_date(due, lang) if due else na, 12)} "
+               f"{rfit(na if days is None else str(days), 10)} {rfit(km_text, 18)}")
+        spread = i18n.forecast_range_words(forecast, lang)
+        if spread:
+            row += f"  {spread}"
+        if status == "overdue" and isinstance(km_left, int | float) and km_left > 0:
+            # Kilometres are left, so the calendar or the wear made it overdue: say which.
+            worn = item.get("availability_pct") == 0
+            row += f"  ({text('overdue_by_wear' if worn else 'overdue_by_date', lang)})"
+        lines.append(row)
     lines.append("")
 
+    planned = _planned_reminders(data, lang)
+    if planned:
+        lines.append(f" {text('reminders_planned', lang)}: {' · '.join(planned)}")
     checks = [_dict(c) for c in _list(data.get("check_control"))]
     active = [c for c in checks if c.get("status") == "active"]
     stored = [c for c in checks if c.get("status") != "active"]
     dtcs = [_dict(d) for d in _list(data.get("dtcs"))]
     labels = [text("check_control", lang), text("faults", lang)]
     label_w = max(display_width(label) for label in labels) + 3
-    cc_parts = [_style(f"{c.get('id')} {text('active', lang)}", "red", color)
+    cc_parts = [_style(f"{c.get('id')} {status_word('active', lang)}", "red", color)
                 + f" ({_number(c.get('mileage_km', 0), lang)} {text('unit_km', lang)})"
                 for c in active]
-    cc_parts += [f"{c.get('id')} {text('stored', lang)}" for c in stored]
+    cc_parts += [f"{c.get('id')} {status_word('stored', lang)}" for c in stored]
     lines.append(f" {fit(labels[0], label_w)}"
                  + (", ".join(cc_parts) if cc_parts else text("none", lang)))
     dtc_parts = []
@@ -416,25 +502,22 @@ def _vehicle_lines(data: dict[str, Any], *, lang: str, color: bool, width: int) 
                 f"ECU 0x{int(dtc.get('ecu', 0)):02X} "
                 f"{text('occurrences', lang, count=dtc.get('occurrences', '?'))}")
         if dtc.get("confirmed"):
-            dtc_parts.append(_style(f"{part} {text('confirmed', lang)}", "red", color))
+            dtc_parts.append(_style(join_words(lang, part, status_word("confirmed", lang)),
+                                    "red", color))
         else:
-            dtc_parts.append(f"{part} {text('stored_dtc', lang)}")
+            dtc_parts.append(join_words(lang, part, status_word("stored_dtc", lang)))
     lines.append(f" {fit(labels[1], label_w)}"
                  + (", ".join(dtc_parts) if dtc_parts else text("none", lang)))
     lines.append("")
 
-    express = bool(summary.get("express_eligible"))
+    verdict = express_verdict(data)  # the one rule, with its reasons (docs/express-lane.md)
+    express = verdict.eligible
     banner = f"   {text('express_yes' if express else 'express_no', lang)}   "
-    why = []
-    if not express:
-        # What the payload itself shows; a due item outside the configured express set is
-        # the remaining reason, and the view does not know that set.
-        if not due_items:
-            why.append(text("nothing_due", lang))
-        if active:
-            why.append(f"{text('check_control', lang)} {text('active', lang)}")
-        if any(d.get("confirmed") for d in dtcs):
-            why.append(f"{text('faults', lang)} {text('confirmed', lang)}")
+    why = [reason_text(reason, lang) for reason in verdict.reasons]
+    gross = _dict(_dict(data.get("proposal")).get("totals")).get("gross")
+    if gross is not None:
+        currency = _dict(data.get("proposal")).get("currency", "")
+        why.insert(0, f"{text('gross', lang)} {gross} {currency}")
     reasons = f"  {' · '.join(why)}" if why else ""
     if color:
         lines.append(" " + _style(banner, "ok" if express else "reverse", True) + reasons)
@@ -463,6 +546,23 @@ def _diagnosis_lines(data: dict[str, Any], *, lang: str, color: bool) -> list[st
         lines.append(" " + _style(f" {text('vin_mismatch', lang, units=', '.join(units))} ",
                                   "overdue", color))
     return lines
+def _planned_reminders(data: dict[str, Any], lang: str, window_days: int = 30) -> list[str]:
+    """The reminders the agent will send for this vehicle (docs/reminders.md): on the day an
+    item's due date comes within the window, for items not already due at this read."""
+    from datetime import date, timedelta
+
+    read = str(data.get("read_at", ""))[:10]
+    planned = []
+    for item in (_dict(x) for x in _list(data.get("services"))):
+        forecast = _dict(item.get("forecast"))
+        due = forecast.get("due_date_early") or forecast.get("due_date")  # docs/reminders.md
+        try:
+            day = date.fromisoformat(str(due)) - timedelta(days=window_days)
+            if day > date.fromisoformat(read):
+                planned.append(f"{i18n.service_name(str(item.get('type')), lang)} {local_date(day.isoformat(), lang)}")
+        except ValueError:
+            continue
+    return planned
 
 
 def render(state: WatchState, *, width: int = 100, height: int = 40, lang: str = "en",
@@ -498,7 +598,13 @@ def render(state: WatchState, *, width: int = 100, height: int = 40, lang: str =
             lines.append(f" {_local_time(vehicle.read_at)}  {vehicle.vin}  {rfit(mileage, 14)}  "
                          f"{_style(fit(status_text, 14), style, color)} "
                          f"{vehicle.site}/{vehicle.reader}{express}")
-    return [clip(line, width) for line in lines[:max(1, height)]]
+    # Nothing is cut silently: long lines wrap, and what does not fit the height is counted.
+    out = [part for line in lines for part in wrap(line, width)]
+    if len(out) > max(1, height):
+        keep = max(1, height - 1)
+        hidden = len(out) - keep
+        out = out[:keep] + [clip(f" … {text('more_lines', lang, count=hidden)}", width)]
+    return out
 
 
 # -- the terminal edge --------------------------------------------------------------------------
@@ -546,22 +652,9 @@ def _subscriptions(prefix: str, site: str | None, reader: str | None) -> list[st
 
 
 def _make_client(mqtt: MqttSettings, client_id: str) -> Any:
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
+    from agent.mqtt.paho_link import new_client
 
-    if mqtt.protocol == "5":
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
-    else:
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=paho.MQTTv311, clean_session=True)
-    if mqtt.tls:
-        client.tls_set(ca_certs=None if mqtt.ca_file is None else str(mqtt.ca_file),
-                       certfile=None if mqtt.certfile is None else str(mqtt.certfile),
-                       keyfile=None if mqtt.keyfile is None else str(mqtt.keyfile),
-                       cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        client.tls_insecure_set(mqtt.tls_insecure)
-    if mqtt.username is not None:
-        client.username_pw_set(mqtt.username, mqtt.password_value())
+    client = new_client(mqtt, client_id)
     client.reconnect_delay_set(max(1, round(mqtt.reconnect_min_s)),
                                max(1, round(min(mqtt.reconnect_max_s, 10.0))))
     return client
@@ -578,18 +671,18 @@ def run_watch(mqtt: MqttSettings, *, site: str | None = None, reader: str | None
               terminal_size: Callable[[], os.terminal_size] = shutil.get_terminal_size) -> int:
     """Subscribe and show readouts until ``stop`` is set (the CLI sets it on SIGTERM/SIGINT).
     Returns 0. Raises :class:`~agent.errors.ConfigError` if the TLS files cannot be used."""
-    from agent.errors import ConfigError
 
     lang = i18n.check_language(lang)
     interactive = out.isatty() if interactive is None else interactive
     color = interactive and "NO_COLOR" not in os.environ if color is None else color
-    events: queue.Queue[tuple[str, bytes] | bool] = queue.Queue(maxsize=QUEUE_BOUND)
+    # (topic, payload), True/False for connected/disconnected, or why a connect failed
+    events: queue.Queue[tuple[str, bytes] | bool | str] = queue.Queue(maxsize=QUEUE_BOUND)
     state = WatchState(prefix=mqtt.prefix)
     dropped = 0
 
     def on_connect(client: Any, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
         if getattr(reason_code, "is_failure", False):
-            log.warning("broker refused the connection: %s", reason_code)
+            _put(f"the broker at {mqtt.host}:{mqtt.port} refused the connection: {reason_code}")
             return
         client.subscribe([(topic, 1) for topic in _subscriptions(mqtt.prefix, site, reader)])
         _put(True)
@@ -597,22 +690,24 @@ def run_watch(mqtt: MqttSettings, *, site: str | None = None, reader: str | None
     def on_disconnect(*_args: Any) -> None:
         _put(False)
 
+    def on_connect_fail(*_args: Any) -> None:  # paho says only that it failed
+        from agent.tools.mqtt_client import connect_failure
+        _put(connect_failure(mqtt))
+
     def on_message(_client: Any, _userdata: Any, message: Any) -> None:
         _put((message.topic, bytes(message.payload)))
 
-    def _put(item: tuple[str, bytes] | bool) -> None:
+    def _put(item: tuple[str, bytes] | bool | str) -> None:
         nonlocal dropped
         try:
             events.put_nowait(item)
         except queue.Full:  # the screen is behind; a newer message will follow
             dropped += 1
 
-    try:
-        client = _make_client(mqtt, _client_id())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"mqtt TLS files cannot be used: {exc}") from exc
+    client = _make_client(mqtt, _client_id())  # ConfigError when the TLS files are unusable
     client.on_connect = on_connect
     client.on_disconnect = on_disconnect
+    client.on_connect_fail = on_connect_fail
     client.on_message = on_message
     client.connect_async(mqtt.host, mqtt.port, keepalive=mqtt.keepalive_s)
     client.loop_start()
@@ -631,6 +726,13 @@ def run_watch(mqtt: MqttSettings, *, site: str | None = None, reader: str | None
                         if isinstance(item, bool):
                             state.broker_connected = item
                             state.broker_was_connected |= item
+                            if item:
+                                state.broker_error = None
+                        elif isinstance(item, str):
+                            if item != state.broker_error and not interactive:
+                                print(f"cbs-agent watch: {item}; retrying", file=sys.stderr,
+                                      flush=True)
+                            state.broker_error = item
                         else:
                             before = state.generation
                             state.apply(*item)
@@ -641,7 +743,8 @@ def run_watch(mqtt: MqttSettings, *, site: str | None = None, reader: str | None
                 size = terminal_size()
                 # A file or pipe has no height: print the whole block.
                 height = size.lines if interactive else 10_000
-                lines = render(state, width=size.columns, height=height, lang=lang,
+                width = size.columns if interactive else max(size.columns, PIPE_WIDTH)
+                lines = render(state, width=width, height=height, lang=lang,
                                color=color, site=site, reader=reader)
                 if interactive:
                     screen.draw(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -44,8 +45,16 @@ def test_worked_example_by_hand() -> None:
     # s = 1 - 0.8906 * 0.96 * 0.9725 = 0.1686 -> factor 1 + 0.1686 = 1.17.
     assert result.estimate == Estimate(km_per_day=28.2, km_per_day_basis="vehicle_age", climate_factor=1.17)
     # Oil: 1800 km / (28.2 * 1.17 = 32.994 km/day) = 54.56 days -> day 55 after 2026-11-25.
+    # The interval (contract: due_date_early / due_date_late, docs/forecast.md "The interval"):
+    # log-variance of the daily distance by vehicle age, drift d = 0.12^2 / 365.25 per day:
+    # d * 1716 / 3 + 0.5^2 / 1716 + 0.15^2 = 0.0452; over the 54.56 days ahead
+    # + d * 54.56 / 3 + 0.25 / 54.56 = 0.0498; oil's climate factor 0.1^2 and limit 0.06^2:
+    # 0.0641, sd 0.2532, x exp(-+1.2816 * 0.2532) = / 1.3833 -> 39.44 and 75.47 days -> days
+    # 40 and 76 after 2026-11-25.
     assert result.services[0] == ServiceForecast(status="due_soon", due_date=date(2027, 1, 19),
-                                                 basis="distance", days_left=53, km_left=1800)
+                                                 basis="distance", days_left=53, km_left=1800,
+                                                 due_date_early=date(2027, 1, 4),
+                                                 due_date_late=date(2027, 2, 9))
     # Brake fluid: time only, the last day of 2027-03.
     assert result.services[1] == ServiceForecast(status="ok", due_date=date(2027, 3, 31), basis="time",
                                                  days_left=124, km_left=None)
@@ -84,8 +93,11 @@ def test_negative_remaining_km_is_overdue_in_the_past() -> None:
     # Past the limit by the key: due on the data date (2026-11-25), the last day it is known
     # to have been overdue; when it crossed the limit is not known.
     f = run(session(item(0, remaining=-500)), ).services[0]
+    # The interval: the data date is its late end; the early end projects the 500 km back at
+    # the slow end of the daily distance (-17.7 days at 28.2 km/day, spread -> -25 days).
     assert f == ServiceForecast(status="overdue", due_date=date(2026, 11, 25), basis="distance",
-                                days_left=-2, km_left=-500)
+                                days_left=-2, km_left=-500, due_date_early=date(2026, 10, 31),
+                                due_date_late=date(2026, 11, 25))
 
 
 def test_zero_remaining_on_the_read_date_is_due_the_day_before() -> None:
@@ -409,3 +421,88 @@ def test_results_are_deterministic() -> None:
     s = worked_example()
     h = [past(moved(s, mileage=47_000, data_date=date(2026, 10, 1)))]
     assert run(s, history=h) == run(s, history=list(h))
+
+
+# --- the interval (due_date_early / due_date_late) ---------------------------------------------
+def _width(f: ServiceForecast) -> int:
+    return (f.due_date_late - f.due_date_early).days
+
+
+def _oil(remaining: int) -> object:
+    return item(0, CbsType.ENGINE_OIL, availability=60, remaining=remaining, due=(2028, 6), count=2,
+                history=ServiceHistory(30_000, 2025, 11, 15_000, 24))
+
+
+def _steady_history(now, *, visits: int, km_per_day: float, scatter: float = 0.0):
+    """``visits`` earlier readouts, 60 days apart, driven at ``km_per_day`` (+- ``scatter``
+    alternately), the oil's remaining km falling one for one."""
+    out, mileage, remaining = [], now.vehicle.mileage_km, now.services[0].remaining_km
+    day = now.vehicle.data_date
+    for n in range(visits):
+        rate = km_per_day * (1 + (scatter if n % 2 else -scatter))
+        mileage -= round(rate * 60)
+        remaining += round(rate * 60)
+        day -= timedelta(days=60)
+        out.append(past(moved(now, mileage=mileage, data_date=day,
+                              services=(_oil(remaining),))))
+    return out
+
+
+def test_interval_holds_the_due_date_and_a_sure_calendar_limit_is_exact() -> None:
+    result = run(worked_example())
+    oil, fluid = result.services[0], result.services[1]
+    assert oil.due_date_early < oil.due_date < oil.due_date_late
+    assert fluid.due_date_early == fluid.due_date == fluid.due_date_late == date(2027, 3, 31)
+
+
+def test_interval_late_end_never_passes_the_due_month() -> None:
+    # 9,000 km at 28 km/day is about 290 days; the due month 2027-03 comes first, but the early
+    # end of the distance limit may come before it.
+    s = session(item(0, CbsType.ENGINE_OIL, remaining=9_000, due=(2027, 3), count=1))
+    f = run(s).services[0]
+    assert f.basis == "time" and f.due_date_late == f.due_date == date(2027, 3, 31)
+    assert f.due_date_early <= f.due_date
+
+
+def test_interval_narrows_as_the_history_grows() -> None:
+    now = session(_oil(9_000), mileage=60_000)
+    first = run(now).services[0]
+    widths = [_width(run(now, history=_steady_history(now, visits=n, km_per_day=30.0)).services[0])
+              for n in (1, 3, 6)]
+    # A first visit knows only the vehicle's age; one earlier visit gives its own daily distance
+    # and oil rate; more visits show how steady it is. (Much older readouts do not narrow it
+    # further: today's pace may have drifted from them.)
+    assert _width(first) > widths[0] > widths[1] > 0 and widths[2] < widths[0]
+
+
+def test_interval_widens_with_an_erratic_daily_distance() -> None:
+    now = session(_oil(9_000), mileage=60_000)
+    steady = run(now, history=_steady_history(now, visits=6, km_per_day=30.0)).services[0]
+    erratic = run(now, history=_steady_history(now, visits=6, km_per_day=30.0, scatter=0.6)).services[0]
+    assert _width(erratic) > _width(steady)
+
+
+def test_interval_widens_with_the_lead_time() -> None:
+    near = run(session(_oil(3_000), mileage=60_000)).services[0]
+    far = run(session(_oil(12_000), mileage=60_000)).services[0]
+    assert _width(far) > _width(near)
+
+
+def test_interval_of_a_brake_pad_spans_both_readings_of_its_thickness() -> None:
+    # Remaining km and the availability trend since the last service read the same thickness:
+    # the earlier sets the due date, the later still bounds the late end.
+    pads = item(0, CbsType.BRAKE_PADS_FRONT, availability=50, remaining=10_000, count=1,
+                history=ServiceHistory(28_371, 2024, 6, None, None))
+    f = run(session(pads)).services[0]
+    rates = run(session(pads)).item_rates[0]
+    wear_days = 50 / (rates.wear_pct_per_km * rates.km_per_day)
+    distance_days = 10_000 / rates.km_per_day
+    assert distance_days < wear_days
+    assert f.basis == "distance" and f.due_date_late > DATA + timedelta(days=math.ceil(wear_days))
+
+
+def test_settings_without_spread_give_a_point_interval() -> None:
+    flat = ForecastSettings(km_per_day_day_sd=0, km_per_day_drift_sd_per_year=0, km_per_day_age_sd=0,
+                            km_per_day_fleet_sd=0, climate_factor_sd=0, severity_limit_sd=0)
+    f = run(session(_oil(9_000)), settings=flat).services[0]
+    assert f.due_date_early == f.due_date == f.due_date_late

@@ -130,3 +130,28 @@ def test_small_bench_beats_the_naive_forecast(fleet, tmp_path: Path) -> None:
         ours, naive = table[visit]["forecast"], table[visit]["naive"]
         assert ours["median"] < naive["median"] * 0.6, (visit, ours, naive)
         assert ours["mean"] < naive["mean"], (visit, ours, naive)
+
+
+def test_next_visit_is_the_following_reception_day(fleet) -> None:
+    for _, readouts in fleet:
+        receptions = [r.read_at.date() for r in readouts if r.moment == "reception"]
+        for r in readouts:
+            later = [d for d in receptions if d > r.read_at.date()]
+            assert r.next_visit == (later[0] if later else None)
+
+
+def test_small_bench_prints_the_interval_and_the_advice(fleet, tmp_path: Path) -> None:
+    logging.getLogger("agent.store.history").setLevel(logging.ERROR)
+    try:
+        samples, _ = forecast_accuracy.evaluate(fleet, ForecastSettings(timezone="Europe/Berlin"),
+                                                tmp_path)
+    finally:
+        logging.getLogger("agent.store.history").setLevel(logging.NOTSET)
+    intervals = forecast_accuracy.interval_table(samples)
+    # Thirty vehicles are too few to calibrate on; the interval still holds most true days.
+    for name in ("engine_oil / later", "all / later"):
+        assert 0.6 <= intervals[name]["coverage"] <= 0.97, (name, intervals[name])
+    assert "coverage" in forecast_accuracy.render_intervals(intervals)
+    advice = forecast_accuracy.advice_table(samples)
+    assert advice["all / early date"]["offered"] >= advice["all / due date"]["offered"]
+    assert "next visit" in forecast_accuracy.render_advice(advice)

@@ -5,7 +5,8 @@
 * a higher daily distance never gives a later one (for every item; one the key marks overdue by
   distance is due on its data date, or the day before the read date if that is earlier);
 * an item the key marks overdue is always ``overdue``; ``overdue`` exactly when days_left < 0;
-* the summary agrees with the items.
+* the summary agrees with the items;
+* the interval holds the due date and never reaches past the due month.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from agent.domain.forecast import (
     PastReading,
     forecast_item,
     forecast_session,
+    last_day_of_month,
 )
 from protocols.cbs_types import CODE_TO_TYPE
 from protocols.key_session import KeySession, ServiceHistory, ServiceItem, UsageData, VehicleData
@@ -231,3 +233,22 @@ def test_status_rules(case) -> None:
     assert RANK[summary.status] == max(RANK[f.status] for _, f in forecasts)
     assert summary.next_due.due_date == min(f.due_date for _, f in forecasts)
     assert result.estimate.climate_factor >= 1.0
+
+
+@PROPERTIES
+@given(cases())
+def test_interval_rules(case) -> None:
+    """The contract's interval: early <= due <= late; late never after the due month; both the
+    due month when the calendar limit is the only one."""
+    s, read_at, history, cfg = case
+    result = forecast_session(s, read_at, history, cfg)
+    for it in s.services:
+        f = result.services[it.index]
+        if f is None:
+            continue
+        assert f.due_date_early <= f.due_date <= f.due_date_late
+        if it.due_month is not None:
+            month_end = last_day_of_month(it.due_year, it.due_month)
+            assert f.due_date_late <= month_end
+            if it.remaining_km is None and (it.availability_pct is None or it.availability_pct > 100):
+                assert f.due_date_early == f.due_date_late == month_end

@@ -15,6 +15,8 @@ from agent.domain.i18n import (
     UnknownLabelError,
     UnsupportedLanguageError,
     check_language,
+    due_range_words,
+    forecast_range_words,
     label,
     service_name,
 )
@@ -102,3 +104,24 @@ def test_errors() -> None:
     with pytest.raises(UnknownLabelError) as caught:
         label("no_such_key", "en")
     assert isinstance(caught.value, KeyError) and isinstance(caught.value, CbsError)
+
+
+@pytest.mark.parametrize(("early", "late", "en", "de", "zh"), [
+    (40, 70, "in 40-70 days", "in 40-70 Tagen", "40-70 天后"),
+    (12, 12, "in 12 days", "in 12 Tagen", "12 天后"),
+    (0, 0, "today", "heute", "今天"),
+    (-10, -3, "3-10 days ago", "vor 3-10 Tagen", "3-10 天前"),
+    (-5, -5, "5 days ago", "vor 5 Tagen", "5 天前"),
+    (-4, 20, "between 4 days ago and 20 days from now", "zwischen vor 4 Tagen und in 20 Tagen",
+     "4 天前至 20 天后之间"),
+])
+def test_due_range_in_words(early: int, late: int, en: str, de: str, zh: str) -> None:
+    assert [due_range_words(early, late, lang) for lang in ("en", "de", "zh")] == [en, de, zh]
+
+
+def test_forecast_range_in_words_from_a_payload() -> None:
+    forecast = {"due_date": "2027-01-19", "days_left": 53, "due_date_early": "2027-01-04",
+                "due_date_late": "2027-02-09"}
+    assert forecast_range_words(forecast, "en") == "in 38-74 days"
+    # A forecast of an earlier version has no interval: nothing to say.
+    assert forecast_range_words({"due_date": "2027-01-19", "days_left": 53}, "de") is None

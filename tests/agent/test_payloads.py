@@ -58,7 +58,9 @@ def test_services(readout: dict) -> None:
                    "remaining_km": 1800, "due_month": "2027-02", "service_count": 4,
                    "last_service": {"mileage_km": 30000, "month": "2025-11"},
                    "interval_km": 15000, "interval_months": 24}
-    assert set(forecast) == {"status", "due_date", "basis", "days_left", "km_left"}
+    assert set(forecast) == {"status", "due_date", "basis", "days_left", "km_left",
+                             "due_date_early", "due_date_late"}  # the interval: a compatible addition
+    assert forecast["due_date_early"] <= forecast["due_date"] <= forecast["due_date_late"]
     assert forecast["km_left"] == 1800
     assert forecast["status"] == "due_soon"  # 1,800 km left is inside the 2,000 km horizon
     fluid_forecast = fluid.pop("forecast")
@@ -66,8 +68,10 @@ def test_services(readout: dict) -> None:
                      "remaining_km": None, "due_month": "2027-03", "service_count": 1,
                      "last_service": None, "interval_km": None, "interval_months": None}
     # Only the due month is known: the last day of March 2027.
+    # The calendar limit is sure: both ends of the interval are that day.
     assert fluid_forecast == {"status": "ok", "due_date": "2027-03-31", "basis": "time",
-                              "days_left": 124, "km_left": None}
+                              "days_left": 124, "km_left": None,
+                              "due_date_early": "2027-03-31", "due_date_late": "2027-03-31"}
 
 
 def test_check_control_and_dtcs(readout: dict) -> None:

@@ -300,3 +300,29 @@ def test_readout_round_trips_with_its_proposal() -> None:
     again = Readout.model_validate_json(to_json(readout))
     assert again == readout
     assert again.proposal is not None and again.proposal.totals.gross == Decimal("229.65")
+
+
+def _with_interval(item: ServiceEntry, early: date, late: date) -> ServiceEntry:
+    assert item.forecast is not None
+    return item.model_copy(update={"forecast": item.forecast.model_copy(
+        update={"due_date_early": early, "due_date_late": late})})
+
+
+def test_optional_lines_use_the_early_date_before_the_next_visit() -> None:
+    """Worth doing now: an item whose early date comes before the customer's likely next visit
+    (look_ahead_days), even when its due date is after it; the note gives the range."""
+    catalogue = parse_catalogue(CATALOGUE)
+    # Due 2027-01-01, 120 days after the read date; the interval starts 40 days earlier.
+    wide = _with_interval(entry(0, "battery", 8, status="ok", days_left=120),
+                          date(2026, 11, 22), date(2027, 2, 20))   # 80-170 days
+    narrow = _with_interval(entry(1, "microfilter", 4, status="ok", days_left=120),
+                            date(2026, 12, 22), date(2027, 1, 11))  # 110-130 days
+    proposal = build_proposal([wide, narrow], express_eligible=True, catalogue=catalogue,
+                              settings=ProposalSettings(look_ahead_days=90))
+    assert [i.index for i in proposal.optional] == [0]
+    assert proposal.optional[0].note.endswith("due in 80-170 days: do it now and save a visit")
+    de = build_proposal([wide], express_eligible=True, catalogue=catalogue,
+                        settings=ProposalSettings(look_ahead_days=90), language="de")
+    assert "fällig in 80-170 Tagen: gleich mit erledigen" in de.optional[0].note
+    assert build_proposal([wide], express_eligible=True, catalogue=catalogue,
+                          settings=ProposalSettings(look_ahead_days=0)).optional == []

@@ -180,8 +180,7 @@ def test_example_acl_confines_the_agent_to_its_own_topics(
     assert received == {(DESK1.readout, 0), (DESK1.vehicle("WBA8E5107FK123456"), 2),
                         (DESK1.readout, 4)}
     if protocol == "5":
-        # PUBACK 0x87: seen, counted, logged, dropped. (mosquitto 2.0 also closes the
-        # connection after a denied publish; the publisher reconnects.)
+        # PUBACK 0x87: seen, counted, logged, dropped; the connection stays open.
         assert publisher.failed == 2
         refused = [r.getMessage() for r in caplog.records
                    if r.name == "agent.mqtt.publisher" and r.levelno == logging.ERROR]
@@ -228,3 +227,41 @@ def test_example_acl_lets_an_integrator_read_but_not_write(
     messages = watcher.wait_for(lambda ms: any(m.payload == b'{"n": 100}' for m in ms),
                                 what="the agent's marker")
     assert all(m.payload != b'{"n": 99}' for m in messages)
+
+
+def _publish_reason(broker: MosquittoBroker, certs: TestCertificates, user: str, password: str,
+                    topic: str) -> int:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{user}-commands",
+                         protocol=mqtt.MQTTv5)
+    client.username_pw_set(user, password)
+    client.tls_set(ca_certs=str(certs.ca_cert))
+    reasons: list[int] = []
+    acked = threading.Event()
+
+    def on_publish(*args: Any) -> None:
+        reasons.append(args[3].value)
+        acked.set()
+
+    client.on_publish = on_publish
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        client.publish(topic, b"", qos=1)
+        assert acked.wait(15)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return reasons[0]
+
+
+def test_example_acl_lets_only_integrators_send_commands(
+        tmp_path: Path, certs: TestCertificates,
+        make_broker: Callable[..., MosquittoBroker]) -> None:
+    broker = example_broker(tmp_path, certs, make_broker)
+    command = f"{DESK1.base}/command/ping"
+    assert _publish_reason(broker, certs, "integrator", INTEGRATOR_PASSWORD, command) == 0x10
+    # The agent itself may not (its ACL names its own topics, not its command topics).
+    assert _publish_reason(broker, certs, AGENT_USER, AGENT_PASSWORD, command) == 0x87
+    # The agent may answer under an integrator's response topics.
+    assert _publish_reason(broker, certs, AGENT_USER, AGENT_PASSWORD,
+                           "cbs/v1/responses/integrator/1") in (0x00, 0x10)

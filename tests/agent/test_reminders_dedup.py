@@ -69,6 +69,13 @@ def due(readout: Readout, index: int) -> tuple[date, int]:
     return forecast.due_date, forecast.days_left
 
 
+def early(readout: Readout, index: int) -> date:
+    """The early end of the item's interval, which reminders are planned from."""
+    forecast = readout.services[index].forecast
+    assert forecast is not None
+    return forecast.due_date_early
+
+
 class Recorder:
     """The outbox commit the service loop would pass: remembers what was put, and when."""
 
@@ -101,6 +108,7 @@ def hours(start: datetime, end: datetime) -> list[datetime]:
 def test_exactly_once_per_due_event_over_months_and_restarts(tmp_path: Path) -> None:
     first = spec_readout()
     oil_due, oil_days = due(first, 0)
+    oil_early = early(first, 0)
     fluid_due, fluid_days = due(first, 1)
     # Both items are outside the 30-day window at the desk: each gets one reminder later.
     assert oil_days > 30 and fluid_days > 30, "precondition on the forecast"
@@ -110,10 +118,12 @@ def test_exactly_once_per_due_event_over_months_and_restarts(tmp_path: Path) -> 
     second = readout_of(serviced(spec_session(), data_date=date(2027, 1, 24), mileage_km=50_500,
                                  oil_count=5, oil_remaining_km=3000), second_at)
     new_oil_due, new_oil_days = due(second, 0)
+    new_oil_early = early(second, 0)
     assert new_oil_days > 30 and new_oil_due < date(2027, 6, 1), "precondition on the forecast"
     assert due(second, 1)[0] == fluid_due  # the same brake-fluid due event
 
-    restarts = {datetime(2026, 12, 20, 7, 0, tzinfo=UTC),   # the day the oil reminder went out
+    restarts = {datetime.combine(oil_early - timedelta(days=30), datetime.min.time(),
+                                 UTC).replace(hour=7),      # the day the oil reminder went out
                 datetime(2027, 1, 25, 10, 0, tzinfo=UTC),   # right after the second readout
                 datetime(2027, 3, 1, 7, 0, tzinfo=UTC)}     # just after the brake-fluid one
     put = Recorder()
@@ -137,23 +147,24 @@ def test_exactly_once_per_due_event_over_months_and_restarts(tmp_path: Path) -> 
 
     assert restarted == len(restarts)
     assert [(at, rid) for at, rid, _ in put.sent] == [
-        # At the first daily pass (06:00 UTC) on the day the due date is 30 days away.
-        (datetime.combine(oil_due - timedelta(days=30), datetime.min.time(), UTC).replace(hour=6),
+        # At the first daily pass (06:00 UTC) on the day the early date is 30 days away.
+        (datetime.combine(oil_early - timedelta(days=30), datetime.min.time(), UTC).replace(hour=6),
          f"{VIN}-0-1-4"),
         (datetime.combine(fluid_due - timedelta(days=30), datetime.min.time(), UTC).replace(hour=6),
          f"{VIN}-1-3-1"),
-        (datetime.combine(new_oil_due - timedelta(days=30), datetime.min.time(), UTC).replace(hour=6),
+        (datetime.combine(new_oil_early - timedelta(days=30), datetime.min.time(), UTC).replace(hour=6),
          f"{VIN}-0-1-5"),
     ]
     oil = put.sent[0][2]
-    assert (oil.vin, oil.due_date, oil.days_left, oil.window_days) == (VIN, oil_due, 30, 30)
+    lead = 30 + (oil_due - oil_early).days  # days to the due date when the early one is 30 away
+    assert (oil.vin, oil.due_date, oil.days_left, oil.window_days) == (VIN, oil_due, lead, 30)
     assert oil.readout_id == first.readout_id and oil.forecast == first.services[0].forecast
     assert oil.service.name == "Engine oil and filter" and oil.service.service_count == 4
     # The proposal for that item alone, at catalogue prices (see test_proposal_pricing.py).
     (item,) = oil.proposal.required
     assert oil.proposal.optional == []
     assert (item.type, item.status, item.days_left, item.note) == (
-        "engine_oil", "due_soon", 30, "due in 30 days")
+        "engine_oil", "due_soon", lead, f"due in {lead} days")
     assert oil.proposal.totals.gross == Decimal("229.65")
     fluid = put.sent[1][2]
     assert fluid.readout_id == second.readout_id  # planned from the newest readout
@@ -186,6 +197,7 @@ def test_reminders_go_through_a_real_outbox_once(tmp_path: Path) -> None:
 def test_planner_rules() -> None:
     readout = spec_readout()
     oil_due, _ = due(readout, 0)
+    oil_early = early(readout, 0)
     context = ProposalContext()
 
     def plan(today: date, sent: set[str] = frozenset(), **settings: object) -> list[str]:  # type: ignore[assignment]
@@ -195,16 +207,17 @@ def test_planner_rules() -> None:
             forecast=ForecastSettings(), context=context, site="S1", reader="desk1")]
 
     oil = reminder_id(VIN, 0, 1, 4)
-    assert plan(oil_due - timedelta(days=31)) == []
-    assert plan(oil_due - timedelta(days=30)) == [oil]
-    assert plan(oil_due - timedelta(days=30), sent={oil}) == []
-    assert plan(oil_due - timedelta(days=45), window_days=45) == [oil]
+    # Planned from the early date (38 days after the read date here, the due date 53).
+    assert plan(oil_early - timedelta(days=31)) == []
+    assert plan(oil_early - timedelta(days=30)) == [oil]
+    assert plan(oil_early - timedelta(days=30), sent={oil}) == []
+    assert plan(oil_early - timedelta(days=35), window_days=35) == [oil]
     # Agent off for a while: a due date in the recent past is still reminded, an old one not.
     assert plan(oil_due + timedelta(days=30)) == [oil]
     assert plan(oil_due + timedelta(days=31)) == []
     # With a window wider than the distance to the due date at the desk, the desk's proposal
     # covered the item: no reminder for this cycle.
-    assert plan(oil_due - timedelta(days=30), window_days=200) == []
+    assert plan(oil_early - timedelta(days=30), window_days=200) == []
 
 
 def test_poll_schedule_and_failure_retry(tmp_path: Path) -> None:
@@ -315,3 +328,25 @@ def test_the_ledger_commits_with_an_fsync_and_kept_readouts_without(tmp_path: Pa
                                                    due_date=date(2027, 1, 1)), READ_AT)
         assert synchronous(service) == 2  # FULL
         assert service.sent_ids() == {"x"} and len(service.vehicles()) == 1
+
+
+def test_a_readout_kept_before_the_interval_is_planned_from_its_due_date() -> None:
+    """Readouts the reminder store kept from an earlier version have no interval: both ends are
+    read as the due date, so they are planned as before."""
+    readout = spec_readout()
+    text = readout.model_dump_json(by_alias=True)
+    old = json.loads(text)
+    for entry in old["services"]:
+        del entry["forecast"]["due_date_early"], entry["forecast"]["due_date_late"]
+    kept = Readout.model_validate(old)
+    oil_due, _ = due(kept, 0)
+    assert early(kept, 0) == oil_due
+
+    def plan(today: date) -> list[str]:
+        now = datetime.combine(today, datetime.min.time(), UTC).replace(hour=12)
+        return [r.reminder_id for r in plan_reminders(
+            [kept], now=now, sent=set(), settings=ReminderSettings(), forecast=ForecastSettings(),
+            context=ProposalContext(), site="S1", reader="desk1")]
+
+    assert plan(oil_due - timedelta(days=31)) == []
+    assert plan(oil_due - timedelta(days=30)) == [reminder_id(VIN, 0, 1, 4)]

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.contract.schemas import payload_schema
+from agent.contract.schemas import PAYLOAD_MODELS, payload_schema
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 
 
-@pytest.mark.parametrize("name", ["readout", "rejected", "status", "reminder", "diagnosis"])
+@pytest.mark.parametrize("name", sorted(PAYLOAD_MODELS))
 def test_docs_schema_matches_models(name: str) -> None:
     kept = json.loads((DOCS / f"cbs.{name}-1.schema.json").read_text())
     assert kept == payload_schema(name), (

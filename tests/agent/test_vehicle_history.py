@@ -113,8 +113,9 @@ def test_unreadable_file_is_moved_aside(tmp_path: Path, caplog: pytest.LogCaptur
     with caplog.at_level(logging.ERROR, logger="agent.store.history"), VehicleHistory(path) as h:
         h.record(visit(0, 40_000), at(date(2026, 1, 1)), "a")
         assert len(h.readings(VIN)) == 1
-    assert (tmp_path / "h.sqlite3.corrupt-1").read_bytes().startswith(b"this is not")
-    assert "unreadable" in caplog.text
+    [aside] = tmp_path.glob("h.sqlite3.corrupt-*")
+    assert aside.read_bytes().startswith(b"this is not")
+    assert "damaged" in caplog.text and str(aside) in caplog.text
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:

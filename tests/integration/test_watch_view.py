@@ -189,7 +189,7 @@ def test_watch_shows_each_vehicle_as_it_is_read(tmp_path: Path, site) -> None:
     pane = TmuxPane(tmp_path, [sys.executable, "-m", "agent", "watch", "--broker", broker.url,
                                "--site", SITE])
     try:
-        pane.wait_for(lambda s: f"{READER} online" in s and "Waiting for a key" in s,
+        pane.wait_for(lambda s: f"{READER} ONLINE" in s and "Waiting for a key" in s,
                       "the reader's retained status and the waiting screen")
 
         # 1. The spec's worked example: due soon, a check control, a confirmed fault.
@@ -205,13 +205,13 @@ def test_watch_shows_each_vehicle_as_it_is_read(tmp_path: Path, site) -> None:
         assert f" {oil['days_left']} " in oil_line and "1,800 km" in oil_line
         fluid_line = line_with(screen, "Brake fluid")
         assert " OK " in fluid_line and fluid["due_date"] in fluid_line and "n/a" in fluid_line
-        assert "258 Active" in line_with(screen, "Check control")
-        assert "P0301 (03011F)" in line_with(screen, "Faults") and "Confirmed" in screen
+        assert "258 ACTIVE" in line_with(screen, "Check control")
+        assert "P0301 (03011F)" in line_with(screen, "Faults") and "CONFIRMED" in screen
         assert "EXPRESS LANE: NO" in screen
         coloured = pane.screen(colours=True)
         assert "43" in colours_at(coloured, "DUE SOON  ")      # yellow badge
         assert "42" in colours_at(coloured, " OK  ")           # green badge
-        assert "31" in colours_at(coloured, "258 Active")      # red text
+        assert "31" in colours_at(coloured, "258 ACTIVE")      # red text
         assert "43" in colours_at(coloured, "DUE SOON   ·")    # the summary bar
 
         # 2. A vehicle for the express lane; the first one moves to "Earlier".
@@ -255,7 +255,7 @@ def test_watch_in_german_from_the_config_file(tmp_path: Path, site) -> None:
         row = line_with(screen, "Motoröl und Filter  ")
         assert "BALD FÄLLIG" in row and "1.800 km" in row
         assert "Bremsflüssigkeit" in screen and "EXPRESS-SERVICE: NEIN" in screen
-        assert "258 Aktiv" in line_with(screen, "Check-Control")
+        assert "258 AKTIV" in line_with(screen, "Check-Control")
     finally:
         pane.kill()
 
@@ -404,3 +404,14 @@ def test_the_vehicle_test_shows_with_lamp_and_vin_mismatch_standing_out(lang: st
     if lang == "en":
         assert "WARNING LAMP ON" in text and "VIN MISMATCH" in text
         assert "2 control units, 5 faults (2 confirmed)" in text
+
+
+@pytest.mark.parametrize(("lang", "words"), [("en", "in 38-74 days"), ("de", "in 38-74 Tagen"),
+                                             ("zh", "38-74 天后")])
+def test_render_shows_the_interval_in_words(lang: str, words: str) -> None:
+    state = WatchState()
+    state.apply(f"{TOPIC}/readout", _spec_payload())
+    lines = render(state, width=140, lang=lang, color=False, now=NOW)
+    oil = next(line for line in lines if "1,800" in line or "1.800" in line)
+    # The spec example's oil: due 2027-01-19 (53 days), interval 2027-01-04 to 2027-02-09.
+    assert oil.rstrip().endswith(words)

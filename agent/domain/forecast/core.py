@@ -12,13 +12,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from agent.domain.climate import climate_factor as usage_climate_factor
-from agent.domain.forecast.items import DISTANCE_DRIVEN, SEVERITY_DRIVEN, ItemRates, forecast_item
+from agent.domain.forecast.items import (
+    DISTANCE_DRIVEN,
+    SEVERITY_DRIVEN,
+    WEAR_MODELLED,
+    ItemRates,
+    forecast_item,
+)
 from agent.domain.forecast.readings import PastReading
 from agent.domain.forecast.settings import ForecastSettings
+from agent.domain.forecast.spread import distance_spread
 from agent.domain.forecast.trends import (
     HistoryAnomalies,
     HistoryView,
-    availability_trend,
+    TrendFit,
+    availability_trend_fit,
     build_view,
     history_km_per_day,
     item_fall_rates,
@@ -62,15 +70,18 @@ def read_date_of(read_at: datetime, settings: ForecastSettings) -> date:
     return read_at.astimezone(settings.zone).date()
 
 
-def _vehicle_age_km_per_day(session: KeySession, settings: ForecastSettings) -> float | None:
+def _vehicle_age_days(session: KeySession, settings: ForecastSettings) -> int | None:
     vehicle = session.vehicle
     if vehicle.build_month is None:
         return None
     built = date(vehicle.build_year, vehicle.build_month, settings.build_day)
     age_days = (vehicle.data_date - built).days
-    if age_days < settings.min_vehicle_age_days:
-        return None
-    return vehicle.mileage_km / age_days
+    return age_days if age_days >= settings.min_vehicle_age_days else None
+
+
+def _vehicle_age_km_per_day(session: KeySession, settings: ForecastSettings) -> float | None:
+    age_days = _vehicle_age_days(session, settings)
+    return None if age_days is None else session.vehicle.mileage_km / age_days
 
 
 def _daily_distance(session: KeySession, view: HistoryView,
@@ -109,7 +120,8 @@ def _vehicle_factor(session: KeySession, learned: dict[tuple[int, int], tuple[fl
 def _service_wear_trend(item: ServiceItem, session: KeySession, *, per_km: bool,
                         settings: ForecastSettings) -> float | None:
     """Availability lost per km (or day) since the last service, when availability starts at
-    100 % after a service; a never-serviced item counts from new (0 km, the build date)."""
+    100 % after a service; a never-serviced item counts from new (0 km, the build date). Its
+    one point lost ``100 - availability``, which the interval uses."""
     availability = item.availability_pct
     if availability is None or availability > 100:
         return None
@@ -158,22 +170,39 @@ def forecast_session(session: KeySession, read_at: datetime, history: Sequence[P
     estimate = construct(Estimate, {"km_per_day": float(km_per_day), "km_per_day_basis": basis,
                                     "climate_factor": float(factor)})
 
+    spread = distance_spread(view, basis, vehicle_age_days=_vehicle_age_days(session, settings),
+                             settings=settings)
     services: dict[int, ServiceForecast | None] = {}
     item_rates: dict[int, ItemRates] = {}
     data_date = session.vehicle.data_date
     for item in session.services:
         key = (item.index, item.code)
+        kind = item.type
+        severity = kind in SEVERITY_DRIVEN
         if key in learned:
-            fall = _clamp(learned[key][0], settings.min_item_ratio, settings.max_item_ratio)
+            rate, watched = learned[key]
+            fall = _clamp(rate, settings.min_item_ratio, settings.max_item_ratio)
+            fall_var = settings.fall_rate_sd_at_1000_km ** 2 * 1000.0 / max(watched, 1)
         else:
-            fall = factor if item.type in SEVERITY_DRIVEN else 1.0
-        per_km = item.type in DISTANCE_DRIVEN or item.remaining_km is not None
-        trend = availability_trend(view, key, per_km=per_km, settings=settings)
+            fall = factor if severity else 1.0
+            fall_var = settings.climate_factor_sd ** 2 if severity else 0.0
+        if severity:
+            fall_var += settings.severity_limit_sd ** 2
+        elif kind in WEAR_MODELLED:
+            fall_var += settings.wear_modelled_limit_sd ** 2
+        per_km = kind in DISTANCE_DRIVEN or item.remaining_km is not None
+        fit: TrendFit | None = availability_trend_fit(view, key, per_km=per_km, settings=settings)
+        trend = None if fit is None else fit.rate
+        drop = 0.0
         if trend is None:
             trend = _service_wear_trend(item, session, per_km=per_km, settings=settings)
+            if trend is not None and item.availability_pct is not None:
+                drop = float(100 - item.availability_pct)
         rates = ItemRates(km_per_day=km_per_day, fall_per_km=fall,
                           wear_pct_per_km=trend if per_km else None,
-                          wear_pct_per_day=None if per_km else trend)
+                          wear_pct_per_day=None if per_km else trend,
+                          distance_spread=spread, fall_var=fall_var, wear_fit=fit,
+                          wear_drop_pct=drop)
         item_rates[item.index] = rates
         services[item.index] = forecast_item(item, data_date=data_date, read_date=read_date,
                                              rates=rates, settings=settings)

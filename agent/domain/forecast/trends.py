@@ -25,8 +25,8 @@ from agent.domain.forecast.readings import PastItem, PastReading
 from agent.domain.forecast.settings import ForecastSettings
 from protocols.values import fast_init
 
-__all__ = ["HistoryAnomalies", "HistoryView", "Segment", "availability_trend", "build_view",
-           "history_km_per_day", "item_fall_rates"]
+__all__ = ["HistoryAnomalies", "HistoryView", "Segment", "TrendFit", "availability_trend",
+           "availability_trend_fit", "build_view", "history_km_per_day", "item_fall_rates"]
 
 ItemKey = tuple[int, int]
 
@@ -165,14 +165,35 @@ def item_fall_rates(view: HistoryView, keys: Iterable[ItemKey],
     return out
 
 
+@fast_init
+@dataclass(frozen=True, slots=True)
+class TrendFit:
+    """An availability trend with what says how well it is known (agent/domain/forecast/spread.py)."""
+
+    rate: float          # percentage points per km (or per day)
+    span: float          # km (or days) it was observed over
+    drop_pct: float      # availability it was seen to lose
+    residual_var: float  # relative variance of the pooled slope from its segments' scatter
+    segments: int
+
+
 def availability_trend(view: HistoryView, key: ItemKey, *, per_km: bool,
                        settings: ForecastSettings) -> float | None:
     """Availability lost (percentage points) per km driven (``per_km``) or per day, over the
     segments without a service; None unless the trend spans ``min_wear_km`` / ``min_wear_days``
     and shows a fall of at least ``min_wear_drop_pct``."""
+    fit = availability_trend_fit(view, key, per_km=per_km, settings=settings)
+    return None if fit is None else fit.rate
+
+
+def availability_trend_fit(view: HistoryView, key: ItemKey, *, per_km: bool,
+                           settings: ForecastSettings) -> TrendFit | None:
+    """:func:`availability_trend` with its span, drop and the scatter of its segments."""
     fall = span_weighted = 0.0
     span = 0
     drop = 0
+    segments = 0
+    squares = inverse = 0.0  # sums of step^2 / length and 1 / length, for the residuals
     for seg, a, b in _item_pairs(view.segments, key):
         if a.availability_pct is None or b.availability_pct is None:
             continue
@@ -181,12 +202,26 @@ def availability_trend(view: HistoryView, key: ItemKey, *, per_km: bool,
         length = seg.km if per_km else seg.days
         if length <= 0:
             continue
-        step = max(0, a.availability_pct - b.availability_pct)
+        step = a.availability_pct - b.availability_pct
+        if step < 0:
+            step = 0
         fall += seg.weight * step
         span_weighted += seg.weight * length
         span += length
         drop += step
+        segments += 1
+        squares += step * step / length
+        inverse += 1.0 / length
     needed = settings.min_wear_km if per_km else settings.min_wear_days
     if span < needed or drop < settings.min_wear_drop_pct or fall <= 0:
         return None
-    return fall / span_weighted
+    rate = fall / span_weighted
+    # Each segment's slope scatters about the pooled one by (per-length variance) / length:
+    # sum(length * (step / (rate * length) - 1)^2) over the segments estimates that variance
+    # times their number, once the whole-percent rounding of each step's two ends
+    # ((2/12) / (rate * length)^2 each) is taken out. Expanded, it needs only three sums.
+    residual_var = 0.0
+    if segments > 1:  # one segment has no scatter to show
+        scatter = squares / rate ** 2 - 2.0 * drop / rate + span - (2.0 / 12.0) * inverse / rate ** 2
+        residual_var = max(0.0, scatter) / segments / span
+    return TrendFit(rate, float(span), float(drop), residual_var, segments)

@@ -1,0 +1,1 @@
+"""``cbs-agent desk``: the reception desk in a browser (docs/desk.md)."""

@@ -1,0 +1,377 @@
+"""The desk's pages, feed state, proposal ticks, approval and login, with Starlette's TestClient."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import jsonschema
+import pytest
+from desk_payloads import (
+    PREFIX,
+    READER,
+    SITE,
+    SPEC_READ_AT,
+    SPEC_VIN,
+    diagnosis,
+    express_session,
+    readout_of,
+    spec_readout,
+    status,
+)
+from starlette.testclient import TestClient
+
+from agent.contract.schemas import payload_schema
+from agent.desk.app import DeskConfig, create_app
+from agent.desk.feed import DeskFeed
+from agent.desk.security import LoginLimiter, hash_password
+from agent.desk.state import DeskState, model_year
+from agent.domain.approval import Approval, proposal_lines, selection_totals
+from agent.domain.express import express_verdict
+from agent.domain.models import to_json
+from agent.mqtt.settings import MqttSettings
+
+NOW = SPEC_READ_AT + timedelta(minutes=3)
+BASE = f"{PREFIX}/{SITE}"
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.approvals: list[Approval] = []
+
+    def record(self, approval: Approval) -> str:
+        self.approvals.append(approval)
+        return f"{BASE}/{approval.reader}/approval"
+
+
+def make_desk(*, require_login: bool = False, password: str | None = None,
+              limiter: LoginLimiter | None = None) -> tuple[TestClient, DeskFeed, Sink]:
+    feed = DeskFeed(MqttSettings(), DeskState(prefix=PREFIX, site=SITE))
+    with feed.locked() as state:
+        state.set_broker(True)
+        state.apply(f"{BASE}/{READER}/status", status(), now=NOW)
+    sink = Sink()
+    config = DeskConfig(site=SITE, prefix=PREFIX, desk_name="desk-test", language="en",
+                        secret="x" * 64, require_login=require_login,
+                        password_hash=hash_password(password) if password else None)
+    app = create_app(config, feed, sink, clock=lambda: NOW, limiter=limiter)
+    return TestClient(app, base_url="http://127.0.0.1"), feed, sink
+
+
+def put(feed: DeskFeed, topic: str, payload: dict[str, Any] | bytes) -> None:
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    with feed.locked() as state:
+        state.apply(topic, raw, now=NOW)
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found is not None
+    return found.group(1)
+
+
+# -- the one express-lane verdict -----------------------------------------------------------
+
+
+def test_express_verdict_is_the_proposals_and_says_why() -> None:
+    spec = spec_readout()
+    verdict = express_verdict(spec)
+    assert verdict.eligible is spec["proposal"]["express"]["eligible"] is False
+    assert verdict.reasons == ("check_control_active", "fault_confirmed")
+
+    express = readout_of(express_session(), NOW)
+    verdict = express_verdict(express)
+    assert express["summary"]["express_eligible"] and express["proposal"]["express"]["eligible"]
+    assert verdict.eligible and verdict.reasons == ()
+    assert verdict.minutes == 30 and verdict.budget_minutes == 60
+
+    # The key said "express" but the vehicle test found a confirmed fault: not any more.
+    found = express_verdict(express, diagnosis(express["vehicle"]["vin"]))
+    assert not found.eligible and found.reasons == ("diagnosis_fault",)
+    # The summary said yes, the time budget says no: the terminal once showed YES here.
+    long_job = json.loads(json.dumps(express))
+    long_job["proposal"]["express"]["minutes"] = 75
+    assert express_verdict(long_job).reasons == ("over_budget",)
+    assert express_verdict({}).reasons == ("nothing_due", "no_proposal")
+
+
+def test_watch_shows_the_same_verdict() -> None:
+    from agent.tools.watch import WatchState, render
+
+    watch = WatchState()
+    long_job = readout_of(express_session(), NOW)
+    long_job["proposal"]["express"]["minutes"] = 75
+    watch.apply(f"{BASE}/{READER}/readout", json.dumps(long_job).encode())
+    screen = "\n".join(render(watch, width=120, color=False, now=NOW))
+    assert "EXPRESS LANE: NO" in screen and "longer than the lane's time" in screen
+    assert f"Total incl. tax {long_job['proposal']['totals']['gross']} EUR" in screen
+
+
+# -- exact totals of a selection --------------------------------------------------------------
+
+
+def test_selection_totals_reproduce_the_published_totals() -> None:
+    proposal = spec_readout()["proposal"]
+    lines = proposal_lines(proposal)
+    assert [line.required for line in lines] == [True, False]
+    rate = Decimal(proposal["tax_rate_pct"])
+    required = selection_totals([x for x in lines if x.required], tax_rate_pct=rate, places=2)
+    everything = selection_totals(lines, tax_rate_pct=rate, places=2)
+    assert json.loads(to_json(required)) == proposal["totals"]
+    assert json.loads(to_json(everything)) == proposal["totals_with_optional"]
+    assert proposal["totals_with_optional"]["gross"] == "351.62"  # docs/proposal.md
+
+
+# -- state --------------------------------------------------------------------------------------
+
+
+def test_state_keeps_latest_visits_and_deduplicates() -> None:
+    state = DeskState(prefix=PREFIX, site=SITE)
+    first = spec_readout(SPEC_READ_AT - timedelta(days=200))
+    second = spec_readout()
+    assert state.apply(f"{BASE}/{READER}/readout", json.dumps(second).encode(), now=NOW)
+    assert not state.apply(f"{BASE}/vehicles/{SPEC_VIN}", json.dumps(second).encode(), now=NOW)
+    assert state.apply(f"{BASE}/{READER}/readout", json.dumps(first).encode(), now=NOW)
+    record = state.vehicles[SPEC_VIN]
+    assert record.latest["readout_id"] == second["readout_id"]
+    assert [v["readout_id"] for v in record.visits] == [first["readout_id"]]
+    assert [r.vin for r in state.queue(NOW)] == [SPEC_VIN]
+    assert state.queue(NOW + timedelta(days=1)) == []  # today's vehicles only
+    assert not state.apply(f"{BASE}/{READER}/readout", b"not json", now=NOW)
+    assert state.ignored == 1
+    state.apply(f"{BASE}/{READER}/status", status("offline"), now=NOW)
+    assert [a.reader for a in state.agents_away(NOW)] == [READER]
+
+
+def test_model_year_from_the_vin() -> None:
+    assert model_year(SPEC_VIN, "2022-03", NOW.date()) == 2015  # F = 2015
+    assert model_year("WBS8M9C59J5K98765", None, NOW.date()) == 2018
+
+
+# -- pages ----------------------------------------------------------------------------------------
+
+
+def test_queue_lists_todays_vehicles_with_status_words_and_security_headers() -> None:
+    client, feed, _ = make_desk()
+    put(feed, f"{BASE}/{READER}/readout", spec_readout())
+    response = client.get("/")
+    assert response.status_code == 200
+    html = response.text
+    assert SPEC_VIN in html and "48,371 km" in html and "Due soon" in html and "2015" in html
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "<script>" not in html and 'src="/static/desk.js"' in html  # no inline script
+    assert client.get("/static/desk.js").status_code == 200
+
+
+def test_payload_html_is_shown_as_text() -> None:
+    client, feed, _ = make_desk()
+    hostile = spec_readout()
+    hostile["vehicle"]["vin"] = "<script>alert(1)</script>"
+    hostile["readout_id"] = "hostile"
+    hostile["proposal"]["required"][0]["type"] = "<img src=x onerror=alert(2)>"
+    put(feed, f"{BASE}/{READER}/readout", hostile)
+    queue = client.get("/").text
+    assert "<script>alert(1)" not in queue and "&lt;script&gt;alert(1)&lt;/script&gt;" in queue
+    page = client.get("/vehicle/<script>alert(1)</script>").text
+    assert "<script>alert" not in page and "<img src=x" not in page
+
+
+def test_broker_away_is_said_on_the_page() -> None:
+    client, feed, _ = make_desk()
+    with feed.locked() as state:
+        state.set_broker(False)
+    assert "Message broker unreachable" in client.get("/").text
+
+
+def test_vehicle_page_shows_everything_the_advisor_needs() -> None:
+    client, feed, _ = make_desk()
+    readout = spec_readout()
+    put(feed, f"{BASE}/{READER}/readout", readout)
+    put(feed, f"{BASE}/vehicles/{SPEC_VIN}/diagnosis",
+        diagnosis(SPEC_VIN, lamp=True, other_vin="WBA00000000000000"))
+    older = spec_readout(SPEC_READ_AT - timedelta(days=300))
+    put(feed, f"{BASE}/{READER}/readout", older)
+    html = client.get(f"/vehicle/{SPEC_VIN}").text
+    for needed in ("Engine oil and filter", "Brake fluid", "Due soon", "258", "P0301",
+                   "Cylinder 1 misfire detected", "DME", "SW 12.4.1", "Warning lamp ON",
+                   "VIN mismatch", "BDC (WBA00000000000000)", "Earlier visits",
+                   "Reminder planned for", "Express lane: no", "an active check-control message",
+                   "Repair fault P0301"):
+        assert needed in html, needed
+    totals = re.search(r'id="total-gross" data-value="([^"]+)"', html)
+    assert totals is not None and totals.group(1) == readout["proposal"]["totals"]["gross"]
+    assert "€229.65" in html
+
+
+def test_ticking_lines_changes_the_totals_exactly() -> None:
+    client, feed, _ = make_desk()
+    readout = spec_readout()
+    put(feed, f"{BASE}/{READER}/readout", readout)
+    base = f"/vehicle/{SPEC_VIN}/totals"
+    required = client.get(base, params=[("line", "service:0"), ("ticked", "1")]).json()
+    both = client.get(base, params=[("line", "service:0"), ("line", "service:1"),
+                                    ("ticked", "1")]).json()
+    none = client.get(base, params=[("ticked", "1")]).json()
+    assert required["gross"]["value"] == readout["proposal"]["totals"]["gross"]
+    assert both["gross"]["value"] == readout["proposal"]["totals_with_optional"]["gross"]
+    assert none["gross"]["value"] == "0.00" and none["express"]["eligible"] is False
+    with_fault = client.get(base, params=[("line", "service:0"),
+                                          ("line", "fault:key:18:03011F")]).json()
+    assert with_fault["complete"] is False and with_fault["incomplete_text"]
+
+
+def test_languages_use_their_names_and_locale_formats() -> None:
+    client, feed, _ = make_desk()
+    put(feed, f"{BASE}/{READER}/readout", spec_readout())
+    zh = client.get(f"/vehicle/{SPEC_VIN}", params={"lang": "zh-CN"}).text
+    assert "机油及机油滤清器" in zh and 'lang="zh-Hans"' in zh
+    de = client.get(f"/vehicle/{SPEC_VIN}", params={"lang": "de"}).text
+    assert "Motoröl und Filter" in de and "229,65\xa0€" in de and "48.371 km" in de
+    # the choice stays for the session
+    assert "Motoröl und Filter" in client.get(f"/vehicle/{SPEC_VIN}").text
+
+
+def test_approval_publishes_exactly_the_ticked_lines() -> None:
+    client, feed, sink = make_desk()
+    readout = spec_readout()
+    put(feed, f"{BASE}/{READER}/readout", readout)
+    page = client.get(f"/vehicle/{SPEC_VIN}").text
+    form = {"readout_id": readout["readout_id"], "do": "approve",
+            "line": ["service:1", "fault:key:18:03011F"]}
+    assert client.post(f"/vehicle/{SPEC_VIN}/approve", data=form).status_code == 403  # no CSRF
+    assert sink.approvals == []
+    response = client.post(f"/vehicle/{SPEC_VIN}/approve", data={**form, "csrf": csrf_of(page)},
+                           follow_redirects=False)
+    assert response.status_code == 303
+    (approval,) = sink.approvals
+    wire = json.loads(to_json(approval))
+    jsonschema.validate(wire, payload_schema("approval"))
+    assert wire["schema"] == "cbs.approval/1" and wire["vin"] == SPEC_VIN
+    assert wire["readout_id"] == readout["readout_id"] and wire["diagnosis_id"] is None
+    assert [s["index"] for s in wire["approved"]["services"]] == [1]
+    assert [s["index"] for s in wire["declined"]["services"]] == [0]
+    assert wire["approved"]["faults"] == [{"ecu": 18, "code": "03011F", "sae": "P0301",
+                                          "source": "key"}]
+    assert wire["totals"]["net"] == "102.50" and wire["totals"]["complete"] is False
+    assert wire["express"]["eligible"] is False
+    shown = client.get(response.headers["location"]).text
+    assert approval.approval_id in shown
+
+
+def test_approval_of_an_outdated_page_is_refused() -> None:
+    client, feed, sink = make_desk()
+    readout = spec_readout()
+    put(feed, f"{BASE}/{READER}/readout", readout)
+    page = client.get(f"/vehicle/{SPEC_VIN}").text
+    put(feed, f"{BASE}/{READER}/readout", spec_readout(SPEC_READ_AT + timedelta(minutes=1)))
+    response = client.post(f"/vehicle/{SPEC_VIN}/approve", follow_redirects=False, data={
+        "csrf": csrf_of(page), "readout_id": readout["readout_id"], "line": "service:0"})
+    assert response.status_code == 303 and "notice=newer" in response.headers["location"]
+    assert sink.approvals == []
+
+
+@pytest.mark.parametrize("lang", ["en", "de", "zh"])
+def test_printable_proposal(lang: str) -> None:
+    client, feed, _ = make_desk()
+    put(feed, f"{BASE}/{READER}/readout", spec_readout())
+    response = client.get(f"/vehicle/{SPEC_VIN}/proposal.pdf", params={"lang": lang})
+    assert response.status_code == 200 and response.headers["content-type"] == "application/pdf"
+    assert response.content.startswith(b"%PDF-")
+    css = client.get("/static/desk.css").text
+    assert "@media print" in css
+
+
+def test_login_when_required() -> None:
+    clock = [0.0]
+    client, feed, _ = make_desk(require_login=True, password="correct horse",
+                                limiter=LoginLimiter(attempts=3, clock=lambda: clock[0]))
+    assert client.get("/", follow_redirects=False).headers["location"] == "/login"
+    assert client.get("/events").status_code == 401
+    login = client.get("/login").text
+    token = csrf_of(login)
+    for _ in range(3):
+        assert client.post("/login", data={"csrf": token, "password": "wrong"}).status_code == 401
+    assert client.post("/login", data={"csrf": token, "password": "correct horse"}
+                       ).status_code == 429
+    clock[0] += 61
+    response = client.post("/login", data={"csrf": token, "password": "correct horse"},
+                           follow_redirects=False)
+    assert response.status_code == 303
+    cookie = response.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    assert client.get("/").status_code == 200
+
+
+def test_earlier_visits_survive_a_restart_of_the_desk(tmp_path) -> None:
+    from agent.desk.visits import VisitStore
+
+    store = VisitStore(tmp_path / "desk-visits.sqlite3", per_vehicle=3)
+    feed = DeskFeed(MqttSettings(), DeskState(prefix=PREFIX, site=SITE), visits=store)
+    readouts = [spec_readout(SPEC_READ_AT - timedelta(days=100 * n)) for n in range(5)]
+    for readout in readouts:
+        feed._on_message(None, None, type("M", (), {
+            "topic": f"{BASE}/{READER}/readout", "payload": json.dumps(readout).encode()})())
+    store.close()
+
+    again = DeskFeed(MqttSettings(), DeskState(prefix=PREFIX, site=SITE),
+                     visits=VisitStore(tmp_path / "desk-visits.sqlite3", per_vehicle=3))
+    assert again.restore() == 3
+    record = again.state.vehicles[SPEC_VIN]
+    assert record.latest["readout_id"] == readouts[0]["readout_id"]
+    assert [v["readout_id"] for v in record.visits] == [r["readout_id"] for r in readouts[1:3]]
+
+
+def test_an_agent_away_is_said_on_the_page() -> None:
+    client, feed, _ = make_desk()
+    put(feed, f"{BASE}/{READER}/status", status("offline"))
+    assert f"Key reader {READER} is away" in client.get("/").text
+    put(feed, f"{BASE}/{READER}/status", status("online", connected=False))
+    assert f"Key reader {READER}: reader unplugged" in client.get("/").text
+
+
+def test_every_asset_ships_in_the_package() -> None:
+    from pathlib import Path
+
+    import agent.desk
+
+    here = Path(agent.desk.__file__).parent
+    for path in [*(here / "templates").iterdir(), *(here / "static").iterdir()]:
+        text = path.read_text(encoding="utf-8")
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text, path
+
+
+def test_hash_password_and_a_taken_port_from_the_command_line(tmp_path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from agent.desk.security import verify_password
+
+    done = subprocess.run([sys.executable, "-m", "agent", "desk", "--hash-password"],
+                          input="front desk 42\n", capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and verify_password("front desk 42", done.stdout.strip())
+    short = subprocess.run([sys.executable, "-m", "agent", "desk", "--hash-password"],
+                           input="short\n", capture_output=True, text=True, timeout=60)
+    assert short.returncode == 2
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        busy = subprocess.run([sys.executable, "-m", "agent", "desk", "--site", SITE,
+                               "--port", str(port), "--state-dir", str(tmp_path)],
+                              capture_output=True, text=True, timeout=60)
+    assert busy.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in busy.stderr
+    assert len(busy.stderr.strip().splitlines()) == 1
+
+
+def test_a_vehicle_test_before_the_readout_joins_it() -> None:
+    state = DeskState(prefix=PREFIX, site=SITE)
+    state.apply(f"{BASE}/vehicles/{SPEC_VIN}/diagnosis", json.dumps(diagnosis(SPEC_VIN)).encode())
+    assert SPEC_VIN not in state.vehicles and len(state.orphan_diagnoses) == 1
+    state.apply(f"{BASE}/vehicles/{SPEC_VIN}", json.dumps(spec_readout()).encode())
+    assert state.vehicles[SPEC_VIN].diagnosis is not None and not state.orphan_diagnoses
