@@ -416,3 +416,16 @@ def _ask(requester: Any, command: str, payload: bytes) -> dict[str, Any]:
     correlation = requester.send(command, payload)
     processes.wait_until(lambda: correlation in requester.answers, 60, f"the answer to {command}")
     return dict(requester.answers[correlation])
+
+
+def test_diagnose_beside_the_daemons_config_file(tmp_path: Path, broker: MosquittoBroker) -> None:
+    """The appliance's config file names the key reader (a serial port): ``diagnose``'s CAN
+    options are the diagnostics channel, never the key reader's, which it refuses."""
+    car = Car(tmp_path, "--ecus", "0x12")
+    config = tmp_path / "agent.toml"
+    config.write_text('serial = "/dev/ttyUSB7"\n[diagnostics]\np2_ms = 150\n')
+    rc, (report,), err = diagnose(tmp_path, car.port, broker.port, "--config", str(config))
+    assert rc == 0 and report["outcome"] == "complete", err
+    rc, _, err = diagnose(tmp_path, "/dev/ttyUSB7", broker.port, "--config", str(config))
+    car.stop()
+    assert rc == 2 and "key reader" in err and len(err.strip().splitlines()) == 1, err
