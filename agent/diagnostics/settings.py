@@ -17,7 +17,7 @@ class DiagnosticsSettings(BaseModel):
                                       "python-can interface of its own (never the key "
                                       "reader's); unset: `run` tests no vehicle.")
     can_channel: str | None = Field(None, description="Its channel (can1, /dev/ttyACM1, ...).")
-    can_bitrate: int = Field(500_000, gt=0, description="Its bit rate, bit/s.")
+    can_bitrate: int = Field(500_000, gt=0, le=1_000_000, description="Its bit rate, bit/s.")
     probe_interval_s: float = Field(2.0, ge=0.2, le=3600, description="How often `run` looks "
                                                                      "for a car there.")
     protocol: Literal["bmw", "obd2"] = Field("bmw", description="bmw (UDS, extended addressing) "
@@ -34,7 +34,7 @@ class DiagnosticsSettings(BaseModel):
                                                                     "after NRC 0x21, ms.")
     busy_retries: int = Field(3, ge=0, le=100, description="Times to ask again after NRC 0x21.")
     max_in_flight: int = Field(8, ge=1, le=64, description="Requests to different ECUs at once.")
-    key_link_hours: float = Field(2.0, ge=0, description="A key readout of the same VIN at this "
+    key_link_hours: float = Field(2.0, ge=0, le=720, description="A key readout of the same VIN at this "
                                                          "reader this recent is linked.")
     publish_timeout_s: float = Field(10.0, ge=0, le=3600,
                                      description="How long `diagnose` waits for the broker.")
