@@ -381,7 +381,8 @@ def _decode_captures(args: argparse.Namespace, files: list[Path], labels: dict[P
         args.format == "auto" and all(_looks_serial(p) for p in files)) else "can")
     history = None
     if args.state_dir is not None:
-        args.state_dir.mkdir(parents=True, exist_ok=True)
+        from agent.store.sqlite import make_private_dir
+        make_private_dir(args.state_dir)  # 0700, as the agent's own
         history = VehicleHistory(args.state_dir / "history.sqlite3", settings=forecast)
     pipeline = ReadoutPipeline(site=args.site, reader=args.reader, transport=transport,
                                forecast=forecast, history=history, proposal=proposal)
@@ -407,7 +408,7 @@ def _run(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config, **_settings_overrides(args))
     configure_logging(settings.log_level, settings.log_format)
-    service = build_service(settings)
+    service = build_service(settings)  # with the [diagnostics] channel's watcher, if any
     # The publisher's threads wait on I/O and need the GIL only briefly; hand it over within
     # 1 ms (not CPython's default 5 ms) so a readout is not held back by the next one's work.
     sys.setswitchinterval(RUN_SWITCH_INTERVAL_S)

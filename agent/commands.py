@@ -145,6 +145,8 @@ class CommandHandler:
         def run() -> None:
             try:
                 result = test(protocol, clear, ecu)
+            except CommandFailure as exc:
+                self._refuse(CommandRefused(name, exc.code, str(exc)), reply)
             except Exception as exc:
                 log.exception("command %s: the vehicle test failed", name)
                 self._refuse(CommandRefused(name, "failed", str(exc)), reply)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from contextvars import ContextVar
 from pathlib import Path
 from stat import S_ISDIR
 from typing import Any, Literal
@@ -122,7 +123,6 @@ class AgentSettings(BaseSettings):
     catalogue: CatalogueSettings = Field(default_factory=CatalogueSettings)
     proposal: ProposalSettings = Field(default_factory=ProposalSettings)
     reminders: ReminderSettings = Field(default_factory=ReminderSettings)
-    diagnostics: DiagnosticsSettings = Field(default_factory=DiagnosticsSettings)
     commands: CommandSettings = Field(default_factory=CommandSettings)
     metrics_port: int | None = Field(None, ge=0, le=65535, description=(
         "Serve Prometheus/OpenMetrics metrics on this port (off when unset; 0 picks a free "
@@ -130,6 +130,7 @@ class AgentSettings(BaseSettings):
     metrics_host: str = Field("127.0.0.1", min_length=1, max_length=255,
                               description="Address the metrics endpoint listens on.")
     desk: DeskSettings = Field(default_factory=DeskSettings)
+    diagnostics: DiagnosticsSettings = Field(default_factory=DiagnosticsSettings)
     language: Language = Field("en", description="Language of the reception view and the "
                                                  "proposal: en, de or zh.")
 
@@ -192,7 +193,10 @@ class AgentSettings(BaseSettings):
         return (init_settings, env_settings, _TomlSource(settings_cls))
 
 
-_config_file: Path | None = None
+#: The file the current :func:`load_settings` call reads. pydantic-settings builds its sources
+#: in a classmethod with no way to hand it per-call arguments, so the call's file travels in a
+#: context variable: set and reset by that one call, private to its thread and context.
+_LOADING: ContextVar[Path | None] = ContextVar("cbs_config_file", default=None)
 
 
 class _TomlSource(PydanticBaseSettingsSource):
@@ -202,13 +206,14 @@ class _TomlSource(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        if _config_file is None:
+        config_file = _LOADING.get()
+        if config_file is None:
             return {}
         try:
-            text = _config_file.read_text(encoding="utf-8")
+            text = config_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{_config_file}: cannot read config file: {exc}") from exc
-        return parse_config_text(text, source=str(_config_file))
+            raise ConfigError(f"{config_file}: cannot read config file: {exc}") from exc
+        return parse_config_text(text, source=str(config_file))
 
 
 def parse_config_text(text: str, *, source: str = "<config>") -> dict[str, Any]:
@@ -369,8 +374,7 @@ def security_warnings(settings: AgentSettings) -> list[str]:
 def load_settings(config_file: Path | None = None, **overrides: Any) -> AgentSettings:
     """Load settings from ``config_file`` (optional), ``CBS_*`` variables and ``overrides``
     (the command line; ``None`` values are ignored). Raises :class:`ConfigError`."""
-    global _config_file
-    _config_file = config_file
+    loading = _LOADING.set(config_file)
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
         _check_environment_nesting()
@@ -385,4 +389,4 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> AgentSet
         raise ConfigError(f"configuration nested too deeply (more than {MAX_NESTING} levels)"
                           ) from None
     finally:
-        _config_file = None
+        _LOADING.reset(loading)

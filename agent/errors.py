@@ -11,11 +11,11 @@
     |   +-- CaptureUnreadableError    not there, not readable, unknown format: nothing was read
     |   +-- CaptureCorruptError       truncated or corrupt: what came before was read
     +-- PublisherError                the MQTT publisher cannot work as configured
-    +-- DiagnosticsError              the vehicle test cannot run (CAN interface cannot be opened)
-    |   +-- InterfaceLost (+ TransientError, OSError)
-    |                                 the diagnostics interface went away during a test
     +-- BrokerUnreachableError        a command-line client cannot reach the broker, or is
                                       refused; the CLI exits 1 with the reason
+    +-- DiagnosticsError              the vehicle test cannot run (CAN interface cannot be opened)
+        +-- InterfaceLost (+ TransientError, OSError)
+                                      the diagnostics interface went away during a test
 
     TransientError                    marker mixin: "try again later"; the service loop retries
                                       an operation that raised it, with backoff, instead of stopping

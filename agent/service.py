@@ -201,11 +201,6 @@ class AgentService:
         """Run ``job`` on the loop's thread at the start of its next turn (thread-safe)."""
         self._jobs.put(job)
 
-    def store(self, batch: list[OutboxMessage]) -> bool:
-        """Commit ``batch`` to the outbox as the loop commits readouts; on the loop's thread
-        only (through :meth:`submit`). False when it is held in memory while the outbox fails."""
-        return self._commit(batch)
-
     def _run_jobs(self) -> None:
         while True:
             try:
@@ -216,6 +211,22 @@ class AgentService:
                 job()
             except Exception:  # one command's bug must not stop the loop
                 log.exception("a submitted job failed")
+
+    def store(self, messages: list[OutboxMessage], timeout_s: float = 10.0) -> bool:
+        """Commit ``messages`` to the outbox from another thread (a vehicle test's report):
+        the loop's thread, the outbox's one writer, does it at its next turn. True when they
+        are stored; False when they are held in memory (the outbox cannot commit: they go
+        with the next commit, or are delivered directly at stop) or the loop did not answer
+        within ``timeout_s``."""
+        done = threading.Event()
+        stored: list[bool] = []
+
+        def job() -> None:
+            stored.append(self._commit(list(messages)))
+            done.set()
+
+        self.submit(job)
+        return done.wait(timeout_s) and stored == [True]
 
     def republish(self, vin: str) -> dict[str, object]:
         """Put the vehicle's latest readout on its retained topic again (the loop's thread).

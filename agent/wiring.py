@@ -14,7 +14,7 @@ from agent.domain.catalogue import load_catalogue
 from agent.domain.i18n import check_language
 from agent.domain.proposal import ProposalContext
 from agent.errors import ConfigError
-from agent.metrics import AgentCollector, MetricsEndpoint
+from agent.metrics import AgentCollector, MetricsEndpoint, VehicleTestMetrics
 from agent.mqtt.commands import CommandLink
 from agent.mqtt.publisher import MqttPublisher
 from agent.pipeline import ReadoutPipeline
@@ -124,22 +124,24 @@ def build_service(settings: AgentSettings) -> AgentService:
         pipeline=pipeline, outbox=outbox, publisher=publisher, topics=topics,
         retain_vehicles=mqtt.retain_vehicles, status_interval_s=mqtt.status_interval_s,
         reminders=reminders)
-    watcher = build_vehicle_watcher(settings, service)  # [diagnostics] channel, if any
-    handler = None
-    if settings.commands.enabled:
-        handler = CommandHandler(service, settings.commands,
-                                 vehicle_test=None if watcher is None else watcher.command)
-        service.companions.append(CommandLink(
-            mqtt, topics, handler, client_id=publisher.client_id + "-cmd"))
+    metrics = None
     if settings.metrics_port is not None:
         metrics = MetricsEndpoint(settings.metrics_host, settings.metrics_port)
-        metrics.register([AgentCollector(service, handler, metrics.vehicle_tests)])
         publisher.on_delivered = metrics.delivered()
-        service.companions.append(metrics)
-        if watcher is not None:
-            watcher.metrics = metrics.vehicle_tests
+    watcher = build_vehicle_watcher(settings, service,
+                                    tests=None if metrics is None else metrics.vehicle_tests)
     if watcher is not None:
         service.companions.append(watcher)
+    handler = None
+    if settings.commands.enabled:
+        handler = CommandHandler(service, settings.commands, vehicle_test=None if watcher is None
+                                 else _vehicle_test_command(watcher, settings.diagnostics.protocol,
+                                                            settings.commands.timeout_s))
+        service.companions.append(CommandLink(
+            mqtt, topics, handler, client_id=publisher.client_id + "-cmd"))
+    if metrics is not None:
+        metrics.register([AgentCollector(service, handler, metrics.vehicle_tests)])
+        service.companions.append(metrics)
     return service
 
 
@@ -160,11 +162,12 @@ def diagnosis_publisher(settings: AgentSettings, outbox: Outbox) -> MqttPublishe
     return MqttPublisher(mqtt, outbox, DiagnoseTopics(mqtt.prefix, settings.site, settings.reader))
 
 
-def build_vehicle_watcher(settings: AgentSettings, service: AgentService):  # type: ignore[no-untyped-def]
+def build_vehicle_watcher(settings: AgentSettings, service: AgentService, *,
+                          tests: VehicleTestMetrics | None = None):  # type: ignore[no-untyped-def]
     """The daemon's vehicle watcher on ``[diagnostics] can_interface``/``can_channel``, or None
-    when no diagnostics channel is configured. Each test's report is committed by the service
-    loop (the outbox's one writer, through ``submit``). Raises ConfigError when the channel is
-    the key reader's: the two buses never mix."""
+    when no diagnostics channel is configured. Each test's report goes into the service's
+    outbox (through its loop's thread, the one writer) like a readout. Raises ConfigError when
+    the channel is the key reader's: the two buses never mix."""
     diag = settings.diagnostics
     if not diag.can_interface:
         return None
@@ -173,7 +176,6 @@ def build_vehicle_watcher(settings: AgentSettings, service: AgentService):  # ty
     if diag.can_channel in (settings.can_channel, settings.serial):
         raise ConfigError(f"diagnostics.can_channel {diag.can_channel} is the key reader's: "
                           "the diagnostics channel must be an interface of its own")
-    import threading
     from datetime import timedelta
 
     from agent.diagnostics.reporting import make_report, report_messages, summary_line
@@ -188,26 +190,16 @@ def build_vehicle_watcher(settings: AgentSettings, service: AgentService):  # ty
                              history_path=settings.state_dir / "history.sqlite3",
                              key_window=timedelta(hours=diag.key_link_hours),
                              reports_path=settings.state_dir / "diagnoses.sqlite3")
-        done = threading.Event()
-        stored: list[bool] = []
-
-        def commit() -> None:
-            try:
-                stored.append(service.store(report_messages(report, prefix)))
-            finally:
-                done.set()
-
-        service.submit(commit)
-        if not done.wait(60.0):
-            raise RuntimeError(f"vehicle test {report.diagnosis_id}: the service loop did not "
-                               "store the report in time")
-        log.info("vehicle test %s %s: %s", report.diagnosis_id,
-                 "stored" if stored and stored[0] else "held in memory (outbox failing)",
-                 summary_line(report))
+        if tests is not None:
+            finished = test.finished_at or test.started_at
+            tests.observe(report.outcome, (finished - test.started_at).total_seconds())
+        stored = service.store(report_messages(report, prefix))
+        log.log(logging.INFO if stored else logging.ERROR, "vehicle test %s %s: %s",
+                report.diagnosis_id, "stored" if stored else "NOT stored yet (held in memory)",
+                summary_line(report))
         return {"diagnosis_id": report.diagnosis_id, "outcome": report.outcome,
-                "vin": report.vehicle.vin, "ecus_present": report.summary.ecus_present,
-                "dtcs": report.summary.dtcs, "confirmed": report.summary.confirmed,
-                "stored": bool(stored and stored[0])}
+                "vin": report.vehicle.vin, "stored": stored,
+                "summary": report.summary.model_dump(mode="json")}
 
     def open_channel(receive_ids):  # type: ignore[no-untyped-def]
         return CanChannel(diag.can_interface or "", diag.can_channel or "",
@@ -216,3 +208,22 @@ def build_vehicle_watcher(settings: AgentSettings, service: AgentService):  # ty
     return VehicleWatcher(open_channel, protocol=diag.protocol,
                           addresses=diag.addresses or sorted(bmw_ecu_names()), on_test=on_test,
                           timing=diag.timing(), probe_interval_s=diag.probe_interval_s)
+
+
+def _vehicle_test_command(watcher, protocol: str, timeout_s: float):  # type: ignore[no-untyped-def]
+    """The commands' ``diagnose`` and ``clear_faults``: ask the watcher for a test now and wait
+    for its report's id."""
+    from agent.commands import CommandFailure
+
+    def run(wanted: str | None, clear: bool, ecu: int | None) -> dict[str, object]:
+        if wanted is not None and wanted != protocol:
+            raise CommandFailure("unavailable", f"this agent's diagnostics channel speaks "
+                                 f"{protocol}, not {wanted}")
+        addresses = frozenset(watcher.addresses if ecu is None else [ecu]) if clear else \
+            frozenset()
+        try:
+            return dict(watcher.request(addresses).result(timeout=timeout_s))
+        except TimeoutError as exc:
+            raise CommandFailure("failed", f"no vehicle test within {timeout_s:.0f} s (is the "
+                                 "diagnostics channel there?)") from exc
+    return run

@@ -125,12 +125,12 @@ def main() -> int:
     parser.add_argument("--faults", action="store_true", help="inject reader faults (rejections)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-colour", action="store_true")
-    parser.add_argument("--no-vehicle-test", action="store_true",
-                        help="only the key reads, no vehicle test at the end")
     parser.add_argument("--desk", action="store_true",
                         help="also run the reception desk in a browser (docs/desk.md) and keep "
                              "it open after the key reads, until Ctrl-C")
     parser.add_argument("--desk-port", type=int, default=8080)
+    parser.add_argument("--no-vehicle-test", action="store_true",
+                        help="only the key reads, no vehicle test at the end")
     args = parser.parse_args()
 
     def _stop(_signum: int, _frame: object) -> None:
@@ -192,13 +192,6 @@ def main() -> int:
     try:
         seen.wait(timeout=args.sessions * (args.interval_s + 2) + 20)
         time.sleep(0.5)
-        if last_vin and not args.no_vehicle_test:
-            # The daemon is done with the key reads; the test uses its state directory (the
-            # key readout to link), one process at a time.
-            agent.send_signal(signal.SIGTERM)
-            agent.wait(timeout=20)
-            vehicle_test(workdir, port, last_vin[0])
-            tested.wait(timeout=10)
         if desk is not None:
             print(f"demo: key reads done; the desk stays at http://127.0.0.1:{args.desk_port}/ "
                   "until Ctrl-C")
@@ -215,6 +208,9 @@ def main() -> int:
         time.sleep(0.3)
         sim.terminate()
         sim.wait(timeout=10)
+        if last_vin and not args.no_vehicle_test:
+            vehicle_test(workdir, port, last_vin[0])
+            tested.wait(timeout=10)
         subscriber.loop_stop()
         broker.terminate()
         broker.wait(timeout=10)

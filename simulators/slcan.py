@@ -11,6 +11,7 @@ on shutdown ``C``; ``V`` and ``N`` for version and serial number.
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
 
 OK = b"\r"
@@ -65,6 +66,8 @@ def decode_frame_line(line: bytes, *, timestamps: bool = False) -> SlcanFrame | 
     extended = text[0] in "TR"
     remote = text[0] in "rR"
     id_len = 8 if extended else 3
+    if not all(ch in string.hexdigits for ch in text[1:2 + id_len]):  # int() takes " 6F", "+6F"
+        return None
     try:
         arbitration_id = int(text[1:1 + id_len], 16)
         dlc = int(text[1 + id_len], 16)

@@ -257,10 +257,7 @@ def _per_ecu(items: Sequence[str], convert: Any) -> dict[int, Any]:
 def add_vehicle_subcommand(subparsers: Any, name: str = "vehicle") -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         name, help="a car's ECUs behind the OBD socket (SLCAN pty or virtual bus)",
-        description="A simulated car behind the OBD socket: ECUs with identification and "
-                    "fault memory, on an SLCAN pty or a python-can virtual bus, with the faults "
-                    "of shared/spec/diagnostics.md on request. Prints the pty's path (or the "
-                    "virtual channel) on the first line.")
+        description=__doc__.split("\n\n")[0].replace("``", "") if __doc__ else None)
     p.add_argument("--protocol", choices=["bmw", "obd2"], default="bmw")
     p.add_argument("--ecus", type=_addresses, default=None, metavar="A,B,...",
                    help="bmw: ECU addresses, or none (default: a 14-ECU car)")

@@ -45,8 +45,7 @@ class DiagnosisDtc(_Payload):
 
 
 class DiagnosisError(_Payload):
-    step: Step = Field(description="ident, faults, counts, mileage or clear: the step of the "
-                                   "request that failed.")
+    step: Step = Field(description="The step that failed: ident, faults, counts or mileage.")
     request: str = Field(description="The request as upper-case hex, e.g. 22F190.")
     kind: FailureKind = Field(description="timeout, nrc or transport.")
     nrc: int | None = Field(description="The negative response code (kind nrc), else null.",
@@ -58,16 +57,19 @@ class DiagnosisEcu(_Payload):
     address: int = Field(description="Diagnostic address (bmw) or response id 0x7E8-0x7EF (obd2).",
                          ge=0)
     name: str | None = Field(description="Workshop name of the address (bmw); null for obd2.")
-    vin: str | None = Field(description="The ECU's VIN (22 F190 / 09 02); null when not "
-                                        "supported or the request failed.")
-    part_number: str | None = Field(description="Spare part number (22 F187), trimmed; null "
-                                                "when not supported, and for obd2.")
-    software: str | None = Field(description="Software version (22 F189); null as part_number.")
-    hardware: str | None = Field(description="Hardware number (22 F191); null as part_number.")
-    serial: str | None = Field(description="Serial number (22 F18C); null as part_number.")
+    vin: str | None = Field(description="The VIN this ECU reports (DID 0xF190 / OBD 09 02); null "
+                                        "when it gave none.")
+    part_number: str | None = Field(description="Part number (DID 0xF187); null for obd2 or when "
+                                                "not given.")
+    software: str | None = Field(description="Software version (DID 0xF189); null for obd2 or "
+                                             "when not given.")
+    hardware: str | None = Field(description="Hardware version (DID 0xF191); null for obd2 or "
+                                             "when not given.")
+    serial: str | None = Field(description="ECU serial number (DID 0xF18C); null for obd2 or "
+                                           "when not given.")
     dtcs: list[DiagnosisDtc] | None = Field(description="null when the fault memory was not read.")
-    errors: list[DiagnosisError] = Field(description="The requests of this ECU that failed "
-                                                     "(a timeout, an NRC, a broken exchange).")
+    errors: list[DiagnosisError] = Field(description="Requests of this ECU that failed; empty when "
+                                                     "every step was answered.")
     km_since_cleared: int | None = Field(None, description="OBD-II PID 31: km since the fault "
                                                            "memory was cleared; null for bmw.")
 
@@ -80,11 +82,10 @@ class DiagnosisVehicle(_Payload):
 
 
 class DiagnosisSummary(_Payload):
-    ecus_present: int = Field(description="ECUs that answered the probe (the length of ecus).",
-                              ge=0)
+    ecus_present: int = Field(description="ECUs that answered (the length of ecus).", ge=0)
     ecus_failed: int = Field(description="ECUs with at least one entry in errors.", ge=0)
     dtcs: int = Field(description="DTCs over all ECUs.", ge=0)
-    confirmed: int = Field(description="Confirmed DTCs over all ECUs.", ge=0)
+    confirmed: int = Field(description="Of those, confirmed DTCs.", ge=0)
     warning_lamp: bool = Field(description="Any DTC with status bit 7 (bmw) or the MIL (obd2).")
 
 
@@ -96,11 +97,12 @@ class Diagnosis(_Payload):
     site: str
     reader: str
     transport: Transport
-    protocol: Protocol = Field(description="bmw (UDS, extended addressing) or obd2.")
-    started_at: datetime = Field(description="Agent's UTC clock when the test began, ms precision.")
-    finished_at: datetime = Field(description="Agent's UTC clock when it ended, ms precision.")
-    outcome: Outcome = Field(description="complete, partial (some request failed: see errors), "
-                                         "no_response (no ECU answered) or aborted (the "
+    protocol: Protocol = Field(description="bmw (UDS over ISO-TP, extended addressing) or obd2 "
+                                           "(generic OBD-II).")
+    started_at: datetime = Field(description="When the test began (UTC, ms).")
+    finished_at: datetime = Field(description="When the test ended (UTC, ms).")
+    outcome: Outcome = Field(description="complete, partial (see errors), no_response (no ECU "
+                                         "answered the probe; ecus empty) or aborted (the "
                                          "interface went away; what was read is kept).")
     vehicle: DiagnosisVehicle
     key_readout_id: str | None = Field(

@@ -17,7 +17,7 @@ class DiagnosticsSettings(BaseModel):
                                       "python-can interface of its own (never the key "
                                       "reader's); unset: `run` tests no vehicle.")
     can_channel: str | None = Field(None, description="Its channel (can1, /dev/ttyACM1, ...).")
-    can_bitrate: int = Field(500_000, gt=0, le=1_000_000, description="Its bit rate, bit/s.")
+    can_bitrate: int = Field(500_000, ge=5_000, le=1_000_000, description="Its bit rate, bit/s.")
     probe_interval_s: float = Field(2.0, ge=0.2, le=3600, description="How often `run` looks "
                                                                      "for a car there.")
     protocol: Literal["bmw", "obd2"] = Field("bmw", description="bmw (UDS, extended addressing) "

@@ -115,7 +115,8 @@ class CanChannel:
         except (can.CanError, OSError, ValueError, ImportError) as exc:
             raise DiagnosticsError(f"diagnostics CAN interface {interface} {channel}: "
                                    f"cannot open: {exc}") from exc
-        self.listen(receive_ids)
+        ids = sorted(set(receive_ids))
+        self.bus.set_filters([{"can_id": i, "can_mask": 0x7FF, "extended": False} for i in ids])
         self.lost = threading.Event()
         self.last_frame_at: dict[int, float] = {}
         self._watch = _Watch(self.lost, self.last_frame_at)
@@ -132,11 +133,6 @@ class CanChannel:
         self._bus_send(msg, timeout)
         self.sent_at[(msg.arbitration_id, msg.data[0] if msg.data else -1)] = time.monotonic()
         self.frames_sent += 1
-
-    def listen(self, receive_ids: Iterable[int]) -> None:
-        """Let only these identifiers through (software filters, before any stack)."""
-        ids = sorted(set(receive_ids))
-        self.bus.set_filters([{"can_id": i, "can_mask": 0x7FF, "extended": False} for i in ids])
 
     @property
     def lost_reason(self) -> str:

@@ -14,11 +14,12 @@ again with backoff.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
-from typing import Protocol as TypingProtocol
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 
 from agent.diagnostics.tester import (
     OBD2_RECEIVE_IDS,
@@ -42,24 +43,27 @@ REOPEN_MIN_S = 1.0
 REOPEN_MAX_S = 30.0
 
 
-class TestMetrics(TypingProtocol):
-    def observe(self, outcome: str, seconds: float) -> None: ...
+@dataclass(frozen=True)
+class TestRequest:
+    """A vehicle test asked for now (an integrator's ``diagnose`` or ``clear_faults``):
+    ``clear`` the addresses (bmw) whose fault memory to erase first; any non-empty set means
+    mode 04 for obd2. ``done`` gets what ``on_test`` made of the test."""
 
-
-COMMAND_TIMEOUT_S = 600.0
+    clear: frozenset[int] = frozenset()
+    done: Future[object] = field(default_factory=Future)
 
 
 class VehicleWatcher:
     """``open_channel(receive_ids)`` opens the diagnostics interface (raises
-    DiagnosticsError); ``on_test`` stores each finished test's report and returns what a
-    command answers with (a failure to store raises).
+    DiagnosticsError); ``on_test`` gets each finished test (it must not raise) and returns
+    what a request for it is answered with.
 
-    :meth:`command` runs a test on an integrator's request (``diagnose``, ``clear_faults``)
-    on the watcher's own thread and channel, between two probes."""
+    Besides noticing cars by itself, it carries out tests asked for with :meth:`request`,
+    between probes, one at a time."""
 
     def __init__(self, open_channel: Callable[[Sequence[int]], CanChannel], *,
                  protocol: Protocol, addresses: Sequence[int],
-                 on_test: Callable[[VehicleTest], dict[str, Any]], timing: DiagnosticTiming,
+                 on_test: Callable[[VehicleTest], object], timing: DiagnosticTiming,
                  probe_interval_s: float = 2.0) -> None:
         self._open = open_channel
         self.protocol = protocol
@@ -71,10 +75,14 @@ class VehicleWatcher:
         self._thread: threading.Thread | None = None
         self.tests = 0
         self.in_cycle = False
-        self.metrics: TestMetrics | None = None
-        self._wake = threading.Condition()
-        self._requests: list[_Request] = []
-        self._open_now = False
+        self._requests: queue.Queue[TestRequest] = queue.Queue()
+
+    def request(self, clear: frozenset[int] = frozenset()) -> Future[object]:
+        """Test the vehicle now (thread-safe); the future gets ``on_test``'s result, or an
+        InterfaceLost when the channel goes away first."""
+        wanted = TestRequest(clear)
+        self._requests.put(wanted)
+        return wanted.done
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="cbs-vehicle-watcher",
@@ -83,77 +91,12 @@ class VehicleWatcher:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
-        with self._wake:
-            self._wake.notify_all()
+        self._requests.put(TestRequest())  # wakes the loop; answered as stopped below
         if self._thread is not None:
             self._thread.join(timeout_s)
 
-    def command(self, protocol: str | None, clear: bool, ecu: int | None) -> dict[str, Any]:
-        """One whole test now (``clear``: ClearDiagnosticInformation first, to ``ecu`` or to
-        every present ECU); its report is stored like the watcher's own. Raises RuntimeError
-        when the channel is not open or the test does not end in time."""
-        if not self._open_now:
-            raise RuntimeError("the diagnostics channel is not open (adapter unplugged?)")
-        request = _Request(protocol or self.protocol, clear, ecu)
-        with self._wake:
-            self._requests.append(request)
-            self._wake.notify_all()
-        if not request.done.wait(COMMAND_TIMEOUT_S):
-            raise RuntimeError("the vehicle test did not end in time")
-        if request.error is not None:
-            raise RuntimeError(request.error)
-        return request.result or {}
-
-    def _pause(self) -> None:
-        """Wait for the next probe, or for a command."""
-        with self._wake:
-            self._wake.wait_for(lambda: bool(self._requests) or self._stop.is_set(),
-                                timeout=self.probe_interval_s)
-
-    def _serve(self, channel: CanChannel) -> None:
-        while True:
-            with self._wake:
-                if not self._requests:
-                    return
-                request = self._requests.pop(0)
-            try:
-                if request.clear:
-                    log.warning("clearing fault memory on an integrator's command: %s",
-                                "every ECU" if request.ecu is None else f"ECU 0x{request.ecu:02X}")
-                test = self._test(channel, request.protocol, request.clear, request.ecu)
-                request.result = self._on_test(test)
-            except InterfaceLost as exc:
-                request.error = f"the diagnostics interface went away: {exc}"
-                request.done.set()
-                raise
-            except Exception as exc:  # the report could not be stored: say so
-                request.error = f"{type(exc).__name__}: {exc}"
-            request.done.set()
-
-    def _test(self, channel: CanChannel, protocol: str, clear: bool = False,
-              ecu: int | None = None) -> VehicleTest:
-        started = time.monotonic()
-        if protocol != self.protocol:
-            channel.listen(self._receive_ids(protocol))
-        try:
-            if protocol == "bmw":
-                targets = frozenset(self.addresses if ecu is None else [ecu]) if clear \
-                    else frozenset()
-                test = run_bmw_test(channel, self.addresses, timing=self.timing, clear=targets)
-            else:
-                test = run_obd2_test(channel, timing=self.timing, clear=clear)
-        finally:
-            if protocol != self.protocol:
-                channel.listen(self._receive_ids())
-        self.tests += 1
-        if self.metrics is not None:
-            self.metrics.observe(test.outcome, time.monotonic() - started)
-        return test
-
-    def _receive_ids(self, protocol: str | None = None) -> list[int]:
-        if (protocol or self.protocol) == "bmw":
-            return bmw_receive_ids(self.addresses)
-        return OBD2_RECEIVE_IDS
+    def _receive_ids(self) -> list[int]:
+        return bmw_receive_ids(self.addresses) if self.protocol == "bmw" else OBD2_RECEIVE_IDS
 
     def _run(self) -> None:
         delay = REOPEN_MIN_S
@@ -166,41 +109,47 @@ class VehicleWatcher:
                 delay = min(REOPEN_MAX_S, delay * 2)
                 continue
             delay = REOPEN_MIN_S
-            self._open_now = True
             try:
                 self._watch(channel)
             except InterfaceLost as exc:
                 log.warning("diagnostics channel lost: %s", exc)
                 self.in_cycle = False
             finally:
-                self._open_now = False
                 channel.close()
-                self._fail_waiting("the diagnostics channel closed")
 
-    def _fail_waiting(self, why: str) -> None:
-        with self._wake:
-            waiting, self._requests = self._requests, []
-        for request in waiting:
-            request.error = why
-            request.done.set()
+    def _test(self, channel: CanChannel, clear: frozenset[int] = frozenset()) -> object:
+        test = (run_bmw_test(channel, self.addresses, timing=self.timing, clear=clear)
+                if self.protocol == "bmw"
+                else run_obd2_test(channel, timing=self.timing, clear=bool(clear)))
+        self.tests += 1
+        self.in_cycle = test.outcome != "aborted"
+        result = self._on_test(test)
+        channel.check()
+        return result
 
     def _watch(self, channel: CanChannel) -> None:
         while not self._stop.is_set():
-            self._serve(channel)
             present = self.probe(channel)
             if present and not self.in_cycle:
                 log.info("a car answers on the diagnostics channel: testing it")
-                test = self._test(channel, self.protocol)
-                self.in_cycle = test.outcome != "aborted"
-                try:
-                    self._on_test(test)
-                except Exception:  # logged by on_test; the watcher goes on
-                    log.exception("the vehicle test's report could not be stored")
-                channel.check()
+                self._test(channel)
             elif not present and self.in_cycle:
                 log.info("the car on the diagnostics channel is silent: ignition cycle over")
                 self.in_cycle = False
-            self._pause()
+            try:
+                wanted = self._requests.get(timeout=self.probe_interval_s)
+            except queue.Empty:
+                continue
+            if self._stop.is_set():
+                wanted.done.set_exception(InterfaceLost("the agent is stopping"))
+                break
+            log.info("vehicle test asked for%s", " (clearing fault memory first)"
+                     if wanted.clear else "")
+            try:
+                wanted.done.set_result(self._test(channel, wanted.clear))
+            except InterfaceLost as exc:
+                wanted.done.set_exception(exc)
+                raise
 
     def probe(self, channel: CanChannel) -> bool:
         """One presence probe; True if any ECU answered within P2. ``bmw``: TesterPresent to
@@ -226,15 +175,3 @@ class VehicleWatcher:
         self._stop.wait(self.timing.p2_s)
         channel.check()
         return any(at > sent_at for at in list(channel.last_frame_at.values()))
-
-
-class _Request:
-    """A command's test, handed to the watcher's thread."""
-
-    def __init__(self, protocol: str, clear: bool, ecu: int | None) -> None:
-        self.protocol = protocol
-        self.clear = clear
-        self.ecu = ecu
-        self.done = threading.Event()
-        self.result: dict[str, Any] | None = None
-        self.error: str | None = None

@@ -168,32 +168,35 @@ class FastSlcanBus(can.BusABC):
         for line in lines:
             kind = line[:1]
             try:
-                if kind == b"t":
-                    can_id = int(line[1:4], 16)
-                    if not accepts(can_id, False):
-                        continue
-                    dlc = line[4] - 48
-                    data_bytes = unhex(line[5:5 + 2 * dlc])
-                    extended = remote = False
-                elif kind == b"T":
-                    can_id = int(line[1:9], 16)
-                    if not accepts(can_id, True):
-                        continue
-                    dlc = line[9] - 48
-                    data_bytes = unhex(line[10:10 + 2 * dlc])
-                    extended, remote = True, False
-                elif kind in (b"r", b"R"):
-                    extended = kind == b"R"
-                    can_id = int(line[1:9] if extended else line[1:4], 16)
-                    if not accepts(can_id, extended):
-                        continue
-                    dlc = line[9 if extended else 4] - 48
-                    data_bytes, remote = b"", True
+                # A line is kind, id (3 or 8 hex digits), DLC, 2*DLC hex digits of data (none
+                # for a remote frame), then nothing or a 4-digit timestamp. int() alone would
+                # take " 6F", "+6F" or "6_F" as an id, and an 11-bit id above 0x7FF.
+                if kind == b"t" or kind == b"r":
+                    ident = line[1:4]
+                    can_id = int(ident, 16)
+                    extended = False
+                    body = 5
+                elif kind == b"T" or kind == b"R":
+                    ident = line[1:9]
+                    can_id = int(ident, 16)
+                    extended = True
+                    body = 10
                 else:
                     continue  # acks (empty lines), BEL errors, version answers
-                if not 0 <= dlc <= 8 or len(data_bytes) != (0 if remote else dlc):
+                remote = kind == b"r" or kind == b"R"
+                dlc = line[body - 1] - 48
+                size = 0 if remote else 2 * dlc
+                if not (0 <= dlc <= 8 and ident.isalnum() and len(line) - body - size in (0, 4)
+                        and can_id <= (0x1FFFFFFF if extended else 0x7FF)):
                     self.dropped_lines += 1
                     continue
+                if len(line) - body - size == 4:
+                    int(line[body + size:], 16)  # the timestamp: hex digits, or a bad line
+                    if not line[body + size:].isalnum():
+                        raise ValueError("timestamp")
+                if not accepts(can_id, extended):
+                    continue
+                data_bytes = b"" if remote else unhex(line[body:body + size])
             except (ValueError, IndexError, binascii.Error):
                 self.dropped_lines += 1
                 continue

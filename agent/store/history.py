@@ -42,6 +42,7 @@ from typing import Literal, Self
 from agent.domain.forecast import ForecastSettings, PastItem, PastReading
 from agent.domain.forecast.trends import build_view
 from agent.store.sqlite import (
+    INTACT_CHECK_MAX_BYTES,
     Quarantine,
     check_intact,
     create_private_file,
@@ -163,7 +164,7 @@ class VehicleHistory:
             if version > _SCHEMA_VERSION:
                 raise HistoryError(f"{self.path}: schema version {version} is newer than this agent's "
                                    f"({_SCHEMA_VERSION})")
-            check_intact(conn)
+            check_intact(conn, self.path, INTACT_CHECK_MAX_BYTES)
             conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA
                                + f"PRAGMA user_version={_SCHEMA_VERSION}; COMMIT;")
         except BaseException:

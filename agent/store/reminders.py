@@ -21,6 +21,7 @@ from agent.domain.models import REMINDER_SCHEMA, Readout, Reminder, to_json, wit
 from agent.domain.proposal import ProposalContext
 from agent.domain.reminders import ReminderError, ReminderSettings, next_pass_after, plan_reminders
 from agent.store.sqlite import (
+    INTACT_CHECK_MAX_BYTES,
     Quarantine,
     check_intact,
     create_private_file,
@@ -127,7 +128,7 @@ class ReminderService:
             if version > _SCHEMA_VERSION:
                 raise ReminderError(f"reminder store {self.path}: written by a newer agent "
                                     f"(schema {version}, this agent knows {_SCHEMA_VERSION})")
-            check_intact(conn)
+            check_intact(conn, self.path, INTACT_CHECK_MAX_BYTES)
             conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA
                                + f"PRAGMA user_version={_SCHEMA_VERSION}; COMMIT;")
         except BaseException:

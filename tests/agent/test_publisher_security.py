@@ -265,3 +265,51 @@ def test_example_acl_lets_only_integrators_send_commands(
     # The agent may answer under an integrator's response topics.
     assert _publish_reason(broker, certs, AGENT_USER, AGENT_PASSWORD,
                            "cbs/v1/responses/integrator/1") in (0x00, 0x10)
+
+
+# -- connection errors say their cause and the likely fix (once per change, at WARNING) --------
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "agent.mqtt.publisher" and r.levelno == logging.WARNING]
+
+
+def test_a_wrong_ca_says_the_certificate_is_not_trusted(
+        tmp_path: Path, certs: TestCertificates, caplog: pytest.LogCaptureFixture,
+        make_broker: Callable[..., MosquittoBroker],
+        publishers: Callable[..., MqttPublisher]) -> None:
+    caplog.set_level(logging.DEBUG)
+    broker = make_broker(tls=certs)
+    other = make_certificates(tmp_path / "another-ca")
+    publisher = publishers(url=broker.url, ca_file=other.ca_cert)
+    publisher.start()
+    wait_until(lambda: publisher.connect_failures >= 3, what="refused TLS handshakes")
+    said = [m for m in _warnings(caplog) if "not trusted" in m]
+    assert len(said) == 1, _warnings(caplog)  # once, not per retry
+    assert "certificate verify failed" in said[0] and "ca_file" in said[0]
+
+
+def test_plain_mqtt_to_a_tls_port_suggests_mqtts(
+        certs: TestCertificates, caplog: pytest.LogCaptureFixture,
+        make_broker: Callable[..., MosquittoBroker],
+        publishers: Callable[..., MqttPublisher]) -> None:
+    caplog.set_level(logging.DEBUG)
+    broker = make_broker(tls=certs)
+    publisher = publishers(url=f"mqtt://{broker.host}:{broker.port}")
+    publisher.start()
+    wait_until(lambda: publisher.connect_failures >= 3, what="failed connections")
+    said = [m for m in _warnings(caplog) if "mqtts://" in m]
+    assert len(said) == 1, _warnings(caplog)
+    assert f"{broker.port}" in said[0]
+
+
+def test_nothing_listening_says_so(caplog: pytest.LogCaptureFixture,
+                                   publishers: Callable[..., MqttPublisher]) -> None:
+    caplog.set_level(logging.DEBUG)
+    port = free_port()
+    publisher = publishers(url=f"mqtt://127.0.0.1:{port}")
+    publisher.start()
+    wait_until(lambda: publisher.connect_failures >= 3, what="refused connections")
+    said = [m for m in _warnings(caplog) if "connection refused" in m]
+    assert len(said) == 1 and "is the broker running" in said[0], _warnings(caplog)

@@ -50,9 +50,10 @@ def test_a_junk_header_is_quarantined_and_a_fresh_outbox_started(
     with caplog.at_level(logging.ERROR, logger="agent.store.outbox"), Outbox(path) as outbox:
         [aside] = _asides(path)
         assert outbox.quarantined is not None and str(aside) in outbox.quarantined
-        assert outbox.depth() == 0
+        # Only the 100-byte header was hit: read with a rebuilt one, every row is there.
+        assert outbox.depth() == 20 and "20 row(s) salvaged" in outbox.quarantined
         outbox.put("t", b"p", retain=False, schema="s", message_id="after")
-        assert [e.message_id for e in outbox.pending()] == ["after"]
+        assert [e.message_id for e in outbox.pending()][-2:] == ["m19", "after"]
     assert caplog.text.count("was damaged") == 1
     assert aside.read_bytes()[:100] == b"\xa5" * 100
 

@@ -186,3 +186,44 @@ def test_metrics_are_scraped_and_parsed(running) -> None:
     assert metrics["cbs_acknowledged_total"][()] >= 2
     assert 0 < metrics["cbs_delivery_seconds_sum"][()] < 60
     assert "cbs_vehicle_test_seconds_count" in metrics
+
+
+def test_diagnose_runs_a_vehicle_test_on_the_daemons_channel(
+        tmp_path: Path, mosquitto: MosquittoBroker, make_subscriber: Any) -> None:
+    """``run`` with a [diagnostics] channel (a simulated car on its own SLCAN pty): the
+    ``diagnose`` command tests the car now, answers with the report's id, and the report
+    itself arrives on the diagnosis topic through the outbox; the metrics count it."""
+    car = SimulatorProcess(tmp_path, "vehicle", "--ecus", "0x12,0x40,0x60", name="car")
+    keys = SimulatorProcess(tmp_path, "serial", "--seed", "5", "--sessions", "0",
+                            "--interval-s", "1.0", "--baudrate", "0", "--vehicles", "3")
+    reports = make_subscriber(mosquitto, f"{BASE}/diagnosis")
+    metrics_port = free_port()
+    agent = AgentProcess(tmp_path, "--serial", keys.port, "--broker", mosquitto.url,
+                         "--site", SITE, "--reader", READER, "--state-dir", str(tmp_path / "state"),
+                         "--metrics-port", str(metrics_port),
+                         env={"CBS_DIAGNOSTICS__CAN_INTERFACE": "slcan",
+                              "CBS_DIAGNOSTICS__CAN_CHANNEL": car.port,
+                              "CBS_DIAGNOSTICS__ADDRESSES": "[18, 64, 96]"})
+    requester = Requester(mosquitto)
+    try:
+        wait_until(lambda: "commands: listening" in agent.log_text(), WAIT_S, "the command link")
+        # The watcher notices the car by itself once; then the command asks for another test.
+        reports.wait_for(lambda ms: len(ms) >= 1, 60, what="the watcher's own vehicle test")
+        answer = requester.ask("diagnose")
+        assert answer["ok"], answer
+        diagnosis_id = answer["result"]["diagnosis_id"]
+        assert answer["result"]["outcome"] == "complete" and answer["result"]["stored"]
+        got = reports.wait_for(lambda ms: any(m.json()["diagnosis_id"] == diagnosis_id
+                                              for m in ms), WAIT_S, what="the asked-for report")
+        assert len({m.json()["diagnosis_id"] for m in got}) >= 2
+        wrong = requester.ask("diagnose", json.dumps({"protocol": "obd2"}))
+        assert not wrong["ok"] and wrong["error"]["code"] == "unavailable"
+        metrics = scrape(metrics_port)
+        assert metrics["cbs_vehicle_tests_total"][(("outcome", "complete"),)] >= 2
+        assert metrics["cbs_vehicle_test_seconds_count"][()] >= 2
+        assert "Traceback" not in agent.log_text()
+    finally:
+        requester.close()
+        agent.stop()
+        keys.stop()
+        car.stop()

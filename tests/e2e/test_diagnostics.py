@@ -396,7 +396,7 @@ def test_integrators_ask_the_daemon_for_a_test_and_to_clear_faults(
         answer = _ask(requester, "diagnose", b"")
         assert answer["ok"], answer
         result = answer["result"]
-        assert result["outcome"] == "complete" and result["ecus_present"] == 2
+        assert result["outcome"] == "complete" and result["summary"]["ecus_present"] == 2
         reports = subscriber.wait_for_count(2, timeout_s=30)
         assert reports[1].json()["diagnosis_id"] == result["diagnosis_id"]
         cleared = _ask(requester, "clear_faults", b'{"ecu": 18}')
@@ -405,7 +405,7 @@ def test_integrators_ask_the_daemon_for_a_test_and_to_clear_faults(
         assert report["diagnosis_id"] == cleared["result"]["diagnosis_id"]
         ecus = _ecus(report)
         assert ecus[0x12]["dtcs"] == [] and len(ecus[0x60]["dtcs"]) == 1
-        assert "clearing fault memory on an integrator's command: ECU 0x12" in agent.log_text()
+        assert "fault memory of ECU 0x12 cleared" in agent.log_text()
     finally:
         requester.close()
         car.stop()

@@ -116,5 +116,7 @@ def test_damaged_state_file_at_start(store: str, how: str, tmp_path: Path,
         result.report()
     else:
         result.assert_nothing_silently_lost()
-    if store != "outbox" or how == "junk-8k-at-8k":
-        assert not result.lost  # the audit's damage hits no row; the history costs none
+    if how != "truncated":
+        # The audit's damage hits no row, a junk header is rebuilt for the salvage, a damaged
+        # history or reminder store costs no readout.
+        assert not result.lost

@@ -18,6 +18,7 @@ and delivers everything once the disk takes writes again; nothing read is lost.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -45,6 +46,11 @@ from fault_rig import (
 HELD = 3
 
 
+def _require(program: str) -> None:
+    if shutil.which(program) is None:
+        pytest.skip(f"{program} (util-linux) is not installed")
+
+
 def _error_shown(status, *, timeout_s: float = 30.0) -> dict:
     messages = status.wait_for(lambda ms: any(s["outbox"]["error"] for s in statuses(ms)),
                                timeout_s, what="status: outbox.error")
@@ -64,6 +70,8 @@ def test_state_fails_while_running_and_heals(how: str, tmp_path: Path,
         if (why := private_mounts_allowed(state)) is not None:
             pytest.skip(why)
         prefix = tmpfs_prefix(state, "4m")
+    if how == "fsize":
+        _require("prlimit")
     outcomes = make_subscriber(mosquitto, outcome_topics(reader))
     status = make_subscriber(mosquitto, f"cbs/v1/faults/{reader}/status")
     sim = simulator(tmp_path, 61)
@@ -121,10 +129,13 @@ def test_state_unwritable_at_start_then_healed(how: str, tmp_path: Path,
     if how.endswith("tmpfs"):
         if (why := private_mounts_allowed(state)) is not None:
             pytest.skip(why)
+        if how.startswith("read-only"):
+            _require("nsenter")
         setup = ('mount -o remount,ro "$0"' if how.startswith("read-only")
                  else '(dd if=/dev/zero of="$0/filler" bs=256k 2>/dev/null || true)')
         prefix = tmpfs_prefix(state, "4m", setup)
     else:
+        _require("prlimit")
         prefix = ["prlimit", "--fsize=0:unlimited", "--"]
     outcomes = make_subscriber(mosquitto, outcome_topics(reader))
     status = make_subscriber(mosquitto, f"cbs/v1/faults/{reader}/status")
@@ -158,9 +169,6 @@ def test_state_unwritable_at_start_then_healed(how: str, tmp_path: Path,
     assert result.read == 5 and not result.lost and "Traceback" not in log
 
 
-@pytest.mark.xfail(strict=True, reason="defect 1: readouts held in memory while the outbox "
-                   "cannot commit are discarded without a word on a clean stop (SIGTERM), "
-                   "though the broker is up")
 def test_clean_stop_while_the_outbox_cannot_commit(tmp_path: Path, mosquitto: MosquittoBroker,
                                                    make_subscriber) -> None:
     started = time.monotonic()

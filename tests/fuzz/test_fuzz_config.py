@@ -23,7 +23,7 @@ import tempfile
 import types
 import typing
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from agent.config import AgentSettings, load_settings
+from agent.config import AgentSettings, load_settings, security_warnings
 from agent.errors import ConfigError
 from agent.wiring import proposal_context
 
@@ -239,8 +239,24 @@ def load_only_config_errors(config_file: Path | None = None, **overrides: Any) -
     try:
         loaded.effective_mqtt()
         proposal_context(loaded)
+        security_warnings(loaded)
     except ConfigError:
         pass
+    # Every number that loaded is one the agent can compute with (defect: 1e15 days once
+    # overflowed SQLite's integers, 1e-9 s flooded the broker).
+    for number in _numbers(loaded):
+        assert math.isfinite(number) and abs(number) <= 10**9, number
+    timedelta(days=loaded.history.retention_days + loaded.forecast.max_projection_days)
+    assert loaded.mqtt.status_interval_s >= 1
+
+
+def _numbers(model: pydantic.BaseModel) -> Iterator[float]:
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, pydantic.BaseModel):
+            yield from _numbers(value)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            yield value
 
 
 def test_the_base_configuration_loads(workdir: Path) -> None:
@@ -286,3 +302,45 @@ def test_fuzz_environment_and_command_line(workdir: Path, env: list[tuple[tuple[
         for name, text in variables.items():
             patch.setenv(name, text)
         load_only_config_errors(None, **{**BASE, **cli})
+
+
+nestings = st.tuples(st.integers(1, 3000), st.sampled_from(["array", "table", "mixed"]))
+
+
+def _nested_toml(depth: int, shape: str) -> str:
+    opens = {"array": "[", "table": "{a = ", "mixed": "[{a = "}[shape]
+    closes = {"array": "]", "table": "}", "mixed": "}]"}[shape]
+    return opens * depth + ("1" if shape != "array" else "") + closes * depth
+
+
+def _nested_json(depth: int, shape: str) -> str:
+    opens = {"array": "[", "table": '{"a": ', "mixed": '[{"a": '}[shape]
+    closes = {"array": "]", "table": "}", "mixed": "}]"}[shape]
+    return opens * depth + ("1" if shape != "array" else "") + closes * depth
+
+
+@FUZZ
+@given(nestings, st.sampled_from(sorted(OPTIONS) + [("x",), ("mqtt", "x")]))
+@example((3000, "array"), ("site",))
+@example((40, "mixed"), ("mqtt", "url"))
+def test_fuzz_deep_nesting_in_the_file(workdir: Path, nesting: tuple[int, str],
+                                       path: tuple[str, ...]) -> None:
+    """Deep nesting once ended in a RecursionError traceback and exit 1."""
+    table = f"[{'.'.join(path[:-1])}]\n" if len(path) > 1 else ""
+    body = f"{_key(path[-1])} = {_nested_toml(*nesting)}\n"
+    text = ('site = "S1"\nreader = "desk1"\n' + table + body if table
+            else body + 'site = "S1"\nreader = "desk1"\n')
+    config = workdir / "deep.toml"
+    config.write_text(text)
+    load_only_config_errors(config)
+
+
+@FUZZ
+@given(nestings, st.sampled_from(sorted({("CBS_" + "__".join(p[:-1])).upper() for p in OPTIONS
+                                         if len(p) > 1} | {"CBS_SITE", "CBS_MQTT__URL"})))
+@example((5000, "table"), "CBS_MQTT")
+@example((5000, "array"), "CBS_FORECAST__EXPRESS_TYPES")
+def test_fuzz_deep_nesting_in_the_environment(nesting: tuple[int, str], name: str) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(name, _nested_json(*nesting))
+        load_only_config_errors(None, **BASE)

@@ -386,6 +386,17 @@ def test_watch_prints_plain_blocks_when_not_on_a_terminal(tmp_path: Path, site) 
         assert watch.wait(timeout=30) == 0
 
 
+@pytest.mark.parametrize(("lang", "words"), [("en", "in 38-74 days"), ("de", "in 38-74 Tagen"),
+                                             ("zh", "38-74 天后")])
+def test_render_shows_the_interval_in_words(lang: str, words: str) -> None:
+    state = WatchState()
+    state.apply(f"{TOPIC}/readout", _spec_payload())
+    lines = render(state, width=140, lang=lang, color=False, now=NOW)
+    oil = next(line for line in lines if "1,800" in line or "1.800" in line)
+    # The spec example's oil: due 2027-01-19 (53 days), interval 2027-01-04 to 2027-02-09.
+    assert oil.rstrip().endswith(words)
+
+
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_the_vehicle_test_shows_with_lamp_and_vin_mismatch_standing_out(lang: str) -> None:
     state = WatchState()
@@ -404,14 +415,3 @@ def test_the_vehicle_test_shows_with_lamp_and_vin_mismatch_standing_out(lang: st
     if lang == "en":
         assert "WARNING LAMP ON" in text and "VIN MISMATCH" in text
         assert "2 control units, 5 faults (2 confirmed)" in text
-
-
-@pytest.mark.parametrize(("lang", "words"), [("en", "in 38-74 days"), ("de", "in 38-74 Tagen"),
-                                             ("zh", "38-74 天后")])
-def test_render_shows_the_interval_in_words(lang: str, words: str) -> None:
-    state = WatchState()
-    state.apply(f"{TOPIC}/readout", _spec_payload())
-    lines = render(state, width=140, lang=lang, color=False, now=NOW)
-    oil = next(line for line in lines if "1,800" in line or "1.800" in line)
-    # The spec example's oil: due 2027-01-19 (53 days), interval 2027-01-04 to 2027-02-09.
-    assert oil.rstrip().endswith(words)

@@ -60,38 +60,38 @@ class ForecastSettings(BaseModel):
         default=7300, ge=1, description="A projection never reaches further than this from the data date.")
     # --- the interval (due_date_early / due_date_late; agent/domain/forecast/spread.py) -------
     km_per_day_day_sd: float = Field(
-        default=0.5, ge=0, description="Prior relative spread of one day's distance about the owner's "
+        default=0.5, ge=0, le=10, description="Prior relative spread of one day's distance about the owner's "
                                "level (weekdays, holidays, days off); a vehicle's own history "
                                "segments replace it as they accumulate.")
     km_per_day_spread_prior_segments: float = Field(
-        default=2.0, ge=0, description="Weight, in history segments, of the priors of the daily "
+        default=2.0, ge=0, le=1000, description="Weight, in history segments, of the priors of the daily "
                                "scatter and of the wear trend's fit.")
     km_per_day_drift_sd_per_year: float = Field(
-        default=0.12, ge=0, description="Relative spread the owner's daily distance drifts by in a "
+        default=0.12, ge=0, le=10, description="Relative spread the owner's daily distance drifts by in a "
                                "year (new job, moves, habits), a random walk.")
     km_per_day_age_sd: float = Field(
-        default=0.15, ge=0, description="Relative error of mileage over age as today's daily distance, "
+        default=0.15, ge=0, le=10, description="Relative error of mileage over age as today's daily distance, "
                                "besides the drift since the build.")
     km_per_day_fleet_sd: float = Field(
-        default=0.6, ge=0, description="Relative spread of daily distances across vehicles: the "
+        default=0.6, ge=0, le=10, description="Relative spread of daily distances across vehicles: the "
                                "error of the default.")
     fall_rate_sd_at_1000_km: float = Field(
-        default=0.1, ge=0, description="Relative error of a fall rate learned over 1,000 km "
+        default=0.1, ge=0, le=10, description="Relative error of a fall rate learned over 1,000 km "
                                "(shrinks with the square root of the km watched).")
     climate_factor_sd: float = Field(
-        default=0.1, ge=0, description="Relative error of the usage model's climate factor (first "
+        default=0.1, ge=0, le=10, description="Relative error of the usage model's climate factor (first "
                                "visit, severity-driven items).")
     severity_limit_sd: float = Field(
-        default=0.06, ge=0, description="Relative error of a severity-driven item's remaining km as "
+        default=0.06, ge=0, le=10, description="Relative error of a severity-driven item's remaining km as "
                                "its limit (oil's countdown speeds up late in its life).")
     wear_modelled_limit_sd: float = Field(
-        default=0.2, ge=0, description="Relative error of the car's own wear model behind brake "
+        default=0.2, ge=0, le=10, description="Relative error of the car's own wear model behind brake "
                                "pads' (clutch, shock absorbers') remaining km.")
     wear_trend_sd: float = Field(
-        default=0.18, ge=0, description="Prior relative error of an availability trend carried as far "
+        default=0.18, ge=0, le=10, description="Prior relative error of an availability trend carried as far "
                                "as the fall it was seen over.")
     nominal_wear_life_sd: float = Field(
-        default=0.5, ge=0, description="Relative error of the nominal wear life of an "
+        default=0.5, ge=0, le=10, description="Relative error of the nominal wear life of an "
                                "availability-only item without a trend.")
     climate: ClimateModel = Field(default_factory=lambda: ClimateModel(),
                                   description="Usage model for vehicles without history.")
