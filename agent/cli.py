@@ -297,7 +297,15 @@ def _diagnose(args: argparse.Namespace) -> int:
     from agent.logging_setup import configure_logging
     from agent.tools.diagnose import DiagnoseOptions, diagnose, parse_addresses
 
-    settings = load_settings(args.config, **_settings_overrides(args))
+    # The CAN options name the diagnostics channel here ([diagnostics] can_*), not the key
+    # reader, which the configuration file may well give as a serial port.
+    overrides = _settings_overrides(args)
+    channel = {name: overrides.pop(name) for name in ("can_interface", "can_channel",
+                                                      "can_bitrate")}
+    channel = {name: value for name, value in channel.items() if value is not None}
+    if channel:
+        overrides["diagnostics"] = channel
+    settings = load_settings(args.config, **overrides)
     configure_logging(settings.log_level, settings.log_format)
     protocol = args.protocol or settings.diagnostics.protocol
     addresses = (parse_addresses(args.addresses, bmw_ecu_names()) if args.addresses

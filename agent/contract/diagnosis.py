@@ -33,8 +33,11 @@ class DiagnosisDtc(_Payload):
     confirmed: bool = Field(description="Status bit 3; OBD-II: reported by service 03 or 0A.")
     pending: bool = Field(description="Status bit 2; OBD-II: reported by service 07.")
     warning_lamp: bool = Field(description="Status bit 7 (warningIndicatorRequested).")
-    permanent: bool = Field(description="OBD-II: reported by service 0A.")
-    ecu: int = Field(description="Address of the ECU that stored it (as the ECU's address).", ge=0)
+    permanent: bool = Field(False, description="OBD-II: reported by service 0A (added to the "
+                                               "spec's form; false for bmw).")
+    ecu: int | None = Field(None, description="Address of the ECU that stored it (as the ECU's "
+                                              "address; added to the spec's form, always set).",
+                            ge=0)
     occurrences: int | None = Field(description="From ReadDTCInformation 06; null when unknown.",
                                     ge=0)
     recurring: bool = Field(False, description="Confirmed in this vehicle's previous report too "

@@ -216,22 +216,24 @@ def run_bmw_test(channel: CanChannel, addresses: Sequence[int], *,
 
 
 def _clear(session: _EcuSession, request: bytes, parse: Callable[[bytes], object]) -> None:
+    """ClearDiagnosticInformation on an explicit command; the outcome is logged and, when it
+    fails, listed in the ECU's errors (step ``clear``)."""
+    address = session.reading.address
     reply = session.ask(request)
-    ok = isinstance(reply, Answer)
-    if ok:
+    if isinstance(reply, Answer):
         try:
-            parse(reply.payload)  # type: ignore[union-attr]
-        except MalformedResponseError:
-            ok = False
-    if ok:
-        log.warning("fault memory of ECU 0x%02X cleared on the operator's command",
-                    session.reading.address)
+            parse(reply.payload)
+        except MalformedResponseError as exc:
+            reply = Failed("transport", f"malformed answer: {exc}")
+        else:
+            log.warning("fault memory of ECU 0x%02X cleared on the operator's command", address)
+            return
+    log.error("clearing the fault memory of ECU 0x%02X failed: %s", address, reply)
+    if isinstance(reply, Refused):
+        session.reading.fail("clear", request, "nrc", f"negative response {reply.name}",
+                             reply.nrc)
     else:
-        log.error("clearing the fault memory of ECU 0x%02X failed: %s", session.reading.address,
-                  reply)
-        detail = reply.detail if isinstance(reply, Failed) else f"answer {reply}"
-        session.reading.fail("clear", request, reply.kind if isinstance(reply, Failed)
-                             else "nrc", detail, getattr(reply, "nrc", None))
+        session.reading.fail("clear", request, reply.kind, reply.detail, reply.nrc)
 
 
 def _run_workers(work: Callable[[int], None], addresses: Sequence[int]) -> None:

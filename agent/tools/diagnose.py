@@ -72,24 +72,28 @@ def parse_addresses(text: str, names: dict[int, str]) -> list[int]:
 
 def diagnose(settings: AgentSettings, options: DiagnoseOptions, *, out: TextIO, err: TextIO,
              confirm: Callable[[str], bool]) -> int:
-    if not settings.can_interface or not settings.can_channel:
+    diag = settings.diagnostics
+    if not diag.can_interface or not diag.can_channel:
         raise ConfigError("diagnose needs the diagnostics CAN interface: --can-interface NAME "
-                          "--can-channel CH (or can_interface/can_channel in the config file)")
+                          "--can-channel CH (or [diagnostics] can_interface/can_channel in the "
+                          "config file)")
+    if diag.can_channel in (settings.can_channel, settings.serial):
+        raise ConfigError(f"--can-channel {diag.can_channel} is the key reader's: the vehicle "
+                          "test needs an interface of its own")
     try:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"state_dir {settings.state_dir}: cannot create: {exc.strerror}") from exc
-    diag = settings.diagnostics
     timing = diag.timing()
     names = bmw_ecu_names()
     protocol = options.protocol
     receive = bmw_receive_ids(options.addresses) if protocol == "bmw" else OBD2_RECEIVE_IDS
-    channel = CanChannel(settings.can_interface, settings.can_channel,
-                         bitrate=settings.can_bitrate, receive_ids=receive)
+    channel = CanChannel(diag.can_interface, diag.can_channel, bitrate=diag.can_bitrate,
+                         receive_ids=receive)
     reports: list[Diagnosis] = []
     try:
-        log.info("vehicle test (%s) on %s %s: probing %s", protocol, settings.can_interface,
-                 settings.can_channel, "0x7DF (functional)" if protocol == "obd2" else
+        log.info("vehicle test (%s) on %s %s: probing %s", protocol, diag.can_interface,
+                 diag.can_channel, "0x7DF (functional)" if protocol == "obd2" else
                  ", ".join(f"0x{a:02X}" for a in options.addresses))
 
         def one_test(clear: frozenset[int] | None) -> VehicleTest:

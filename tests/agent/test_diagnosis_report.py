@@ -138,3 +138,11 @@ def test_the_report_history_marks_a_fault_seen_again(tmp_path: Path) -> None:
         ("03011F", True), ("0A0000", False)]
     with DiagnosisHistory(tmp_path / "diagnoses.sqlite3") as history:
         assert len(history.reports(VIN)) == 2
+
+
+def test_the_spec_examples_shape_is_valid_against_the_schema() -> None:
+    """The contract's example report (as the desk's fixtures have it) validates: the keys this
+    build adds to the DTC form (``ecu``, ``permanent``, ``recurring``) are optional."""
+    from desk_payloads import diagnosis
+
+    jsonschema.validate(diagnosis(VIN), payload_schema("diagnosis"))

@@ -366,3 +366,66 @@ def test_the_daemon_tests_a_car_once_per_ignition_cycle_and_links_the_key(
     second = subscriber.wait_for_count(2, topic, timeout_s=60)[1].json()
     assert second["diagnosis_id"] != report["diagnosis_id"]
     car.stop()
+
+
+def test_integrators_ask_the_daemon_for_a_test_and_to_clear_faults(
+        tmp_path: Path, broker: MosquittoBroker, make_subscriber: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``diagnose`` and ``clear_faults`` commands (MQTT 5 request/response) run a test on
+    the daemon's diagnostics channel; the answer names the report, which is published."""
+    import test_commands
+    from processes import AgentProcess
+
+    subscriber = make_subscriber(broker, "cbs/v1/S1/desk1/diagnosis")
+    keys = SimulatorProcess(tmp_path, "serial", "--sessions", "0", "--baudrate", "0",
+                            name="keys")
+    car = Car(tmp_path, "--ecus", "0x12,0x60", "--dtcs", "0x12:3", "--dtcs", "0x60:1")
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[diagnostics]\ncan_interface = "slcan"\ncan_channel = "{car.port}"\n'
+                      "probe_interval_s = 0.5\n[commands]\nclear_faults = true\n")
+    agent = AgentProcess(tmp_path, "--config", str(config), "--serial", keys.port, "--broker",
+                         broker.url, "--site", "S1", "--reader", "desk1", "--state-dir",
+                         str(tmp_path / "state"))
+    subscriber.wait_for_count(1, timeout_s=60)  # the watcher's own test of this car
+    requester = test_commands.Requester(broker)
+    monkeypatch.setattr(test_commands, "BASE", "cbs/v1/S1/desk1")  # its requests' topics
+    try:
+        import processes
+        processes.wait_until(lambda: "commands: listening" in agent.log_text(), 30,
+                             "the command link")
+        answer = _ask(requester, "diagnose", b"")
+        assert answer["ok"], answer
+        result = answer["result"]
+        assert result["outcome"] == "complete" and result["summary"]["ecus_present"] == 2
+        reports = subscriber.wait_for_count(2, timeout_s=30)
+        assert reports[1].json()["diagnosis_id"] == result["diagnosis_id"]
+        cleared = _ask(requester, "clear_faults", b'{"ecu": 18}')
+        assert cleared["ok"], cleared
+        report = subscriber.wait_for_count(3, timeout_s=30)[2].json()
+        assert report["diagnosis_id"] == cleared["result"]["diagnosis_id"]
+        ecus = _ecus(report)
+        assert ecus[0x12]["dtcs"] == [] and len(ecus[0x60]["dtcs"]) == 1
+        assert "fault memory of ECU 0x12 cleared" in agent.log_text()
+    finally:
+        requester.close()
+        car.stop()
+
+
+def _ask(requester: Any, command: str, payload: bytes) -> dict[str, Any]:
+    import processes
+    correlation = requester.send(command, payload)
+    processes.wait_until(lambda: correlation in requester.answers, 60, f"the answer to {command}")
+    return dict(requester.answers[correlation])
+
+
+def test_diagnose_beside_the_daemons_config_file(tmp_path: Path, broker: MosquittoBroker) -> None:
+    """The appliance's config file names the key reader (a serial port): ``diagnose``'s CAN
+    options are the diagnostics channel, never the key reader's, which it refuses."""
+    car = Car(tmp_path, "--ecus", "0x12")
+    config = tmp_path / "agent.toml"
+    config.write_text('serial = "/dev/ttyUSB7"\n[diagnostics]\np2_ms = 150\n')
+    rc, (report,), err = diagnose(tmp_path, car.port, broker.port, "--config", str(config))
+    assert rc == 0 and report["outcome"] == "complete", err
+    rc, _, err = diagnose(tmp_path, "/dev/ttyUSB7", broker.port, "--config", str(config))
+    car.stop()
+    assert rc == 2 and "key reader" in err and len(err.strip().splitlines()) == 1, err
