@@ -163,7 +163,7 @@ class VehicleHistory:
             if version > _SCHEMA_VERSION:
                 raise HistoryError(f"{self.path}: schema version {version} is newer than this agent's "
                                    f"({_SCHEMA_VERSION})")
-            check_intact(conn)
+            check_intact(conn, self.path)
             conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA
                                + f"PRAGMA user_version={_SCHEMA_VERSION}; COMMIT;")
         except BaseException:

@@ -1,22 +1,33 @@
 """The reminder store: each vehicle's latest readout and the ledger of reminders sent, in
 ``reminders.sqlite3`` under the state directory; the daily pass runs the pure plan of
 :mod:`agent.domain.reminders` over it and hands each reminder to the outbox (docs/reminders.md).
+
+The pass runs on the service loop's thread, so it is cut into slices, one per loop turn
+(:meth:`ReminderService.poll`): at most :data:`SLICE_VEHICLES` vehicles looked at and
+:data:`SLICE_PARSED` readouts parsed per turn, a few milliseconds, so a key read in the
+middle of a pass waits for one slice at most. Looking at a vehicle is cheap: next to its
+readout the store keeps each item's early and due dates and its margin at the desk (the
+``due`` column, in a covering index), which say whether the plan could remind of anything
+today; only those vehicles' readouts are parsed and planned. A site with 100,000 vehicles
+has a few hundred of them on a given day (docs/performance.md, "Years at a busy site").
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Self
 
 from pydantic import ValidationError
 
-from agent.domain.forecast import ForecastSettings
+from agent.domain.forecast import ForecastSettings, read_date_of
 from agent.domain.models import REMINDER_SCHEMA, Readout, Reminder, to_json, without_proposal
 from agent.domain.proposal import ProposalContext
 from agent.domain.reminders import ReminderError, ReminderSettings, next_pass_after, plan_reminders
@@ -33,7 +44,7 @@ from agent.store.sqlite import (
 )
 from protocols.errors import CbsError
 
-__all__ = ["Put", "ReminderService"]
+__all__ = ["Put", "ReminderService", "due_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +53,17 @@ Put = Callable[[str, bytes, bool, str, str], object]
 
 RETRY_AFTER_FAILURE = timedelta(minutes=5)
 VEHICLE_BATCH = 200  # readouts parsed at a time in a reminder pass (see iter_vehicles)
+SLICE_VEHICLES = 1000  # vehicles looked at per loop turn in the daily pass...
+SLICE_PARSED = 40  # ...and readouts parsed (about 0.2 ms each) at most
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2  # 2: vehicles.due and the indexes of the sliced pass and of pruning
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS vehicles (
     vin        TEXT PRIMARY KEY,
     read_at_us INTEGER NOT NULL,   -- microseconds since the epoch, UTC
-    readout    TEXT NOT NULL       -- the latest readout (cbs.readout/1 JSON, without proposal)
+    readout    TEXT NOT NULL,      -- the latest readout (cbs.readout/1 JSON, without proposal)
+    due        TEXT                -- JSON [[due_date_early, due_date, days at the desk], ...]
+                                   -- of its items with a forecast; NULL: not known (schema 1)
 );
 CREATE TABLE IF NOT EXISTS sent (
     reminder_id TEXT PRIMARY KEY,  -- {vin}-{index}-{code}-{service_count}
@@ -58,7 +73,12 @@ CREATE TABLE IF NOT EXISTS sent (
 );
 CREATE INDEX IF NOT EXISTS sent_by_vin ON sent (vin);
 """
-_TABLES = {"vehicles": ("vin", "read_at_us", "readout"),
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS vehicles_due ON vehicles (vin, due);
+CREATE INDEX IF NOT EXISTS vehicles_by_time ON vehicles (read_at_us);
+CREATE INDEX IF NOT EXISTS sent_by_time ON sent (sent_at_us);
+"""
+_TABLES = {"vehicles": ("vin", "read_at_us", "readout"),  # due: recomputed later
            "sent": ("reminder_id", "vin", "due_date", "sent_at_us")}
 
 class _Ledger:
@@ -76,6 +96,45 @@ def _to_us(moment: datetime) -> int:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError("times must be timezone-aware")
     return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def due_summary(readout: Readout) -> str:
+    """The ``due`` column of a readout: per item with a forecast, its early and due dates and
+    how many days ahead of the early date the desk saw it (``days_left`` plus the interval's
+    early shift), all :func:`~agent.domain.reminders.plan_reminders` needs to know whether it
+    could remind of the item on a given day."""
+    items = []
+    for entry in readout.services:
+        published = entry.forecast
+        if published is not None:
+            early = published.due_date_early
+            items.append([early.isoformat(), published.due_date.isoformat(),
+                          published.days_left + (early - published.due_date).days])
+    return json.dumps(items, separators=(",", ":"))
+
+
+def _may_remind(due: str | None, *, latest_early: str, earliest_due: str, window_days: int) -> bool:
+    """The plan's own tests (agent/domain/reminders.py) on the ``due`` column: an item not
+    offered at the desk whose early date is inside the window and whose due date is not too
+    far behind. True when not known (a row of schema 1)."""
+    if due is None:
+        return True
+    try:
+        items = json.loads(due)
+        return any(margin > window_days and early <= latest_early and due_date >= earliest_due
+                   for early, due_date, margin in items)
+    except (ValueError, TypeError):
+        return True
+
+
+@dataclass
+class _Pass:
+    """A daily pass under way: its time, the last VIN looked at, reminders sent so far."""
+
+    now: datetime
+    today: date
+    after: str = ""
+    sent: int = 0
 
 
 class ReminderService:
@@ -100,6 +159,7 @@ class ReminderService:
         self.retention_days = retention_days
         self.sent_count = 0
         self._next_pass: datetime | None = None  # None: the start-up pass is still to run
+        self._pass: _Pass | None = None  # the pass under way, if any
         self._lock = threading.Lock()
         #: One line on the damaged file moved aside at open (see agent/store/sqlite.py).
         self.quarantined: str | None = None
@@ -127,8 +187,12 @@ class ReminderService:
             if version > _SCHEMA_VERSION:
                 raise ReminderError(f"reminder store {self.path}: written by a newer agent "
                                     f"(schema {version}, this agent knows {_SCHEMA_VERSION})")
-            check_intact(conn)
-            conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA
+            check_intact(conn, self.path)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(vehicles)")}
+            # Schema 1 had no due column: each vehicle's is known at its next readout.
+            upgrade = "ALTER TABLE vehicles ADD COLUMN due TEXT;" if columns and \
+                "due" not in columns else ""
+            conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + upgrade + _INDEXES
                                + f"PRAGMA user_version={_SCHEMA_VERSION}; COMMIT;")
         except BaseException:
             conn.close()
@@ -189,15 +253,16 @@ class ReminderService:
         readouts = list(readouts)
         if wire_json is None:
             wire_json = [to_json(readout) for readout in readouts]
-        rows = [(readout.vehicle.vin, _to_us(readout.read_at), without_proposal(wire))
+        rows = [(readout.vehicle.vin, _to_us(readout.read_at), without_proposal(wire),
+                 due_summary(readout))
                 for readout, wire in zip(readouts, wire_json, strict=True)]
         if not rows:
             return
         with self._transaction("cannot keep readout", durable=False) as conn:
-            conn.executemany("INSERT INTO vehicles (vin, read_at_us, readout) VALUES (?, ?, ?) "
-                             "ON CONFLICT (vin) DO UPDATE SET read_at_us = excluded.read_at_us, "
-                             "readout = excluded.readout WHERE excluded.read_at_us >= read_at_us",
-                             rows)
+            conn.executemany("INSERT INTO vehicles (vin, read_at_us, readout, due) "
+                             "VALUES (?, ?, ?, ?) ON CONFLICT (vin) DO UPDATE SET "
+                             "read_at_us = excluded.read_at_us, readout = excluded.readout, "
+                             "due = excluded.due WHERE excluded.read_at_us >= read_at_us", rows)
 
     def vehicles(self) -> list[Readout]:
         """The latest readout of every known vehicle, by VIN. Raises ReminderError."""
@@ -273,37 +338,97 @@ class ReminderService:
 
     def run_pass(self, now: datetime, put: Put) -> int:
         """Plan at ``now`` and hand every reminder to ``put``, then to the ledger; returns how
-        many. Raises ReminderError, or what ``put`` raises (the rest then waits for the next
-        pass)."""
-        reminders = self.due(now)
+        many. The whole pass at once (:meth:`poll` runs it a slice per call). Raises
+        ReminderError, or what ``put`` raises (the rest then waits for the next pass)."""
+        state = self._start_pass(now)
+        while not self._run_slice(state, put):
+            pass
+        return state.sent
+
+    def _start_pass(self, now: datetime) -> _Pass:
+        self.prune(now)
+        return _Pass(now, read_date_of(now, self.forecast))
+
+    def _run_slice(self, state: _Pass, put: Put) -> bool:
+        """Look at the next vehicles of ``state``'s pass, plan those that may have a reminder
+        due and send what is due; True when the pass is done."""
+        window = self.settings.window_days
+        latest_early = (state.today + timedelta(days=window)).isoformat()
+        earliest_due = (state.today - timedelta(days=self.settings.max_overdue_days)).isoformat()
+        with self._reading("cannot read vehicles") as conn:
+            rows = conn.execute("SELECT vin, due FROM vehicles INDEXED BY vehicles_due "
+                                "WHERE vin > ? ORDER BY vin LIMIT ?",
+                                (state.after, SLICE_VEHICLES)).fetchall()
+        done = len(rows) < SLICE_VEHICLES
+        candidates: list[str] = []
+        for vin, due in rows:
+            state.after = vin
+            if _may_remind(due, latest_early=latest_early, earliest_due=earliest_due,
+                           window_days=window):
+                candidates.append(vin)
+                if len(candidates) >= SLICE_PARSED:
+                    done = done and vin == rows[-1][0]
+                    break
+        if not candidates:
+            return done
+        reminders = plan_reminders(self._readouts(candidates), now=state.now, sent=_Ledger(self),
+                                   settings=self.settings, forecast=self.forecast,
+                                   context=self.context, site=self.site, reader=self.reader)
         for reminder in reminders:
             put(self.topic, to_json(reminder).encode(), False, REMINDER_SCHEMA,
                 reminder.reminder_id)
-            self.mark_sent(reminder, now)
+            self.mark_sent(reminder, state.now)
             self.sent_count += 1
+            state.sent += 1
             log.info("reminder %s: %s %s due %s (%d days)", reminder.reminder_id, reminder.vin,
                      reminder.service.type, reminder.due_date, reminder.days_left)
-        return len(reminders)
+        return done
+
+    def _readouts(self, vins: Sequence[str]) -> Iterator[Readout]:
+        marks = ", ".join("?" for _ in vins)
+        with self._reading("cannot read vehicles") as conn:
+            rows = conn.execute(f"SELECT vin, readout FROM vehicles WHERE vin IN ({marks}) "
+                                "ORDER BY vin", tuple(vins)).fetchall()
+        for vin, text in rows:
+            try:
+                yield Readout.model_validate_json(text)
+            except ValidationError as exc:  # written by another version: skip, keep going
+                log.warning("reminder store: readout of %s unreadable, skipped: %s", vin, exc)
 
     @property
     def next_pass(self) -> datetime | None:
-        """When :meth:`poll` runs the next pass; None before the start-up pass."""
+        """When :meth:`poll` starts the next pass; None before the start-up pass."""
         return self._next_pass
 
+    @property
+    def in_pass(self) -> bool:
+        """A pass is under way (:meth:`poll` runs its next slice)."""
+        return self._pass is not None
+
     def poll(self, now: datetime, put: Put) -> int:
-        """Run a pass if one is due: the first call (start-up), then daily at ``hour``. Cheap
-        otherwise; call it every loop turn. A failure is logged and retried in a few minutes,
-        never raised: reminders must not stop the reader. Returns reminders sent."""
-        if not self.settings.enabled or (self._next_pass is not None and now < self._next_pass):
+        """Run the next slice of the pass under way, or start a pass if one is due: the first
+        call (start-up), then daily at ``hour``. Cheap otherwise; call it every loop turn. A
+        failure is logged and the pass started again in a few minutes, never raised:
+        reminders must not stop the reader. Returns reminders sent by this call."""
+        if not self.settings.enabled:
             return 0
+        state = self._pass
         try:
-            count = self.run_pass(now, put)
+            if state is None:
+                if self._next_pass is not None and now < self._next_pass:
+                    return 0
+                state = self._pass = self._start_pass(now)
+            sent_before = state.sent
+            done = self._run_slice(state, put)
         except CbsError as exc:
             log.error("reminder pass failed, retrying in %s: %s", RETRY_AFTER_FAILURE, exc)
+            self._pass = None
             self._next_pass = now + RETRY_AFTER_FAILURE
             return 0
-        self._next_pass = next_pass_after(now, self.settings.hour, self.forecast.zone)
-        return count
+        if done:
+            self._pass = None
+            self._next_pass = next_pass_after(now, self.settings.hour, self.forecast.zone)
+        return state.sent - sent_before
 
     def close(self) -> None:
         with self._lock:
