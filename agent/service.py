@@ -22,7 +22,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Protocol
 
@@ -268,12 +268,16 @@ class AgentService:
         if self._uncommitted:
             self._retry_uncommitted()
         if self.reminders is not None:
+            # One slice of the daily pass per turn (agent/store/reminders.py): a few ms.
             self.reminders.poll(datetime.fromtimestamp(self._wall_clock(), timezone.utc),
-                                    self._put_reminder)
+                                self._put_reminder, self._put_reminders)
 
     def _put_reminder(self, topic: str, payload: bytes, retain: bool, schema: str,
                       message_id: str) -> None:
         self._commit([OutboxMessage(topic, payload, retain, schema, message_id)])
+
+    def _put_reminders(self, messages: Sequence[tuple[str, bytes, bool, str, str]]) -> None:
+        self._commit([OutboxMessage(*message) for message in messages])
 
     def _handle(self, outcomes: list[_Outcome]) -> None:
         """Build the payloads of ``outcomes`` and commit them to the outbox in one transaction

@@ -11,8 +11,9 @@ How it stays fast (about a minute for 100,000 vehicles and 2 million visits on t
 2-core VM) and still realistic:
 
 * the vehicles are a seeded simulator fleet (simulators/fleet.py), so the VINs are the ones
-  ``cbs-sim serial --seed SEED --vehicles N`` reads: a benchmark reading that fleet meets
-  vehicles with years of history;
+  ``cbs-sim serial --seed SEED --base-date DAY --vehicles N`` reads (N up to the history's;
+  ``big_history.json`` in the state directory says SEED and DAY): a benchmark reading that
+  fleet meets vehicles with years of history;
 * each vehicle's latest visit is a real session of the fleet; the first ``--real`` vehicles
   get a real readout built by the agent's own pipeline (forecast, proposal), the others a
   copy of one of those with their own VIN, id and dates (every date shifted to their visit);
@@ -108,6 +109,11 @@ def _visit_days(rng: random.Random, years: int) -> list[int]:
     return days
 
 
+def fleet_of(state_dir: Path) -> dict[str, Any]:
+    """What :func:`build_state` wrote to ``big_history.json``: seed, base_date, vehicles."""
+    return dict(json.loads((state_dir / "big_history.json").read_text()))
+
+
 def build_state(state_dir: Path, *, vehicles: int = 100_000, years: int = 10, seed: int = 21,
                 real: int = 5000, outbox: int = 0, retention_days: int = 3650,
                 max_per_vehicle: int = 50, site: str = "bench", reader: str = "lat",
@@ -190,6 +196,24 @@ def build_state(state_dir: Path, *, vehicles: int = 100_000, years: int = 10, se
                                  (session.vehicle.data_date - timedelta(days=back_days)).isoformat(),
                                  max(0, session.vehicle.mileage_km - back_km),
                                  json.dumps(items, separators=(",", ":"))))
+        # What the daily passes before today sent: every item that came inside the window
+        # before today (the agent's defaults: 30 days ahead, at most 30 days overdue), so
+        # today's pass sends only what comes inside it today, as on any day of a running site.
+        window, limit, floor = 30, (today + timedelta(days=30)).isoformat(), \
+            (today - timedelta(days=30)).isoformat()
+        for entry in services:
+            published = entry.get("forecast")
+            if not published:
+                continue
+            early, due = published["due_date_early"], published["due_date"]
+            margin = published["days_left"] + (date.fromisoformat(early)
+                                               - date.fromisoformat(due)).days
+            if margin > window and early < limit and due >= floor:
+                entered = datetime.combine(max(date.fromisoformat(early) - timedelta(days=window),
+                                               latest_at.date()), datetime.min.time(), UTC)
+                ledger_rows.append((f"{vehicle.vin}-{entry['index']}-{entry['code']}-"
+                                    f"{entry['service_count']}", vehicle.vin, due,
+                                    _us(entered.replace(hour=6))))
         # Reminders sent for earlier cycles of this vehicle's items.
         for index in range(rng.randint(0, 3)):
             sent_at = latest_at - timedelta(days=rng.randint(30, 900))
@@ -250,6 +274,10 @@ def build_state(state_dir: Path, *, vehicles: int = 100_000, years: int = 10, se
             kept = store.latest(vin)
             if kept is None or due_summary(kept) != due:
                 raise RuntimeError(f"kept readout of {vin} unreadable or its due column wrong")
+    # What a benchmark needs to read the same fleet: cbs-sim --seed S --base-date D.
+    (state_dir / "big_history.json").write_text(json.dumps(
+        {"seed": seed, "base_date": today.isoformat(), "vehicles": vehicles,
+         "retention_days": retention_days, "max_per_vehicle": max_per_vehicle}) + "\n")
     seconds = time.perf_counter() - started
     say("checked with VehicleHistory, ReminderService" + (", Outbox" if outbox else ""))
     return BuiltState(state_dir, vehicles, len(history_rows), len(ledger_rows), queued, seconds)

@@ -18,9 +18,10 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Self
@@ -44,12 +45,15 @@ from agent.store.sqlite import (
 )
 from protocols.errors import CbsError
 
-__all__ = ["Put", "ReminderService", "due_summary"]
+__all__ = ["Put", "PutMany", "ReminderService", "due_summary"]
 
 log = logging.getLogger(__name__)
 
 #: ``put(topic, payload, retain, schema, message_id)``: the service's outbox commit.
 Put = Callable[[str, bytes, bool, str, str], object]
+#: ``put_many([(topic, payload, retain, schema, message_id), ...])``: one outbox commit for
+#: everything a slice of the pass has to send.
+PutMany = Callable[[Sequence[tuple[str, bytes, bool, str, str]]], object]
 
 RETRY_AFTER_FAILURE = timedelta(minutes=5)
 VEHICLE_BATCH = 200  # readouts parsed at a time in a reminder pass (see iter_vehicles)
@@ -135,6 +139,10 @@ class _Pass:
     today: date
     after: str = ""
     sent: int = 0
+    looked: int = 0
+    parsed: int = 0
+    slices: int = 0
+    started_s: float = field(default_factory=time.monotonic)
 
 
 class ReminderService:
@@ -183,6 +191,7 @@ class ReminderService:
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA cache_size=-1024")  # 1 MiB, as the other stores: memory flat
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > _SCHEMA_VERSION:
                 raise ReminderError(f"reminder store {self.path}: written by a newer agent "
@@ -331,17 +340,24 @@ class ReminderService:
 
     def mark_sent(self, reminder: Reminder, now: datetime) -> None:
         """Record ``reminder`` in the ledger: it is never planned again. Raises ReminderError."""
-        with self._transaction("cannot record a sent reminder") as conn:
-            conn.execute("INSERT OR IGNORE INTO sent VALUES (?, ?, ?, ?)",
-                         (reminder.reminder_id, reminder.vin, reminder.due_date.isoformat(),
-                          _to_us(now)))
+        self.mark_sent_many([reminder], now)
 
-    def run_pass(self, now: datetime, put: Put) -> int:
-        """Plan at ``now`` and hand every reminder to ``put``, then to the ledger; returns how
-        many. The whole pass at once (:meth:`poll` runs it a slice per call). Raises
-        ReminderError, or what ``put`` raises (the rest then waits for the next pass)."""
+    def mark_sent_many(self, reminders: Sequence[Reminder], now: datetime) -> None:
+        """:meth:`mark_sent` each of ``reminders`` in one transaction. Raises ReminderError."""
+        if not reminders:
+            return
+        with self._transaction("cannot record a sent reminder") as conn:
+            conn.executemany("INSERT OR IGNORE INTO sent VALUES (?, ?, ?, ?)",
+                             [(reminder.reminder_id, reminder.vin, reminder.due_date.isoformat(),
+                               _to_us(now)) for reminder in reminders])
+
+    def run_pass(self, now: datetime, put: Put, put_many: PutMany | None = None) -> int:
+        """Plan at ``now`` and hand every reminder to ``put`` (or a slice's to ``put_many`` at
+        once), then to the ledger; returns how many. The whole pass at once (:meth:`poll` runs
+        it a slice per call). Raises ReminderError, or what ``put`` raises (the rest then
+        waits for the next pass)."""
         state = self._start_pass(now)
-        while not self._run_slice(state, put):
+        while not self._run_slice(state, put, put_many):
             pass
         return state.sent
 
@@ -349,7 +365,7 @@ class ReminderService:
         self.prune(now)
         return _Pass(now, read_date_of(now, self.forecast))
 
-    def _run_slice(self, state: _Pass, put: Put) -> bool:
+    def _run_slice(self, state: _Pass, put: Put, put_many: PutMany | None = None) -> bool:
         """Look at the next vehicles of ``state``'s pass, plan those that may have a reminder
         due and send what is due; True when the pass is done."""
         window = self.settings.window_days
@@ -360,9 +376,11 @@ class ReminderService:
                                 "WHERE vin > ? ORDER BY vin LIMIT ?",
                                 (state.after, SLICE_VEHICLES)).fetchall()
         done = len(rows) < SLICE_VEHICLES
+        state.slices += 1
         candidates: list[str] = []
         for vin, due in rows:
             state.after = vin
+            state.looked += 1
             if _may_remind(due, latest_early=latest_early, earliest_due=earliest_due,
                            window_days=window):
                 candidates.append(vin)
@@ -371,13 +389,21 @@ class ReminderService:
                     break
         if not candidates:
             return done
+        state.parsed += len(candidates)
         reminders = plan_reminders(self._readouts(candidates), now=state.now, sent=_Ledger(self),
                                    settings=self.settings, forecast=self.forecast,
                                    context=self.context, site=self.site, reader=self.reader)
+        messages = [(self.topic, to_json(reminder).encode(), False, REMINDER_SCHEMA,
+                     reminder.reminder_id) for reminder in reminders]
+        if put_many is not None:  # one commit for the slice, then one ledger transaction
+            if messages:
+                put_many(messages)
+            self.mark_sent_many(reminders, state.now)
+        else:
+            for reminder, message in zip(reminders, messages, strict=True):
+                put(*message)
+                self.mark_sent(reminder, state.now)
         for reminder in reminders:
-            put(self.topic, to_json(reminder).encode(), False, REMINDER_SCHEMA,
-                reminder.reminder_id)
-            self.mark_sent(reminder, state.now)
             self.sent_count += 1
             state.sent += 1
             log.info("reminder %s: %s %s due %s (%d days)", reminder.reminder_id, reminder.vin,
@@ -405,7 +431,7 @@ class ReminderService:
         """A pass is under way (:meth:`poll` runs its next slice)."""
         return self._pass is not None
 
-    def poll(self, now: datetime, put: Put) -> int:
+    def poll(self, now: datetime, put: Put, put_many: PutMany | None = None) -> int:
         """Run the next slice of the pass under way, or start a pass if one is due: the first
         call (start-up), then daily at ``hour``. Cheap otherwise; call it every loop turn. A
         failure is logged and the pass started again in a few minutes, never raised:
@@ -418,8 +444,9 @@ class ReminderService:
                 if self._next_pass is not None and now < self._next_pass:
                     return 0
                 state = self._pass = self._start_pass(now)
+                log.info("reminder pass started")
             sent_before = state.sent
-            done = self._run_slice(state, put)
+            done = self._run_slice(state, put, put_many)
         except CbsError as exc:
             log.error("reminder pass failed, retrying in %s: %s", RETRY_AFTER_FAILURE, exc)
             self._pass = None
@@ -428,6 +455,9 @@ class ReminderService:
         if done:
             self._pass = None
             self._next_pass = next_pass_after(now, self.settings.hour, self.forecast.zone)
+            log.info("reminder pass done in %.1f s (%d slices): %d vehicles, %d planned, "
+                     "%d reminders", time.monotonic() - state.started_s, state.slices,
+                     state.looked, state.parsed, state.sent)
         return state.sent - sent_before
 
     def close(self) -> None:
