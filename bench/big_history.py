@@ -249,8 +249,9 @@ def build_state(state_dir: Path, *, vehicles: int = 100_000, years: int = 10, se
             batch: list[OutboxMessage] = []
             for n in range(outbox):
                 _, _, wire, _ = vehicle_rows[n % len(vehicle_rows)]
-                payload = wire.encode()
-                rid = json.loads(wire)["readout_id"] + f"-{n}"
+                original = json.loads(wire)["readout_id"]
+                rid = f"{original}-{n}"  # each queued message its own id: order is checkable
+                payload = wire.replace(original, rid, 1).encode()
                 batch.append(OutboxMessage(topics.readout, payload, False, READOUT_SCHEMA, rid))
                 if len(batch) == 500:
                     box.put_many(batch)
