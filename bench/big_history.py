@@ -172,7 +172,7 @@ def build_state(state_dir: Path, *, vehicles: int = 100_000, years: int = 10, se
             body["vehicle"]["vin"] = vehicle.vin
             wire = json.dumps(body, separators=(",", ":"))
         services = (json.loads(wire) if number < real else body)["services"]
-        vehicle_rows.append((vehicle.vin, _us(latest_at), wire, _due_column(services)))
+        vehicle_rows.append((vehicle.vin, _us(latest_at), wire, _due_column(services, vehicle.vin)))
         session = template["session"]
         # Earlier visits: the same items walked back by the distance driven since.
         base = PastReading.from_session(session, latest_at, rid)
@@ -284,7 +284,7 @@ def build_state(state_dir: Path, *, vehicles: int = 100_000, years: int = 10, se
     return BuiltState(state_dir, vehicles, len(history_rows), len(ledger_rows), queued, seconds)
 
 
-def _due_column(services: list[dict[str, Any]]) -> str:
+def _due_column(services: list[dict[str, Any]], vin: str) -> str:
     """agent/store/reminders.py's ``due_summary`` on the readout's JSON (checked against it
     for two vehicles after writing)."""
     items = []
@@ -294,7 +294,8 @@ def _due_column(services: list[dict[str, Any]]) -> str:
             early, due = date.fromisoformat(published["due_date_early"]), \
                 date.fromisoformat(published["due_date"])
             items.append([early.isoformat(), due.isoformat(),
-                          published["days_left"] + (early - due).days])
+                          published["days_left"] + (early - due).days,
+                          f"{vin}-{entry['index']}-{entry['code']}-{entry['service_count']}"])
     return json.dumps(items, separators=(",", ":"))
 
 

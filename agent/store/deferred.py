@@ -179,6 +179,11 @@ class DeferredReminders(DeferredStore[ReminderService]):
     def latest(self, vin: str) -> Readout | None:
         return self._required().latest(vin)
 
+    @property
+    def in_pass(self) -> bool:
+        store = self._store
+        return store is not None and store.in_pass
+
     def poll(self, now: datetime, put: Put, put_many: PutMany | None = None) -> int:
         store = self._open()
         return 0 if store is None else store.poll(now, put, put_many)

@@ -4,12 +4,13 @@
 
 The pass runs on the service loop's thread, so it is cut into slices, one per loop turn
 (:meth:`ReminderService.poll`): at most :data:`SLICE_VEHICLES` vehicles looked at and
-:data:`SLICE_PARSED` readouts parsed per turn, a few milliseconds, so a key read in the
+:data:`SLICE_PARSED` readouts parsed per turn, about a millisecond, so a key read in the
 middle of a pass waits for one slice at most. Looking at a vehicle is cheap: next to its
-readout the store keeps each item's early and due dates and its margin at the desk (the
-``due`` column, in a covering index), which say whether the plan could remind of anything
-today; only those vehicles' readouts are parsed and planned. A site with 100,000 vehicles
-has a few hundred of them on a given day (docs/performance.md, "Years at a busy site").
+readout the store keeps each item's early and due dates, its margin at the desk and its
+reminder id (the ``due`` column, in a covering index), which say whether the plan could
+remind of anything today that the ledger does not hold yet; only those vehicles' readouts
+are parsed and planned. A site with 100,000 vehicles has a few hundred of them on a given
+day (docs/performance.md, "Years at a busy site").
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ from pydantic import ValidationError
 from agent.domain.forecast import ForecastSettings, read_date_of
 from agent.domain.models import REMINDER_SCHEMA, Readout, Reminder, to_json, without_proposal
 from agent.domain.proposal import ProposalContext
-from agent.domain.reminders import ReminderError, ReminderSettings, next_pass_after, plan_reminders
+from agent.domain.reminders import (
+    ReminderError,
+    ReminderSettings,
+    next_pass_after,
+    plan_reminders,
+    reminder_id,
+)
 from agent.store.sqlite import (
     Quarantine,
     check_intact,
@@ -57,8 +64,8 @@ PutMany = Callable[[Sequence[tuple[str, bytes, bool, str, str]]], object]
 
 RETRY_AFTER_FAILURE = timedelta(minutes=5)
 VEHICLE_BATCH = 200  # readouts parsed at a time in a reminder pass (see iter_vehicles)
-SLICE_VEHICLES = 1000  # vehicles looked at per loop turn in the daily pass...
-SLICE_PARSED = 40  # ...and readouts parsed (about 0.2 ms each) at most
+SLICE_VEHICLES = 100  # vehicles looked at per loop turn in the daily pass (~0.4 ms)...
+SLICE_PARSED = 4  # ...and readouts parsed and planned (about 0.3 ms each) at most
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _SCHEMA_VERSION = 2  # 2: vehicles.due and the indexes of the sliced pass and of pruning
 _SCHEMA = """
@@ -66,8 +73,9 @@ CREATE TABLE IF NOT EXISTS vehicles (
     vin        TEXT PRIMARY KEY,
     read_at_us INTEGER NOT NULL,   -- microseconds since the epoch, UTC
     readout    TEXT NOT NULL,      -- the latest readout (cbs.readout/1 JSON, without proposal)
-    due        TEXT                -- JSON [[due_date_early, due_date, days at the desk], ...]
-                                   -- of its items with a forecast; NULL: not known (schema 1)
+    due        TEXT                -- JSON [[due_date_early, due_date, days at the desk,
+                                   --   reminder_id], ...] of its items with a forecast;
+                                   -- NULL: not known (a row of schema 1)
 );
 CREATE TABLE IF NOT EXISTS sent (
     reminder_id TEXT PRIMARY KEY,  -- {vin}-{index}-{code}-{service_count}
@@ -103,32 +111,35 @@ def _to_us(moment: datetime) -> int:
 
 
 def due_summary(readout: Readout) -> str:
-    """The ``due`` column of a readout: per item with a forecast, its early and due dates and
-    how many days ahead of the early date the desk saw it (``days_left`` plus the interval's
-    early shift), all :func:`~agent.domain.reminders.plan_reminders` needs to know whether it
-    could remind of the item on a given day."""
+    """The ``due`` column of a readout: per item with a forecast, its early and due dates, how
+    many days ahead of the early date the desk saw it (``days_left`` plus the interval's early
+    shift) and its reminder id, all :func:`~agent.domain.reminders.plan_reminders` and the
+    ledger need to know whether it could remind of the item on a given day."""
     items = []
+    vin = readout.vehicle.vin
     for entry in readout.services:
         published = entry.forecast
         if published is not None:
             early = published.due_date_early
             items.append([early.isoformat(), published.due_date.isoformat(),
-                          published.days_left + (early - published.due_date).days])
+                          published.days_left + (early - published.due_date).days,
+                          reminder_id(vin, entry.index, entry.code, entry.service_count)])
     return json.dumps(items, separators=(",", ":"))
 
 
-def _may_remind(due: str | None, *, latest_early: str, earliest_due: str, window_days: int) -> bool:
-    """The plan's own tests (agent/domain/reminders.py) on the ``due`` column: an item not
-    offered at the desk whose early date is inside the window and whose due date is not too
-    far behind. True when not known (a row of schema 1)."""
+def _may_remind(due: str | None, *, latest_early: str, earliest_due: str,
+                window_days: int) -> list[str] | None:
+    """The plan's own tests (agent/domain/reminders.py) on the ``due`` column: the reminder ids
+    of items not offered at the desk whose early date is inside the window and whose due date
+    is not too far behind (the ledger decides the rest). None when not known (a row of
+    schema 1): the readout must be planned."""
     if due is None:
-        return True
+        return None
     try:
-        items = json.loads(due)
-        return any(margin > window_days and early <= latest_early and due_date >= earliest_due
-                   for early, due_date, margin in items)
+        return [rid for early, due_date, margin, rid in json.loads(due)
+                if margin > window_days and early <= latest_early and due_date >= earliest_due]
     except (ValueError, TypeError):
-        return True
+        return None
 
 
 @dataclass
@@ -377,16 +388,25 @@ class ReminderService:
                                 (state.after, SLICE_VEHICLES)).fetchall()
         done = len(rows) < SLICE_VEHICLES
         state.slices += 1
-        candidates: list[str] = []
+        unknown: list[str] = []  # planned whatever the ledger says
+        maybe: dict[str, list[str]] = {}  # VIN -> reminder ids the ledger may not hold
         for vin, due in rows:
-            state.after = vin
-            state.looked += 1
-            if _may_remind(due, latest_early=latest_early, earliest_due=earliest_due,
-                           window_days=window):
-                candidates.append(vin)
-                if len(candidates) >= SLICE_PARSED:
-                    done = done and vin == rows[-1][0]
-                    break
+            ids = _may_remind(due, latest_early=latest_early, earliest_due=earliest_due,
+                              window_days=window)
+            if ids is None:
+                unknown.append(vin)
+            elif ids:
+                maybe[vin] = ids
+        state.looked += len(rows)
+        if rows:
+            state.after = rows[-1][0]
+        sent = self._sent_among([rid for ids in maybe.values() for rid in ids])
+        candidates = sorted(unknown + [vin for vin, ids in maybe.items()
+                                       if any(rid not in sent for rid in ids)])
+        if len(candidates) > SLICE_PARSED:  # the rest of this slice's rows: next turn
+            candidates = candidates[:SLICE_PARSED]
+            state.after = candidates[-1]
+            done = False
         if not candidates:
             return done
         state.parsed += len(candidates)
@@ -409,6 +429,17 @@ class ReminderService:
             log.info("reminder %s: %s %s due %s (%d days)", reminder.reminder_id, reminder.vin,
                      reminder.service.type, reminder.due_date, reminder.days_left)
         return done
+
+    def _sent_among(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` the ledger holds (primary-key lookups, a few hundred at a time)."""
+        found: set[str] = set()
+        with self._reading("cannot read the ledger") as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                marks = ", ".join("?" for _ in chunk)
+                found.update(row[0] for row in conn.execute(
+                    f"SELECT reminder_id FROM sent WHERE reminder_id IN ({marks})", tuple(chunk)))
+        return found
 
     def _readouts(self, vins: Sequence[str]) -> Iterator[Readout]:
         marks = ", ".join("?" for _ in vins)
