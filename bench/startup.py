@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 feeder.close()
         interp = interpreter_s()
         imports = import_time_s("agent.wiring")
-        table(rows + [("python -c pass (interpreter alone)", f"{interp:.3f}"),
+        table(rows + [("python -c pass (interpreter alone)", f"{interp:.3f}", ""),
                       ("import agent.wiring (-X importtime)", f"{imports:.3f}", "")],
               ["", "seconds", "RSS MB 1 s after online"])
         median = statistics.median(times)
