@@ -262,3 +262,77 @@ def restore_rows(conn: sqlite3.Connection, table: str, columns: Sequence[str],
             conn.execute("ROLLBACK")
         raise
     return restored
+
+
+# -- checkpoints off the service loop's thread ----------------------------------------------------
+
+CHECKPOINT_INTERVAL_S = 0.5
+CHECKPOINT_MIN_WAL_BYTES = 64 * 1024
+
+
+class BackgroundCheckpointer:
+    """Copies the stores' write-ahead logs into their files from a thread of its own.
+
+    SQLite checkpoints by itself when a commit finds the log past 1000 pages, in the
+    committing thread: the service loop's. On a store of years (the history of a large
+    dealer, 750 MB) each readout dirties pages all over the file, and such a checkpoint held
+    the loop for 50-250 ms (docs/performance.md, "Years at a busy site"). This thread runs a
+    ``PASSIVE`` checkpoint on its own connection whenever a log has grown past
+    ``min_wal_bytes``, every ``interval_s``: it never waits for, nor blocks, the stores'
+    writers, SQLite releases the GIL while it copies and fsyncs, and the log starts over
+    small, so the commits' own checkpoints do not come due. A failure is logged once per
+    store and tried again next time; the stores' own checkpoints remain the safety net."""
+
+    def __init__(self, paths: Sequence[Path], *, interval_s: float = CHECKPOINT_INTERVAL_S,
+                 min_wal_bytes: int = CHECKPOINT_MIN_WAL_BYTES) -> None:
+        self.paths = list(paths)
+        self.interval_s = interval_s
+        self.min_wal_bytes = min_wal_bytes
+        self.checkpoints = 0
+        self._conns: dict[Path, sqlite3.Connection] = {}
+        self._failed: set[Path] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="cbs-checkpoint", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        for conn in self._conns.values():
+            conn.close()
+        self._conns.clear()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.checkpoint_once()
+
+    def checkpoint_once(self) -> int:
+        """Checkpoint every store whose log is past the threshold; returns how many."""
+        done = 0
+        for path in self.paths:
+            wal = path.with_name(path.name + "-wal")
+            try:
+                if wal.stat().st_size < self.min_wal_bytes:
+                    continue
+            except OSError:
+                continue  # no log (the store is not open, or closed cleanly)
+            try:
+                conn = self._conns.get(path)
+                if conn is None:
+                    conn = sqlite3.connect(path, timeout=0.0, isolation_level=None,
+                                           check_same_thread=False)
+                    self._conns[path] = conn
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            except sqlite3.Error as exc:
+                if path not in self._failed:
+                    log.warning("checkpoint of %s failed (retrying): %s", path, exc)
+                    self._failed.add(path)
+                continue
+            self._failed.discard(path)
+            done += 1
+        self.checkpoints += done
+        return done
