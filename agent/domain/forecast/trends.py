@@ -135,7 +135,7 @@ def _pairs_by_item(segments: Sequence[Segment]
             by_key = {}
             for i in seg.start.items:
                 by_key.setdefault((i.index, i.code), i)
-        end_by_key = {}
+        end_by_key: dict[ItemKey, PastItem] = {}
         for b in seg.end.items:
             key = (b.index, b.code)
             end_by_key.setdefault(key, b)
