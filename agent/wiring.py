@@ -24,7 +24,7 @@ from agent.store.deferred import DeferredHistory, DeferredOutbox, DeferredRemind
 from agent.store.history import VehicleHistory
 from agent.store.outbox import Outbox
 from agent.store.reminders import ReminderService
-from agent.store.sqlite import BackgroundCheckpointer, make_private_dir
+from agent.store.sqlite import make_private_dir
 from dbc import DbcError, key_reader_database
 from protocols.key_messages import MESSAGE_NAMES
 from protocols.session import SessionAssembler
@@ -124,10 +124,6 @@ def build_service(settings: AgentSettings) -> AgentService:
         pipeline=pipeline, outbox=outbox, publisher=publisher, topics=topics,
         retain_vehicles=mqtt.retain_vehicles, status_interval_s=mqtt.status_interval_s,
         reminders=reminders)
-    # Checkpoints of the stores' logs off the loop's thread (agent/store/sqlite.py).
-    service.companions.append(BackgroundCheckpointer(
-        [settings.state_dir / name for name in ("outbox.sqlite3", "history.sqlite3",
-                                                 "reminders.sqlite3")]))
     handler = None
     if settings.commands.enabled:
         handler = CommandHandler(service, settings.commands)
