@@ -131,6 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--no-color", "--no-colour", dest="no_color", action="store_true",
                        help="no colours (also when the NO_COLOR variable is set)")
 
+    store = commands.add_parser("store", help="the state directory's stores: sizes and counts")
+    store_commands = store.add_subparsers(dest="store_command", required=True,
+                                          parser_class=_Parser)
+    stats = store_commands.add_parser(
+        "stats", help="size, log, free space and row counts of each store (read-only)",
+        description="Show what the outbox, the vehicle history and the reminder store hold "
+                    "and what they take on disk. Read-only: safe while the agent runs.")
+    stats.add_argument("--state-dir", type=Path, default=None, metavar="DIR",
+                       help="the agent's state directory (default $CBS_STATE_DIR, else ./state)")
+    stats.add_argument("--json", action="store_true", help="JSON instead of lines")
+
     ha = commands.add_parser("ha", help="Home Assistant: withdraw a reader's entities")
     ha_commands = ha.add_subparsers(dest="ha_command", required=True, parser_class=_Parser)
     remove = ha_commands.add_parser(
@@ -239,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "desk":
             from agent.desk.command import desk_command
             return desk_command(args)
+        if args.command == "store":
+            from agent.tools.store_stats import print_store_stats
+            state_dir = args.state_dir or Path(os.environ.get("CBS_STATE_DIR") or "state")
+            return print_store_stats(state_dir, sys.stdout, as_json=args.json)
         if args.command == "check-config":
             from agent.config import load_settings
             from agent.tools.check_config import check_config

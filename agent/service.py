@@ -22,7 +22,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Protocol
 
@@ -59,6 +59,9 @@ BATCH_WINDOW_S = 0.02  # a busy reader's turn reads on for at most this long...
 # reads must see the next read within the session timeout, and a batch's readouts are all
 # built before the loop reads again.
 MAX_BATCH_SESSIONS = 32
+# While the daily reminder pass runs, a turn waits at most this long for the reader before the
+# pass's next slice (about a millisecond): 100,000 vehicles in about 10 s on an idle reader.
+PASS_READ_S = 0.01
 
 # A session event with the frame-clock offset of the read that produced it.
 _Outcome = tuple[SessionEvent, float]
@@ -252,6 +255,8 @@ class AgentService:
         docstring), assemble, commit what completed."""
         if not self._jobs.empty():
             self._run_jobs()
+        if self.reminders is not None and self.reminders.in_pass:
+            timeout_s = min(timeout_s, PASS_READ_S)  # the next slice of the pass soon
         outcomes: list[_Outcome] = []
         events = self.reader.read(timeout_s)
         first_done_at: float | None = None
@@ -284,12 +289,16 @@ class AgentService:
         if self._uncommitted:
             self._retry_uncommitted()
         if self.reminders is not None:
+            # One slice of the daily pass per turn (agent/store/reminders.py): a few ms.
             self.reminders.poll(datetime.fromtimestamp(self._wall_clock(), timezone.utc),
-                                    self._put_reminder)
+                                self._put_reminder, self._put_reminders)
 
     def _put_reminder(self, topic: str, payload: bytes, retain: bool, schema: str,
                       message_id: str) -> None:
         self._commit([OutboxMessage(topic, payload, retain, schema, message_id)])
+
+    def _put_reminders(self, messages: Sequence[tuple[str, bytes, bool, str, str]]) -> None:
+        self._commit([OutboxMessage(*message) for message in messages])
 
     def _handle(self, outcomes: list[_Outcome]) -> None:
         """Build the payloads of ``outcomes`` and commit them to the outbox in one transaction

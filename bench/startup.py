@@ -1,6 +1,6 @@
 """Start-up: from process start to ``status: online`` on the broker.
 
-    python bench/startup.py [--runs 5] [--transport serial|can]
+    python bench/startup.py [--runs 5] [--transport serial|can] [--state-dir DIR]
 
 Spawns ``python -m agent run`` (a serial reader on a pty, or ``fastslcan`` on a pty) against a
 private mosquitto, ``--runs`` times, each with a fresh state directory and its own reader name
@@ -13,6 +13,7 @@ interpreter alone (``python -c pass``) and the import time of ``agent.wiring``
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import subprocess
@@ -27,6 +28,7 @@ from _common import PtyFeeder, machine, result, table  # noqa: E402
 from broker import MosquittoBroker, Subscriber  # noqa: E402
 
 TARGET_S = 1.5
+TARGET_FULL_S = 1.0
 SITE = "bench"
 
 
@@ -47,16 +49,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--transport", choices=["serial", "can"], default="serial")
+    parser.add_argument("--state-dir", type=Path, default=None,
+                        help="a filled state directory (bench/big_history.py) to alternate with")
     args = parser.parse_args(argv)
+    from _common import rss_kib
 
     print(f"start-up: process start -> status online ({args.transport} reader); {machine()}")
     work = Path(tempfile.mkdtemp(prefix="cbs-bench-start-"))
     broker = MosquittoBroker(work / "broker").start()
     subscriber = Subscriber.for_broker(broker, f"cbs/v1/{SITE}/+/status").start()
     times: list[float] = []
+    full_times: list[float] = []
+    rss: dict[bool, list[float]] = {False: [], True: []}
     rows = []
+    runs = args.runs * (2 if args.state_dir is not None else 1)
+    env = {**os.environ, "CBS_HISTORY__RETENTION_DAYS": "3650"}
     try:
-        for run in range(args.runs):
+        for run in range(runs):
+            full = args.state_dir is not None and run % 2 == 1
+            state = args.state_dir if full else work / f"state-{run}"
             reader = f"start{run}"
             feeder = PtyFeeder()
             reader_args = (["--serial", feeder.path] if args.transport == "serial" else
@@ -65,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             spawned = time.time()
             process = subprocess.Popen(
                 [sys.executable, "-m", "agent", "run", *reader_args, "--broker", broker.url,
-                 "--site", SITE, "--reader", reader, "--state-dir", str(work / f"state-{run}")],
-                stdout=log, stderr=log, cwd=work)
+                 "--site", SITE, "--reader", reader, "--state-dir", str(state)],
+                stdout=log, stderr=log, cwd=work, env=env)
             topic = f"cbs/v1/{SITE}/{reader}/status"
             try:
                 online = subscriber.wait_for(
@@ -75,8 +86,11 @@ def main(argv: list[str] | None = None) -> int:
                 first = next(m for m in online if m.topic == topic
                              and m.json().get("state") == "online")
                 elapsed = first.received_at - spawned
-                times.append(elapsed)
-                rows.append((f"run {run + 1}", f"{elapsed:.3f}"))
+                (full_times if full else times).append(elapsed)
+                time.sleep(1.0)
+                rss[full].append(rss_kib(process.pid) / 1024)
+                rows.append((f"run {run + 1}" + (" (full history)" if full else ""),
+                             f"{elapsed:.3f}", f"{rss[full][-1]:.1f}"))
             finally:
                 process.terminate()
                 process.wait(timeout=20)
@@ -84,12 +98,18 @@ def main(argv: list[str] | None = None) -> int:
                 feeder.close()
         interp = interpreter_s()
         imports = import_time_s("agent.wiring")
-        table(rows + [("python -c pass (interpreter alone)", f"{interp:.3f}"),
-                      ("import agent.wiring (-X importtime)", f"{imports:.3f}")],
-              ["", "seconds"])
+        table(rows + [("python -c pass (interpreter alone)", f"{interp:.3f}", ""),
+                      ("import agent.wiring (-X importtime)", f"{imports:.3f}", "")],
+              ["", "seconds", "RSS MB 1 s after online"])
         median = statistics.median(times)
         result("start-up to status online (median of runs)", median, "s", f"<= {TARGET_S} s",
                median <= TARGET_S)
+        if full_times:
+            full_median = statistics.median(full_times)
+            result("start-up to status online, full history (median)", full_median, "s",
+                   f"<= {TARGET_FULL_S} s", full_median <= TARGET_FULL_S)
+            growth = statistics.median(rss[True]) / statistics.median(rss[False]) - 1
+            result("RSS after start-up, full history vs empty", growth * 100, "%", "", None)
     finally:
         subscriber.stop()
         broker.stop()

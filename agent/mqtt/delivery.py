@@ -42,7 +42,7 @@ from agent.store.outbox import OutboxEntry
 # few busy batches), and are sent from there as PUBACKs free room; beyond it they are read
 # back from the outbox in turn.
 READY_MAX_BYTES = 1 << 20
-READ_BACK_ROWS = 64  # rows read back from the outbox per query (into memory, as above)
+READ_BACK_ROWS = 256  # rows read back per query (into memory, bounded by READY_MAX_BYTES too)
 # Acknowledged rows are deleted in one transaction once this many are waiting or the oldest
 # has waited this long (or at stop): on a busy link, one delete transaction per pump turn was
 # a tenth of the agent's CPU. A kill in between costs duplicates (same ids), never a readout.

@@ -24,7 +24,7 @@ from agent.domain.reminders import ReminderError
 from agent.errors import OutboxError
 from agent.store.history import HistoryError, VehicleHistory
 from agent.store.outbox import Outbox, OutboxEntry, OutboxMessage, StagingListener
-from agent.store.reminders import Put, ReminderService
+from agent.store.reminders import Put, PutMany, ReminderService
 from protocols.key_session import KeySession
 
 log = logging.getLogger(__name__)
@@ -179,9 +179,14 @@ class DeferredReminders(DeferredStore[ReminderService]):
     def latest(self, vin: str) -> Readout | None:
         return self._required().latest(vin)
 
-    def poll(self, now: datetime, put: Put) -> int:
+    @property
+    def in_pass(self) -> bool:
+        store = self._store
+        return store is not None and store.in_pass
+
+    def poll(self, now: datetime, put: Put, put_many: PutMany | None = None) -> int:
         store = self._open()
-        return 0 if store is None else store.poll(now, put)
+        return 0 if store is None else store.poll(now, put, put_many)
 
     def close(self) -> None:
         if self._store is not None:

@@ -200,7 +200,7 @@ class Outbox:
             if version > SCHEMA_VERSION:
                 raise OutboxError(f"outbox {self.path}: written by a newer agent (schema "
                                   f"{version}, this agent knows {SCHEMA_VERSION})")
-            check_intact(db)
+            check_intact(db, self.path)
             db.executescript(_SCHEMA)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._depth = int(db.execute("SELECT count(*) FROM outbox").fetchone()[0])
@@ -385,6 +385,10 @@ class Outbox:
                 db.execute("PRAGMA synchronous=FULL")
                 self._relaxed = False
             self._depth -= db.total_changes - before
+            if self._depth < 0:
+                # Rows another process stored (``cbs-agent diagnose`` beside the daemon) were
+                # deleted too: this count did not know them. Count again.
+                self._depth = int(db.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
     # -- status ---------------------------------------------------------------------------
 

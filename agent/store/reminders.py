@@ -1,27 +1,45 @@
 """The reminder store: each vehicle's latest readout and the ledger of reminders sent, in
 ``reminders.sqlite3`` under the state directory; the daily pass runs the pure plan of
 :mod:`agent.domain.reminders` over it and hands each reminder to the outbox (docs/reminders.md).
+
+The pass runs on the service loop's thread, so it is cut into slices, one per loop turn
+(:meth:`ReminderService.poll`): at most :data:`SLICE_VEHICLES` vehicles looked at and
+:data:`SLICE_PARSED` readouts parsed per turn, about a millisecond, so a key read in the
+middle of a pass waits for one slice at most. Looking at a vehicle is cheap: next to its
+readout the store keeps each item's early and due dates, its margin at the desk and its
+reminder id (the ``due`` column, in a covering index), which say whether the plan could
+remind of anything today that the ledger does not hold yet; only those vehicles' readouts
+are parsed and planned. A site with 100,000 vehicles has a few hundred of them on a given
+day (docs/performance.md, "Years at a busy site").
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Self
 
 from pydantic import ValidationError
 
-from agent.domain.forecast import ForecastSettings
+from agent.domain.forecast import ForecastSettings, read_date_of
 from agent.domain.models import REMINDER_SCHEMA, Readout, Reminder, to_json, without_proposal
 from agent.domain.proposal import ProposalContext
-from agent.domain.reminders import ReminderError, ReminderSettings, next_pass_after, plan_reminders
+from agent.domain.reminders import (
+    ReminderError,
+    ReminderSettings,
+    next_pass_after,
+    plan_reminders,
+    reminder_id,
+)
 from agent.store.sqlite import (
-    INTACT_CHECK_MAX_BYTES,
     Quarantine,
     check_intact,
     create_private_file,
@@ -34,22 +52,30 @@ from agent.store.sqlite import (
 )
 from protocols.errors import CbsError
 
-__all__ = ["Put", "ReminderService"]
+__all__ = ["Put", "PutMany", "ReminderService", "due_summary"]
 
 log = logging.getLogger(__name__)
 
 #: ``put(topic, payload, retain, schema, message_id)``: the service's outbox commit.
 Put = Callable[[str, bytes, bool, str, str], object]
+#: ``put_many([(topic, payload, retain, schema, message_id), ...])``: one outbox commit for
+#: everything a slice of the pass has to send.
+PutMany = Callable[[Sequence[tuple[str, bytes, bool, str, str]]], object]
 
 RETRY_AFTER_FAILURE = timedelta(minutes=5)
 VEHICLE_BATCH = 200  # readouts parsed at a time in a reminder pass (see iter_vehicles)
+SLICE_VEHICLES = 100  # vehicles looked at per loop turn in the daily pass (~0.4 ms)...
+SLICE_PARSED = 4  # ...and readouts parsed and planned (about 0.3 ms each) at most
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2  # 2: vehicles.due and the indexes of the sliced pass and of pruning
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS vehicles (
     vin        TEXT PRIMARY KEY,
     read_at_us INTEGER NOT NULL,   -- microseconds since the epoch, UTC
-    readout    TEXT NOT NULL       -- the latest readout (cbs.readout/1 JSON, without proposal)
+    readout    TEXT NOT NULL,      -- the latest readout (cbs.readout/1 JSON, without proposal)
+    due        TEXT                -- JSON [[due_date_early, due_date, days at the desk,
+                                   --   reminder_id], ...] of its items with a forecast;
+                                   -- NULL: not known (a row of schema 1)
 );
 CREATE TABLE IF NOT EXISTS sent (
     reminder_id TEXT PRIMARY KEY,  -- {vin}-{index}-{code}-{service_count}
@@ -59,7 +85,12 @@ CREATE TABLE IF NOT EXISTS sent (
 );
 CREATE INDEX IF NOT EXISTS sent_by_vin ON sent (vin);
 """
-_TABLES = {"vehicles": ("vin", "read_at_us", "readout"),
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS vehicles_due ON vehicles (vin, due);
+CREATE INDEX IF NOT EXISTS vehicles_by_time ON vehicles (read_at_us);
+CREATE INDEX IF NOT EXISTS sent_by_time ON sent (sent_at_us);
+"""
+_TABLES = {"vehicles": ("vin", "read_at_us", "readout"),  # due: recomputed later
            "sent": ("reminder_id", "vin", "due_date", "sent_at_us")}
 
 class _Ledger:
@@ -77,6 +108,52 @@ def _to_us(moment: datetime) -> int:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError("times must be timezone-aware")
     return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def due_summary(readout: Readout) -> str:
+    """The ``due`` column of a readout: per item with a forecast, its early and due dates, how
+    many days ahead of the early date the desk saw it (``days_left`` plus the interval's early
+    shift) and its reminder id, all :func:`~agent.domain.reminders.plan_reminders` and the
+    ledger need to know whether it could remind of the item on a given day."""
+    items = []
+    vin = readout.vehicle.vin
+    for entry in readout.services:
+        published = entry.forecast
+        if published is not None:
+            early = published.due_date_early
+            items.append([early.isoformat(), published.due_date.isoformat(),
+                          published.days_left + (early - published.due_date).days,
+                          reminder_id(vin, entry.index, entry.code, entry.service_count)])
+    return json.dumps(items, separators=(",", ":"))
+
+
+def _may_remind(due: str | None, *, latest_early: str, earliest_due: str,
+                window_days: int) -> list[str] | None:
+    """The plan's own tests (agent/domain/reminders.py) on the ``due`` column: the reminder ids
+    of items not offered at the desk whose early date is inside the window and whose due date
+    is not too far behind (the ledger decides the rest). None when not known (a row of
+    schema 1): the readout must be planned."""
+    if due is None:
+        return None
+    try:
+        return [rid for early, due_date, margin, rid in json.loads(due)
+                if margin > window_days and early <= latest_early and due_date >= earliest_due]
+    except (ValueError, TypeError):
+        return None
+
+
+@dataclass
+class _Pass:
+    """A daily pass under way: its time, the last VIN looked at, reminders sent so far."""
+
+    now: datetime
+    today: date
+    after: str = ""
+    sent: int = 0
+    looked: int = 0
+    parsed: int = 0
+    slices: int = 0
+    started_s: float = field(default_factory=time.monotonic)
 
 
 class ReminderService:
@@ -101,6 +178,7 @@ class ReminderService:
         self.retention_days = retention_days
         self.sent_count = 0
         self._next_pass: datetime | None = None  # None: the start-up pass is still to run
+        self._pass: _Pass | None = None  # the pass under way, if any
         self._lock = threading.Lock()
         #: One line on the damaged file moved aside at open (see agent/store/sqlite.py).
         self.quarantined: str | None = None
@@ -124,12 +202,17 @@ class ReminderService:
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA cache_size=-1024")  # 1 MiB, as the other stores: memory flat
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > _SCHEMA_VERSION:
                 raise ReminderError(f"reminder store {self.path}: written by a newer agent "
                                     f"(schema {version}, this agent knows {_SCHEMA_VERSION})")
-            check_intact(conn, self.path, INTACT_CHECK_MAX_BYTES)
-            conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA
+            check_intact(conn, self.path)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(vehicles)")}
+            # Schema 1 had no due column: each vehicle's is known at its next readout.
+            upgrade = "ALTER TABLE vehicles ADD COLUMN due TEXT;" if columns and \
+                "due" not in columns else ""
+            conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + upgrade + _INDEXES
                                + f"PRAGMA user_version={_SCHEMA_VERSION}; COMMIT;")
         except BaseException:
             conn.close()
@@ -190,15 +273,16 @@ class ReminderService:
         readouts = list(readouts)
         if wire_json is None:
             wire_json = [to_json(readout) for readout in readouts]
-        rows = [(readout.vehicle.vin, _to_us(readout.read_at), without_proposal(wire))
+        rows = [(readout.vehicle.vin, _to_us(readout.read_at), without_proposal(wire),
+                 due_summary(readout))
                 for readout, wire in zip(readouts, wire_json, strict=True)]
         if not rows:
             return
         with self._transaction("cannot keep readout", durable=False) as conn:
-            conn.executemany("INSERT INTO vehicles (vin, read_at_us, readout) VALUES (?, ?, ?) "
-                             "ON CONFLICT (vin) DO UPDATE SET read_at_us = excluded.read_at_us, "
-                             "readout = excluded.readout WHERE excluded.read_at_us >= read_at_us",
-                             rows)
+            conn.executemany("INSERT INTO vehicles (vin, read_at_us, readout, due) "
+                             "VALUES (?, ?, ?, ?) ON CONFLICT (vin) DO UPDATE SET "
+                             "read_at_us = excluded.read_at_us, readout = excluded.readout, "
+                             "due = excluded.due WHERE excluded.read_at_us >= read_at_us", rows)
 
     def vehicles(self) -> list[Readout]:
         """The latest readout of every known vehicle, by VIN. Raises ReminderError."""
@@ -267,44 +351,145 @@ class ReminderService:
 
     def mark_sent(self, reminder: Reminder, now: datetime) -> None:
         """Record ``reminder`` in the ledger: it is never planned again. Raises ReminderError."""
-        with self._transaction("cannot record a sent reminder") as conn:
-            conn.execute("INSERT OR IGNORE INTO sent VALUES (?, ?, ?, ?)",
-                         (reminder.reminder_id, reminder.vin, reminder.due_date.isoformat(),
-                          _to_us(now)))
+        self.mark_sent_many([reminder], now)
 
-    def run_pass(self, now: datetime, put: Put) -> int:
-        """Plan at ``now`` and hand every reminder to ``put``, then to the ledger; returns how
-        many. Raises ReminderError, or what ``put`` raises (the rest then waits for the next
-        pass)."""
-        reminders = self.due(now)
+    def mark_sent_many(self, reminders: Sequence[Reminder], now: datetime) -> None:
+        """:meth:`mark_sent` each of ``reminders`` in one transaction. Raises ReminderError."""
+        if not reminders:
+            return
+        with self._transaction("cannot record a sent reminder") as conn:
+            conn.executemany("INSERT OR IGNORE INTO sent VALUES (?, ?, ?, ?)",
+                             [(reminder.reminder_id, reminder.vin, reminder.due_date.isoformat(),
+                               _to_us(now)) for reminder in reminders])
+
+    def run_pass(self, now: datetime, put: Put, put_many: PutMany | None = None) -> int:
+        """Plan at ``now`` and hand every reminder to ``put`` (or a slice's to ``put_many`` at
+        once), then to the ledger; returns how many. The whole pass at once (:meth:`poll` runs
+        it a slice per call). Raises ReminderError, or what ``put`` raises (the rest then
+        waits for the next pass)."""
+        state = self._start_pass(now)
+        while not self._run_slice(state, put, put_many):
+            pass
+        return state.sent
+
+    def _start_pass(self, now: datetime) -> _Pass:
+        self.prune(now)
+        return _Pass(now, read_date_of(now, self.forecast))
+
+    def _run_slice(self, state: _Pass, put: Put, put_many: PutMany | None = None) -> bool:
+        """Look at the next vehicles of ``state``'s pass, plan those that may have a reminder
+        due and send what is due; True when the pass is done."""
+        window = self.settings.window_days
+        latest_early = (state.today + timedelta(days=window)).isoformat()
+        earliest_due = (state.today - timedelta(days=self.settings.max_overdue_days)).isoformat()
+        with self._reading("cannot read vehicles") as conn:
+            rows = conn.execute("SELECT vin, due FROM vehicles INDEXED BY vehicles_due "
+                                "WHERE vin > ? ORDER BY vin LIMIT ?",
+                                (state.after, SLICE_VEHICLES)).fetchall()
+        done = len(rows) < SLICE_VEHICLES
+        state.slices += 1
+        unknown: list[str] = []  # planned whatever the ledger says
+        maybe: dict[str, list[str]] = {}  # VIN -> reminder ids the ledger may not hold
+        for vin, due in rows:
+            ids = _may_remind(due, latest_early=latest_early, earliest_due=earliest_due,
+                              window_days=window)
+            if ids is None:
+                unknown.append(vin)
+            elif ids:
+                maybe[vin] = ids
+        state.looked += len(rows)
+        if rows:
+            state.after = rows[-1][0]
+        sent = self._sent_among([rid for ids in maybe.values() for rid in ids])
+        candidates = sorted(unknown + [vin for vin, ids in maybe.items()
+                                       if any(rid not in sent for rid in ids)])
+        if len(candidates) > SLICE_PARSED:  # the rest of this slice's rows: next turn
+            candidates = candidates[:SLICE_PARSED]
+            state.after = candidates[-1]
+            done = False
+        if not candidates:
+            return done
+        state.parsed += len(candidates)
+        reminders = plan_reminders(self._readouts(candidates), now=state.now, sent=_Ledger(self),
+                                   settings=self.settings, forecast=self.forecast,
+                                   context=self.context, site=self.site, reader=self.reader)
+        messages = [(self.topic, to_json(reminder).encode(), False, REMINDER_SCHEMA,
+                     reminder.reminder_id) for reminder in reminders]
+        if put_many is not None:  # one commit for the slice, then one ledger transaction
+            if messages:
+                put_many(messages)
+            self.mark_sent_many(reminders, state.now)
+        else:
+            for reminder, message in zip(reminders, messages, strict=True):
+                put(*message)
+                self.mark_sent(reminder, state.now)
         for reminder in reminders:
-            put(self.topic, to_json(reminder).encode(), False, REMINDER_SCHEMA,
-                reminder.reminder_id)
-            self.mark_sent(reminder, now)
             self.sent_count += 1
+            state.sent += 1
             log.info("reminder %s: %s %s due %s (%d days)", reminder.reminder_id, reminder.vin,
                      reminder.service.type, reminder.due_date, reminder.days_left)
-        return len(reminders)
+        return done
+
+    def _sent_among(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` the ledger holds (primary-key lookups, a few hundred at a time)."""
+        found: set[str] = set()
+        with self._reading("cannot read the ledger") as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                marks = ", ".join("?" for _ in chunk)
+                found.update(row[0] for row in conn.execute(
+                    f"SELECT reminder_id FROM sent WHERE reminder_id IN ({marks})", tuple(chunk)))
+        return found
+
+    def _readouts(self, vins: Sequence[str]) -> Iterator[Readout]:
+        marks = ", ".join("?" for _ in vins)
+        with self._reading("cannot read vehicles") as conn:
+            rows = conn.execute(f"SELECT vin, readout FROM vehicles WHERE vin IN ({marks}) "
+                                "ORDER BY vin", tuple(vins)).fetchall()
+        for vin, text in rows:
+            try:
+                yield Readout.model_validate_json(text)
+            except ValidationError as exc:  # written by another version: skip, keep going
+                log.warning("reminder store: readout of %s unreadable, skipped: %s", vin, exc)
 
     @property
     def next_pass(self) -> datetime | None:
-        """When :meth:`poll` runs the next pass; None before the start-up pass."""
+        """When :meth:`poll` starts the next pass; None before the start-up pass."""
         return self._next_pass
 
-    def poll(self, now: datetime, put: Put) -> int:
-        """Run a pass if one is due: the first call (start-up), then daily at ``hour``. Cheap
-        otherwise; call it every loop turn. A failure is logged and retried in a few minutes,
-        never raised: reminders must not stop the reader. Returns reminders sent."""
-        if not self.settings.enabled or (self._next_pass is not None and now < self._next_pass):
+    @property
+    def in_pass(self) -> bool:
+        """A pass is under way (:meth:`poll` runs its next slice)."""
+        return self._pass is not None
+
+    def poll(self, now: datetime, put: Put, put_many: PutMany | None = None) -> int:
+        """Run the next slice of the pass under way, or start a pass if one is due: the first
+        call (start-up), then daily at ``hour``. Cheap otherwise; call it every loop turn. A
+        failure is logged and the pass started again in a few minutes, never raised:
+        reminders must not stop the reader. Returns reminders sent by this call."""
+        if not self.settings.enabled:
             return 0
+        state = self._pass
         try:
-            count = self.run_pass(now, put)
+            if state is None:
+                if self._next_pass is not None and now < self._next_pass:
+                    return 0
+                state = self._pass = self._start_pass(now)
+                log.info("reminder pass started")
+            sent_before = state.sent
+            done = self._run_slice(state, put, put_many)
         except CbsError as exc:
             log.error("reminder pass failed, retrying in %s: %s", RETRY_AFTER_FAILURE, exc)
+            self._pass = None
             self._next_pass = now + RETRY_AFTER_FAILURE
             return 0
-        self._next_pass = next_pass_after(now, self.settings.hour, self.forecast.zone)
-        return count
+        if done:
+            self._pass = None
+            self._next_pass = next_pass_after(now, self.settings.hour, self.forecast.zone)
+            log.info("reminder pass done in %.1f s (%d slices): %d vehicles, %d planned, "
+                     "%d reminders", time.monotonic() - state.started_s, state.slices,
+                     state.looked, state.parsed, state.sent)
+        return state.sent - sent_before
 
     def close(self) -> None:
         with self._lock:

@@ -109,29 +109,52 @@ def is_corruption(exc: BaseException) -> bool:
             and ("malformed" in text or "not a database" in text))
 
 
-# A full check reads every page: 118 MB took 2.9 s cold on the development VM, more on an SD
-# card. The outbox (what the broker has not taken yet) is small and always checked; the
-# history and the reminder store, which grow for years, only up to this size: beyond it, what
-# SQLite notices by itself at open (a junk header, a file cut short) is all that is found.
-INTACT_CHECK_MAX_BYTES = 32 * 1024 * 1024
+#: A file larger than this is checked page by page at open only after an unclean stop.
+FULL_CHECK_MAX_BYTES = 64 * 1024 * 1024
 
 
-def check_intact(conn: sqlite3.Connection, path: Path | None = None,
-                 max_bytes: int | None = None) -> None:
+def check_intact(conn: sqlite3.Connection, path: Path | None = None) -> None:
     """``PRAGMA quick_check`` (every page read once, no index cross-check): damage anywhere in
-    the file raises sqlite3.DatabaseError now, at open, instead of on some later read. With
-    ``max_bytes``, a file at ``path`` larger than that is not checked."""
-    if max_bytes is not None and path is not None:
-        try:
-            if path.stat().st_size > max_bytes:
-                return
-        except OSError:
-            return
+    the file raises sqlite3.DatabaseError now, at open, instead of on some later read.
+
+    With ``path``, a file larger than :data:`FULL_CHECK_MAX_BYTES` that was closed cleanly
+    (its write-ahead log is empty or gone: the last connection checkpointed it) gets only
+    a read of its schema and of its first and last pages. A page by page check reads the
+    whole file, about 4 s for years of a large dealer's history (750 MB), and start-up must
+    not grow with the data kept. Damage comes from power cuts and dying cards, and a power
+    cut leaves a log behind, so the file is then checked in full whatever its size. Damage
+    a read finds later: the outbox heals at once, the history and the reminder store raise
+    their error for that call (the readout goes on without them)."""
+    if path is not None and not _needs_full_check(path):
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+        tables = [str(row[0]) for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        for table in tables:  # the first and the last leaf of each table
+            conn.execute(f'SELECT * FROM "{table}" ORDER BY rowid LIMIT 1').fetchall()
+            conn.execute(f'SELECT * FROM "{table}" ORDER BY rowid DESC LIMIT 1').fetchall()
+        if pages <= 0:
+            raise _malformed("no pages")
+        return
     problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check(3)")]
     if problems != ["ok"]:
-        error = sqlite3.DatabaseError(f"database disk image is malformed ({'; '.join(problems)})")
-        error.sqlite_errorcode = SQLITE_CORRUPT
-        raise error
+        raise _malformed("; ".join(problems))
+
+
+def _malformed(why: str) -> sqlite3.DatabaseError:
+    error = sqlite3.DatabaseError(f"database disk image is malformed ({why})")
+    error.sqlite_errorcode = SQLITE_CORRUPT
+    return error
+
+
+def _needs_full_check(path: Path) -> bool:
+    try:
+        if path.stat().st_size <= FULL_CHECK_MAX_BYTES:
+            return True
+        wal = path.with_name(path.name + "-wal")
+        return wal.exists() and wal.stat().st_size > 0
+    except OSError:
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,3 +316,77 @@ def restore_rows(conn: sqlite3.Connection, table: str, columns: Sequence[str],
             conn.execute("ROLLBACK")
         raise
     return restored
+
+
+# -- checkpoints off the service loop's thread ----------------------------------------------------
+
+CHECKPOINT_INTERVAL_S = 0.5
+CHECKPOINT_MIN_WAL_BYTES = 64 * 1024
+
+
+class BackgroundCheckpointer:
+    """Copies the stores' write-ahead logs into their files from a thread of its own.
+
+    SQLite checkpoints by itself when a commit finds the log past 1000 pages, in the
+    committing thread: the service loop's. On a store of years (the history of a large
+    dealer, 750 MB) each readout dirties pages all over the file, and such a checkpoint held
+    the loop for 50-250 ms (docs/performance.md, "Years at a busy site"). This thread runs a
+    ``PASSIVE`` checkpoint on its own connection whenever a log has grown past
+    ``min_wal_bytes``, every ``interval_s``: it never waits for, nor blocks, the stores'
+    writers, SQLite releases the GIL while it copies and fsyncs, and the log starts over
+    small, so the commits' own checkpoints do not come due. A failure is logged once per
+    store and tried again next time; the stores' own checkpoints remain the safety net."""
+
+    def __init__(self, paths: Sequence[Path], *, interval_s: float = CHECKPOINT_INTERVAL_S,
+                 min_wal_bytes: int = CHECKPOINT_MIN_WAL_BYTES) -> None:
+        self.paths = list(paths)
+        self.interval_s = interval_s
+        self.min_wal_bytes = min_wal_bytes
+        self.checkpoints = 0
+        self._conns: dict[Path, sqlite3.Connection] = {}
+        self._failed: set[Path] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="cbs-checkpoint", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        for conn in self._conns.values():
+            conn.close()
+        self._conns.clear()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.checkpoint_once()
+
+    def checkpoint_once(self) -> int:
+        """Checkpoint every store whose log is past the threshold; returns how many."""
+        done = 0
+        for path in self.paths:
+            wal = path.with_name(path.name + "-wal")
+            try:
+                if wal.stat().st_size < self.min_wal_bytes:
+                    continue
+            except OSError:
+                continue  # no log (the store is not open, or closed cleanly)
+            try:
+                conn = self._conns.get(path)
+                if conn is None:
+                    conn = sqlite3.connect(path, timeout=0.0, isolation_level=None,
+                                           check_same_thread=False)
+                    self._conns[path] = conn
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            except sqlite3.Error as exc:
+                if path not in self._failed:
+                    log.warning("checkpoint of %s failed (retrying): %s", path, exc)
+                    self._failed.add(path)
+                continue
+            self._failed.discard(path)
+            done += 1
+        self.checkpoints += done
+        return done

@@ -310,3 +310,24 @@ def test_disk_full_and_read_only_filesystem(tmp_path: Path) -> None:
     assert lines["READONLY"].startswith(f"outbox {directory}/o.db: ")
     assert "read-only file system" in lines["READONLY"]
     assert lines["IDS"] == "first,second,after"
+
+
+def test_rows_another_process_stored_never_make_the_depth_negative(tmp_path) -> None:
+    """``cbs-agent diagnose`` stores its report in the daemon's outbox file; the daemon's
+    publisher may deliver and delete those rows too."""
+    from agent.store.outbox import Outbox
+
+    path = tmp_path / "outbox.sqlite3"
+    daemon = Outbox(path)
+    other = Outbox(path)
+    try:
+        other.put("t/a", b"{}", retain=False, schema="cbs.diagnosis/1", message_id="d1")
+        rows = daemon.pending()
+        assert [r.message_id for r in rows] == ["d1"] and daemon.depth() == 0
+        daemon.ack_many([r.row_id for r in rows])
+        assert daemon.depth() == 0
+        daemon.put("t/b", b"{}", retain=False, schema="cbs.readout/1", message_id="r1")
+        assert daemon.depth() == 1
+    finally:
+        daemon.close()
+        other.close()

@@ -61,7 +61,8 @@ class PastReading:
                    items=tuple(PastItem.from_item(i) for i in session.services))
 
     def item(self, key: tuple[int, int]) -> PastItem | None:
+        index, code = key  # compared field by field: the forecast asks this per item and segment
         for candidate in self.items:
-            if candidate.key == key:
+            if candidate.index == index and candidate.code == code:
                 return candidate
         return None
