@@ -80,6 +80,19 @@ def check_dbc(settings: AgentSettings) -> Finding:
     return Finding(True, "dbc", f"{source}, {len(db.messages)} messages")
 
 
+def check_catalogue(settings: AgentSettings) -> Finding:
+    """The price catalogue the proposal is made from, as ``run`` loads it at start-up (a
+    missing file or a currency other than the expected one stops ``run`` with exit 2)."""
+    from agent.wiring import proposal_context
+    try:
+        catalogue = proposal_context(settings).catalogue
+    except ConfigError as exc:
+        return Finding(False, "catalogue", str(exc))
+    source = str(settings.catalogue.path) if settings.catalogue.path else "shipped catalogue"
+    return Finding(True, "catalogue", f"{source}: {len(catalogue.entries)} items in "
+                                      f"{catalogue.currency}")
+
+
 def check_state_dir(settings: AgentSettings) -> Finding:
     """The outbox and the vehicle history live here: it must exist (or be creatable) and take
     a file that is written, synced and removed again."""
@@ -231,6 +244,7 @@ def check_config(settings: AgentSettings, out: TextIO, *,
     for warning in security_warnings(settings):  # worth fixing, not failing
         out.write(f"WARN config: {warning}\n")
     report(check_dbc(settings))
+    report(check_catalogue(settings))
     report(check_state_dir(settings))
     report(check_reader(settings, hello_timeout_s=hello_timeout_s))
     mqtt = settings.effective_mqtt()

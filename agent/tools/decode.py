@@ -81,7 +81,7 @@ def decode_files(paths: Iterable[Path], fmt: str, pipeline: ReadoutPipeline, out
         if progress is not None:
             progress.start(label)
         try:
-            for event in read_capture(path, fmt, counters, serial_time=time.time(),
+            for event in read_capture(path, fmt, counters, serial_time=_capture_time(path),
                                       progress=None if progress is None else progress.update):
                 if isinstance(event, CanFrame):
                     last_time = max(last_time, event.timestamp)
@@ -129,3 +129,13 @@ def _emit(events: list[SessionEvent], pipeline: ReadoutPipeline, out: TextIO) ->
     if events:
         out.flush()
     return len(events)
+
+
+def _capture_time(path: Path) -> float:
+    """When a capture without timestamps of its own (raw serial bytes) was taken, as well as
+    we know: the file's modification time, so that decoding it again gives the same
+    ``read_at`` and the same readout ids (docs/integrators.md). Now, for what has none."""
+    try:
+        return path.stat().st_mtime
+    except (OSError, ValueError):
+        return time.time()

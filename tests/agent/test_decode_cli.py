@@ -86,3 +86,19 @@ def test_capture_ending_inside_a_session_times_it_out(tmp_path: Path) -> None:
     done = decode(str(capture), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert [o.get("reason") for o in lines(done)] == [None, "timeout"]
+
+
+def test_a_serial_capture_decoded_twice_gives_the_same_ids(tmp_path: Path) -> None:
+    """Raw serial bytes carry no time: read_at comes from the file's modification time, not
+    from the moment of decoding, so the readout ids (docs/integrators.md) stay the same."""
+    import os
+    import time
+
+    capture = tmp_path / "desk.bin"
+    capture.write_bytes(serial_bytes(spec_frames()))
+    os.utime(capture, (END_EPOCH_S, END_EPOCH_S))
+    first = lines(decode("--format", "serial", str(capture), cwd=tmp_path))
+    time.sleep(1.1)
+    second = lines(decode("--format", "serial", str(capture), cwd=tmp_path))
+    assert first and [r["readout_id"] for r in first] == [r["readout_id"] for r in second]
+    assert [r["read_at"] for r in first] == [r["read_at"] for r in second]

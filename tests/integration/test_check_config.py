@@ -79,7 +79,7 @@ def test_all_ok_with_password_and_serial_port(tmp_path: Path, make_broker, port)
     done = run_check(config)
     assert done.returncode == 0, done.stdout + done.stderr
     found = findings(done.stdout)
-    assert set(found) == {"config", "dbc", "state_dir", "reader", "broker"}
+    assert set(found) == {"config", "dbc", "catalogue", "state_dir", "reader", "broker"}
     assert all(line.startswith("ok ") for lines in found.values() for line in lines)
     assert f"serial port {port.path} opens" in found["reader"][0]
     assert found["broker"][-1].startswith(f"ok broker: MQTT 5 as user '{USER}': CONNACK accepted")
@@ -152,3 +152,17 @@ def test_invalid_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
     done = run_check(config)
     assert done.returncode == 2
     assert done.stdout == "" and done.stderr.count("\n") == 1 and "baudrate" in done.stderr
+
+
+def test_a_missing_catalogue_or_a_wrong_currency_fails(tmp_path: Path) -> None:
+    """check-config loads the catalogue as run does: what would stop run stops it too."""
+    for name, section in {"missing": f'path = "{tmp_path / "nope.toml"}"',
+                          "currency": 'currency = "USD"'}.items():
+        config = tmp_path / f"{name}.toml"
+        config.write_text(f'site = "S1"\nreader = "desk1"\nserial = "/dev/null"\n'
+                          f'broker = "mqtt://127.0.0.1:9"\nstate_dir = "{tmp_path / "state"}"\n'
+                          f"[catalogue]\n{section}\n")
+        done = run_check(config)
+        found = findings(done.stdout)
+        assert done.returncode != 0, done.stdout
+        assert found["catalogue"][0].startswith("FAIL catalogue"), done.stdout
