@@ -185,6 +185,8 @@ class AgentService:
         """Stop the publisher; messages held in memory (the outbox could not commit them)
         are handed to it to publish while the broker is there. Whatever it could not deliver
         is named, since nothing keeps it after this process."""
+        if not self._jobs.empty():
+            self._run_jobs()  # a vehicle test's report handed over while the loop ended
         held = list(self._uncommitted)
         if held:
             self._retry_uncommitted()  # the disk may take them now
