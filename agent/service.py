@@ -305,7 +305,14 @@ class AgentService:
     def _handle(self, outcomes: list[_Outcome]) -> None:
         """Build the payloads of ``outcomes`` and commit them to the outbox in one transaction
         (one fsync for everything a read turn completed: group commit), except that a second
-        readout of a vehicle starts a new transaction (see the module docstring)."""
+        readout of a vehicle starts a new transaction (see the module docstring). The
+        publisher holds back a backlog meanwhile (MqttPublisher.reader_turn)."""
+        if not outcomes:
+            return
+        with self.publisher.reader_turn():
+            self._handle_turn(outcomes)
+
+    def _handle_turn(self, outcomes: list[_Outcome]) -> None:
         start = 0
         vins: set[str] = set()
         for n, (event, _) in enumerate(outcomes):

@@ -120,6 +120,10 @@ class DeferredOutbox(DeferredStore[Outbox]):
         if store is not None:
             store.ack_many(row_ids)
 
+    def checkpoint(self, now: float | None = None) -> bool:
+        store = self._store  # never opens the file: nothing was written to it then
+        return False if store is None else store.checkpoint(now)
+
     def depth(self) -> int:
         store = self._open()
         return 0 if store is None else store.depth()

@@ -2,14 +2,21 @@
 
 One SQLite file in the state directory (stdlib ``sqlite3``), one table in insertion order.
 The service thread writes (:meth:`Outbox.put`), the publisher thread reads and deletes
-(:meth:`Outbox.pending`, :meth:`Outbox.ack_many`); one connection serves both behind a lock.
-See docs/outbox.md for the operator's view.
+(:meth:`Outbox.pending`, :meth:`Outbox.ack_many`). Writes share one connection behind a lock;
+the publisher reads back on a second, read-only connection of its own, so that reading a
+backlog (a megabyte of payloads at a time) never makes a key read wait for the lock: WAL lets
+a reader and a writer work at once, and the reader sees committed rows only, which is all
+the publisher asks for. See docs/outbox.md for the operator's view.
 
 Durability (the fsync policy)
     ``journal_mode=WAL`` with ``synchronous=FULL``: every commit of new messages appends to
     the write-ahead log and fsyncs it before returning, so a message :meth:`put` returned for
-    survives a crash or power loss. Checkpoints (automatic, every ~1000 pages, and on close)
-    fsync the database file. Deletes (acks) commit with ``synchronous=NORMAL``: no fsync of
+    survives a crash or power loss. Checkpoints fsync the database file; the publisher's
+    thread runs them (:meth:`Outbox.checkpoint`, a ``PASSIVE`` one on its read connection,
+    every ``CHECKPOINT_INTERVAL_S`` while there were writes), so a commit does not find the
+    log past SQLite's 1000 pages and copy it into the file on the key read's time while a
+    drain deletes thousands of rows; a commit still does so itself past
+    ``COMMIT_CHECKPOINT_PAGES`` (no publisher running), and closing checkpoints too. Deletes (acks) commit with ``synchronous=NORMAL``: no fsync of
     their own (the next commit of new messages fsyncs the log, acks included). Losing an ack
     in a power cut would only mean a duplicate delivery, which the contract allows (at least
     once); an ack never waits for the disk, so it never holds the lock a put needs for long.
@@ -89,6 +96,10 @@ SCHEMA_VERSION = 1
 DEFAULT_MAX_MESSAGES = 100_000
 DEFAULT_MAX_AGE_S = 30 * 86400.0
 CACHE_KIB = 1024  # SQLite page cache (the default is 2 MiB)
+# A commit checkpoints by itself only when the log holds this many pages (SQLite's default is
+# 1000): the publisher's checkpoints keep it below that; this is the bound without them.
+COMMIT_CHECKPOINT_PAGES = 10_000
+CHECKPOINT_INTERVAL_S = 0.25
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -173,6 +184,12 @@ class Outbox:
         self._relaxed = False  # True while (or if) acks run with synchronous=NORMAL
         self._max_row_id = 0  # the highest row id ever handed out (survives a quarantine)
         self._quarantine: Quarantine | None = None
+        self._generation = 0  # counts the files _db was opened on (a heal starts a new one)
+        self._read_lock = threading.Lock()
+        self._reader: sqlite3.Connection | None = None
+        self._reader_generation = -1
+        self._writes = 0  # commits since the last checkpoint
+        self._checkpointed_at = 0.0
         self._db: sqlite3.Connection | None = self._open()
         log.debug("outbox %s open: %d messages waiting", self.path, self._depth)
 
@@ -196,6 +213,7 @@ class Outbox:
             db.execute("PRAGMA synchronous=FULL")
             # The working set is the newest rows: a small page cache keeps memory flat.
             db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+            db.execute(f"PRAGMA wal_autocheckpoint={COMMIT_CHECKPOINT_PAGES}")
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise OutboxError(f"outbox {self.path}: written by a newer agent (schema "
@@ -210,6 +228,7 @@ class Outbox:
         except BaseException:
             db.close()
             raise
+        self._generation += 1
         return db
 
     def _heal(self, exc: sqlite3.Error) -> sqlite3.Connection:
@@ -301,6 +320,7 @@ class Outbox:
             if entries:
                 _tell(listener.settled, entries, True)  # type: ignore[union-attr]
             # Counts and warnings only once the commit succeeded.
+            self._writes += 1
             self._max_row_id = max(self._max_row_id, *ids)
             self._depth += len(rows) - len(expired) - len(evicted)
             self._report(expired, evicted)
@@ -355,10 +375,20 @@ class Outbox:
     # -- reading and acknowledging ----------------------------------------------------------
 
     def pending(self, after_row: int = 0, limit: int = 100) -> list[OutboxEntry]:
-        """Up to ``limit`` stored messages with ``row_id > after_row``, oldest first."""
-        with self._locked("cannot read") as db:
-            rows = db.execute(f"SELECT {_COLUMNS} FROM outbox WHERE row_id > ? "
-                              "ORDER BY row_id LIMIT ?", (after_row, limit)).fetchall()
+        """Up to ``limit`` stored (committed) messages with ``row_id > after_row``, oldest
+        first. Read on the read connection, without the writers' lock; should that fail, once
+        more on the writers' connection, which heals a damaged file."""
+        query = (f"SELECT {_COLUMNS} FROM outbox WHERE row_id > ? ORDER BY row_id LIMIT ?",
+                 (after_row, limit))
+        try:
+            with self._read_lock:
+                rows = self._read_connection().execute(*query).fetchall()
+        except sqlite3.Error as exc:
+            log.debug("outbox %s: read connection failed (%s); reading on the writer's", self.path,
+                      exc)
+            self._close_reader()
+            with self._locked("cannot read") as db:
+                rows = db.execute(*query).fetchall()
         return [OutboxEntry(row_id, topic, bytes(payload), bool(retain), schema, message_id,
                             created_at)
                 for row_id, topic, payload, retain, schema, message_id, created_at in rows]
@@ -384,11 +414,53 @@ class Outbox:
             finally:
                 db.execute("PRAGMA synchronous=FULL")
                 self._relaxed = False
+            self._writes += 1
             self._depth -= db.total_changes - before
             if self._depth < 0:
                 # Rows another process stored (``cbs-agent diagnose`` beside the daemon) were
                 # deleted too: this count did not know them. Count again.
                 self._depth = int(db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+
+    def checkpoint(self, now: float | None = None) -> bool:
+        """Copy the write-ahead log into the file (``PASSIVE``: it waits for no one and blocks
+        no one) when there were commits since the last time and ``CHECKPOINT_INTERVAL_S``
+        passed; the publisher's thread calls it after its deletes. Returns whether it ran. A
+        failure is logged at debug level: the commits' own checkpoints are the safety net."""
+        at = time.monotonic() if now is None else now
+        if not self._writes or at - self._checkpointed_at < CHECKPOINT_INTERVAL_S:
+            return False
+        self._writes = 0
+        self._checkpointed_at = at
+        try:
+            with self._read_lock:
+                self._read_connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as exc:
+            log.debug("outbox %s: checkpoint failed: %s", self.path, exc)
+            self._close_reader()
+            return False
+        return True
+
+    def _read_connection(self) -> sqlite3.Connection:
+        """The read connection (read lock held), opened again after the writers' connection
+        moved to a new file (a heal)."""
+        if self._reader is not None and self._reader_generation != self._generation:
+            self._reader.close()
+            self._reader = None
+        if self._reader is None:
+            reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            reader.execute("PRAGMA query_only=1")
+            reader.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+            self._reader, self._reader_generation = reader, self._generation
+        return self._reader
+
+    def _close_reader(self) -> None:
+        with self._read_lock:
+            if self._reader is not None:
+                try:
+                    self._reader.close()
+                except sqlite3.Error:
+                    pass
+                self._reader = None
 
     # -- status ---------------------------------------------------------------------------
 
@@ -423,6 +495,7 @@ class Outbox:
 
     def close(self) -> None:
         """Close the file (SQLite checkpoints the log into it). Idempotent."""
+        self._close_reader()
         with self._lock:
             try:
                 if self._db is not None:

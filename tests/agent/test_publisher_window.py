@@ -99,9 +99,9 @@ def test_batches_larger_than_the_window_arrive_once_in_order_from_memory(
     senders: set[str] = set()
     send_ready = publisher._send_ready
 
-    def spy() -> None:
+    def spy(*, for_reader: bool = False) -> None:
         senders.add(threading.current_thread().name)
-        send_ready()
+        send_ready(for_reader=for_reader)
 
     publisher._send_ready = spy  # type: ignore[method-assign]
     put_batches(outbox, publisher, range(600))

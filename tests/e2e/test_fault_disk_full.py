@@ -120,7 +120,13 @@ def test_disk_full_holds_readouts_and_delivers_them_when_space_returns(
     error = while_full["outbox"]["error"]
     assert f"{state}/outbox.sqlite3" in error and "disk is full" in error, error
     held_readouts = while_full["counters"]["readouts"] - readouts_at_error + 1
-    assert while_full["outbox"]["depth"] >= 2 * held_readouts  # readout + vehicles/{vin} each
+    # The status still says the outbox cannot commit: the last readout's two messages (readout
+    # and vehicles/{vin}) are held and counted. Not necessarily every readout read since the
+    # disk filled: the log starts over once the publisher checkpointed it, reusing its space,
+    # so some commits succeed on a full disk (those readouts are stored and delivered).
+    assert while_full["outbox"]["depth"] >= 2
+    not_stored = log_while_full.count("(NOT STORED yet")
+    assert 1 <= not_stored <= held_readouts + 1, (not_stored, held_readouts)
     assert "outbox cannot commit" in log_while_full and "database or disk is full" in log_while_full
     # No crash, no restart, no log flood (one line per new error text, not per retry).
     assert agent.pid == pid and agent.starts == 1
@@ -146,11 +152,11 @@ def test_disk_full_holds_readouts_and_delivers_them_when_space_returns(
           f"{while_full['outbox']['depth']}), delivered {len(payloads)}, duplicates "
           f"{duplicates} (most copies of one: {max(counts.values())}), lost 0; final status "
           f"depth {_statuses(recovered)[-1]['outbox']['depth']}")
-    # Held messages may go out once more when they are finally stored, not again and again.
-    if duplicates > held_in_all:
-        pytest.xfail(f"agent bug, reported to the lead: {duplicates} redeliveries for "
-                     f"{held_in_all} readouts held while the disk was full — every retry of the "
-                     f"held batch is sent early (outbox staging) and rolled back, then sent again")
+    # Held messages may go out once more when they are finally stored, not again and again:
+    # a readout sent while its commit ran goes out again once stored if that commit failed
+    # (the disk can turn full and free again several times while the log is reused), and a
+    # retry of held messages is never sent before its commit.
+    assert max(counts.values()) <= 2, counts
 
 
 @pytest.mark.parametrize("condition", ["read-only", "full"])
