@@ -201,7 +201,7 @@ def test_vehicle_page_shows_everything_the_advisor_needs() -> None:
                    "Cylinder 1 misfire detected", "DME", "SW 12.4.1", "Warning lamp ON",
                    "VIN mismatch", "BDC (WBA00000000000000)", "Earlier visits",
                    "Reminder planned for", "Express lane: no", "an active check-control message",
-                   "Repair fault P0301"):
+                   "Fault finding DME (0x12): P0301", "repair quoted once the cause is found"):
         assert needed in html, needed
     totals = re.search(r'id="total-gross" data-value="([^"]+)"', html)
     assert totals is not None and totals.group(1) == readout["proposal"]["totals"]["gross"]
@@ -220,9 +220,12 @@ def test_ticking_lines_changes_the_totals_exactly() -> None:
     assert required["gross"]["value"] == readout["proposal"]["totals"]["gross"]
     assert both["gross"]["value"] == readout["proposal"]["totals_with_optional"]["gross"]
     assert none["gross"]["value"] == "0.00" and none["express"]["eligible"] is False
-    with_fault = client.get(base, params=[("line", "service:0"),
-                                          ("line", "fault:key:18:03011F")]).json()
-    assert with_fault["complete"] is False and with_fault["incomplete_text"]
+    # The key's confirmed P0301 of the DME: its fault finding, 60 min at 156.00/h.
+    with_fault = client.get(base, params=[("line", "service:0"), ("line", "fault:18")]).json()
+    assert with_fault["complete"] is True and with_fault["incomplete_text"] == ""
+    assert with_fault["net"]["value"] == "348.98"  # 192.98 + 156.00
+    assert with_fault["tax"]["value"] == "66.31" and with_fault["gross"]["value"] == "415.29"
+    assert with_fault["labour_minutes"] == 90
 
 
 def test_languages_use_their_names_and_locale_formats() -> None:
@@ -242,7 +245,7 @@ def test_approval_publishes_exactly_the_ticked_lines() -> None:
     put(feed, f"{BASE}/{READER}/readout", readout)
     page = client.get(f"/vehicle/{SPEC_VIN}").text
     form = {"readout_id": readout["readout_id"], "do": "approve",
-            "line": ["service:1", "fault:key:18:03011F"]}
+            "line": ["service:1", "fault:18"]}
     assert client.post(f"/vehicle/{SPEC_VIN}/approve", data=form).status_code == 403  # no CSRF
     assert sink.approvals == []
     response = client.post(f"/vehicle/{SPEC_VIN}/approve", data={**form, "csrf": csrf_of(page)},
@@ -257,7 +260,11 @@ def test_approval_publishes_exactly_the_ticked_lines() -> None:
     assert [s["index"] for s in wire["declined"]["services"]] == [0]
     assert wire["approved"]["faults"] == [{"ecu": 18, "code": "03011F", "sae": "P0301",
                                           "source": "key"}]
-    assert wire["totals"]["net"] == "102.50" and wire["totals"]["complete"] is False
+    assert wire["approved"]["fault_finding"] == [{"ecu": 18, "name": "DME", "priced": True,
+                                                  "labour_minutes": 60, "net": "156.00"}]
+    assert wire["declined"]["faults"] == wire["declined"]["fault_finding"] == []
+    assert wire["totals"]["net"] == "258.50" and wire["totals"]["complete"] is True
+    assert wire["totals"]["labour_minutes"] == 90 and wire["express"]["minutes"] == 90
     assert wire["express"]["eligible"] is False
     shown = client.get(response.headers["location"]).text
     assert approval.approval_id in shown
