@@ -4,8 +4,9 @@ Dealers promise the same labour times and parts prices at every dealer, so the p
 not code: a TOML file gives, per CBS service type, the labour time and the parts (number,
 description, quantity, unit price), for the whole catalogue the currency, the hourly labour
 rate and the tax rate, and (``[fault_finding]``, optional) the labour of finding a confirmed
-fault, per control unit: what the desk prices a fault line with (docs/proposal.md). The agent ships a default (``agent/domain/data/catalogue.toml``); a dealer
-points ``[catalogue] path`` at its own copy.
+fault, per control unit: what the desk prices a fault line with (docs/proposal.md). The
+agent ships a default (``agent/domain/data/catalogue.toml``); a dealer points
+``[catalogue] path`` at its own copy.
 
 Path -> text -> pure parser (as cantools does): :func:`load_catalogue_file` reads,
 :func:`parse_catalogue` validates a string and is what the tests drive. Every amount is a
