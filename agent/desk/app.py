@@ -28,7 +28,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
@@ -62,6 +62,7 @@ from agent.desk.security import (
     verify_password,
 )
 from agent.domain.approval import Approval
+from agent.domain.catalogue import FaultFinding, default_catalogue
 from agent.domain.i18n import LANGUAGES, Language
 from agent.domain.models import to_json
 from agent.errors import OutboxError
@@ -92,6 +93,10 @@ class DeskConfig:
     require_login: bool = False
     password_hash: str | None = None
     window_days: int = 30
+    # Fault-finding minutes per control unit, from the catalogue the desk is configured with
+    # (``[catalogue]``, as the agent's); None prices fault lines on request.
+    fault_finding: FaultFinding | None = field(
+        default_factory=lambda: default_catalogue().fault_finding)
 
 
 class SecurityHeaders:
@@ -231,7 +236,8 @@ def create_app(config: DeskConfig, feed: DeskFeed, sink: ApprovalSink, *,
             if record is None:
                 return None
             return views.vehicle_view(state, record, w, ticked=lines, now=clock(),
-                                      window_days=config.window_days)
+                                      window_days=config.window_days,
+                                      fault_finding=config.fault_finding)
 
     async def vehicle(request: Request) -> Response:
         vin = request.path_params["vin"]
@@ -277,7 +283,7 @@ def create_app(config: DeskConfig, feed: DeskFeed, sink: ApprovalSink, *,
             if record.latest.get("readout_id") != _first(fields, "readout_id"):
                 back = f"/vehicle/{vin}?" + urlencode({"notice": "newer"})
                 return RedirectResponse(back, status_code=303)
-            selection = views.selection_of(record, lines)
+            selection = views.selection_of(record, lines, config.fault_finding)
             if selection is None:
                 return PlainTextResponse("no proposal to approve", status_code=409)
             approval = views.build_approval(record, selection, lang=lang,

@@ -111,6 +111,7 @@ def desk_command(args: argparse.Namespace) -> int:
     from agent.desk.security import check_hash, is_loopback, load_secret
     from agent.desk.state import DeskState
     from agent.desk.visits import VisitStore
+    from agent.domain.catalogue import load_catalogue
     from agent.domain.i18n import check_language
     from agent.logging_setup import configure_logging
     from agent.mqtt.publisher import MqttPublisher
@@ -120,6 +121,9 @@ def desk_command(args: argparse.Namespace) -> int:
                              state_dir=args.state_dir, log_level=args.log_level,
                              log_format=args.log_format)
     configure_logging(settings.log_level, settings.log_format)
+    # The fault-finding minutes come from the same [catalogue] as the agent's proposal; a
+    # broken catalogue stops the desk at start-up with one line, as it stops the agent.
+    catalogue = load_catalogue(settings.catalogue)
     desk = settings.desk
     host = args.host or desk.host
     port = args.port or desk.port
@@ -157,7 +161,8 @@ def desk_command(args: argparse.Namespace) -> int:
     config = DeskConfig(site=settings.site, prefix=mqtt.prefix, desk_name=name,
                         language=language, secret=load_secret(state_dir / "desk-session.key"),
                         require_login=require_login, password_hash=password_hash,
-                        window_days=settings.reminders.window_days)
+                        window_days=settings.reminders.window_days,
+                        fault_finding=catalogue.fault_finding)
     app = create_app(config, feed, OutboxApprovals(outbox, publisher, mqtt.prefix))
     status: dict[str, Any] = {"schema": STATUS_SCHEMA, "state": "online"}
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,

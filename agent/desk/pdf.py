@@ -40,12 +40,15 @@ def _font(lang: str) -> tuple[str, str]:
 
 
 def proposal_pdf(view: dict[str, Any], w: Words, *, site: str) -> bytes:
-    """One A4 document: the vehicle, the ticked lines with their amounts, the totals, the
-    express verdict and a signature line. ``view`` is :func:`agent.desk.views.vehicle_view`."""
+    """One A4 document: the vehicle (with the vehicle test's warning lamp and VIN mismatch),
+    the ticked lines with their amounts, the totals, the express verdict and a signature
+    line. ``view`` is :func:`agent.desk.views.vehicle_view`."""
     regular, bold = _font(w.lang)
     body = ParagraphStyle("body", fontName=regular, fontSize=10, leading=13)
     strong = ParagraphStyle("strong", parent=body, fontName=bold)
     title = ParagraphStyle("title", parent=body, fontName=bold, fontSize=16, leading=20)
+    alert = ParagraphStyle("alert", parent=strong, fontSize=12, leading=15,
+                           textColor=colors.HexColor("#b3261e"))
 
     def p(text: object, style: ParagraphStyle = body) -> Paragraph:
         return Paragraph(escape(str(text)), style)
@@ -55,6 +58,13 @@ def proposal_pdf(view: dict[str, Any], w: Words, *, site: str) -> bytes:
              [p(w.t("model_year"), strong), p(view["model_year"]), p(w.t("read_at"), strong),
               p(view["read_at"])]]
     story.append(Table(facts, colWidths=[30 * mm, 55 * mm, 30 * mm, 55 * mm]))
+    # Words only: the PDF's standard fonts have no warning sign (docstring above).
+    diagnosis = view.get("diagnosis")
+    if diagnosis and diagnosis["warning_lamp"]:
+        story += [Spacer(1, 3 * mm), p(w.t("warning_lamp_on"), alert)]
+    if diagnosis and diagnosis["vin_mismatch"]:
+        story += [Spacer(1, 3 * mm), p(w.t("vin_mismatch", ecus=diagnosis["mismatched"]),
+                                        alert)]
     story.append(Spacer(1, 6 * mm))
     proposal = view.get("proposal")
     if proposal is None:
@@ -64,7 +74,9 @@ def proposal_pdf(view: dict[str, Any], w: Words, *, site: str) -> bytes:
                  p(w.t("labour"), strong), p(w.t("parts"), strong), p(w.t("net"), strong)]]
         for line in proposal["lines"]:
             if line["ticked"]:
-                rows.append([p(line["name"]), p("" if line["minutes"] is None else
+                name = line["name"] + (f" ({w.t('recurring_short')})" if line["recurring"]
+                                       else "")
+                rows.append([p(name), p("" if line["minutes"] is None else
                                                  f"{line['minutes']} {w.t('unit_minutes')}"),
                              p(line["labour"]), p(line["parts"]), p(line["net"])])
         totals = proposal["totals"]

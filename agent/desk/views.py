@@ -2,10 +2,11 @@
 and the approval. Pure; the web layer only picks the record and the language.
 
 A vehicle's proposal becomes *lines* the advisor ticks: every required and optional service
-line of the published proposal (``service:{index}``) and every confirmed fault, of the key
-(``fault:key:{ecu}:{code}``) and of the latest vehicle test (``fault:diagnosis:{ecu}:{code}``).
-Without a selection the required lines are ticked, so the page first shows the published
-``totals``.
+line of the published proposal (``service:{index}``) and one fault-finding line per control
+unit with a confirmed fault, of the key or of the latest vehicle test (``fault:{ecu}``),
+priced from the desk's catalogue (agent.domain.approval.fault_finding_lines). Without a
+selection the required lines are ticked, so the page first shows the published ``totals``;
+fault-finding lines are offered, like optional ones.
 """
 
 from __future__ import annotations
@@ -23,18 +24,22 @@ from agent.domain.approval import (
     ApprovalExpress,
     ApprovalLines,
     ApprovedFault,
+    ApprovedFaultFinding,
     ApprovedService,
+    FaultFindingLine,
     PricedLine,
     approval_id,
     decimal_places,
+    fault_finding_lines,
     proposal_lines,
     selection_totals,
 )
+from agent.domain.catalogue import FaultFinding
 from agent.domain.express import ExpressVerdict, express_verdict, reason_text
 from agent.domain.i18n import check_language, service_name
 from agent.domain.models import ProposalTotals
 
-__all__ = ["FaultLine", "Selection", "queue_rows", "selection_of", "vehicle_view"]
+__all__ = ["Selection", "queue_rows", "selection_of", "vehicle_view"]
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -45,25 +50,12 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-@dataclass(frozen=True)
-class FaultLine:
-    source: str  # "key" or "diagnosis"
-    ecu: int
-    ecu_name: str
-    code: str
-    sae: str | None
-
-    @property
-    def key(self) -> str:
-        return f"fault:{self.source}:{self.ecu}:{self.code}"
-
-
 @dataclass
 class Selection:
     """The lines of one vehicle's proposal and which of them are ticked."""
 
     services: list[PricedLine]
-    faults: list[FaultLine]
+    faults: list[FaultFindingLine]
     ticked: set[str]
     currency: str
     tax_rate_pct: Decimal
@@ -74,62 +66,54 @@ class Selection:
     def services_ticked(self) -> list[PricedLine]:
         return [line for line in self.services if line.key in self.ticked]
 
-    def faults_ticked(self) -> list[FaultLine]:
+    def faults_ticked(self) -> list[FaultFindingLine]:
         return [line for line in self.faults if line.key in self.ticked]
 
 
-def fault_lines(readout: Mapping[str, Any], diagnosis: Mapping[str, Any] | None) -> list[FaultLine]:
-    """Confirmed faults of the key, then of the vehicle test (by ECU address)."""
-    lines: list[FaultLine] = []
-    seen: set[str] = set()
-    for dtc in (_dict(d) for d in _list(readout.get("dtcs"))):
-        if dtc.get("confirmed") is True and isinstance(dtc.get("ecu"), int):
-            line = FaultLine("key", dtc["ecu"], f"0x{dtc['ecu']:02X}", str(dtc.get("code", "")),
-                             dtc.get("sae") if isinstance(dtc.get("sae"), str) else None)
-            if line.key not in seen:
-                seen.add(line.key)
-                lines.append(line)
-    for ecu in (_dict(e) for e in _list(_dict(diagnosis).get("ecus"))):
-        address = ecu.get("address")
-        if not isinstance(address, int):
-            continue
-        name = ecu.get("name") if isinstance(ecu.get("name"), str) else f"0x{address:02X}"
-        for dtc in (_dict(d) for d in _list(ecu.get("dtcs"))):
-            if dtc.get("confirmed") is True:
-                line = FaultLine("diagnosis", address, str(name), str(dtc.get("code", "")),
-                                 dtc.get("sae") if isinstance(dtc.get("sae"), str) else None)
-                if line.key not in seen:
-                    seen.add(line.key)
-                    lines.append(line)
-    return lines
+def _decimal_or_none(value: Any) -> Decimal | None:
+    try:
+        number = Decimal(str(value)) if isinstance(value, str | int) else None
+    except InvalidOperation:
+        return None
+    return number if number is not None and number.is_finite() and number >= 0 else None
 
 
-def selection_of(record: VehicleRecord, ticked: Collection[str] | None) -> Selection | None:
+def selection_of(record: VehicleRecord, ticked: Collection[str] | None,
+                 fault_finding: FaultFinding | None = None) -> Selection | None:
     """The proposal's lines with ``ticked`` (None: the required lines), their totals and the
-    express verdict for them; None when the readout has no proposal."""
+    express verdict for them; None when the readout has no proposal. ``fault_finding`` (the
+    desk's catalogue's) gives the fault-finding minutes, the published proposal the labour
+    rate, so every line of the page is in the proposal's currency and rate; without it the
+    fault-finding lines are on request."""
     proposal = record.latest.get("proposal")
     if not isinstance(proposal, Mapping):
         return None
     services = proposal_lines(proposal)
-    faults = fault_lines(record.latest, record.diagnosis)
+    places = decimal_places(proposal)
+    faults = fault_finding_lines(
+        record.latest, record.diagnosis, fault_finding, places=places,
+        labour_rate_per_hour=_decimal_or_none(proposal.get("labour_rate_per_hour")))
     known = {line.key for line in services} | {line.key for line in faults}
     chosen = ({line.key for line in services if line.required} if ticked is None
               else {key for key in ticked if key in known})
-    try:
-        rate = Decimal(str(proposal.get("tax_rate_pct", "0")))
-    except InvalidOperation:
-        rate = Decimal(0)
+    rate = _decimal_or_none(proposal.get("tax_rate_pct", "0")) or Decimal(0)
     selection = Selection(services=services, faults=faults, ticked=chosen,
                           currency=str(proposal.get("currency", "")), tax_rate_pct=rate,
-                          places=decimal_places(proposal))
-    picked = selection.services_ticked()
-    picked_faults = selection.faults_ticked()
-    selection.totals = selection_totals(picked, tax_rate_pct=rate, places=selection.places,
-                                        unpriced_extra=len(picked_faults))
+                          places=places)
+    picked: list[PricedLine | FaultFindingLine] = [*selection.services_ticked(),
+                                                   *selection.faults_ticked()]
+    selection.totals = selection_totals(picked, tax_rate_pct=rate, places=selection.places)
     selection.verdict = express_verdict(
         record.latest, record.diagnosis, selected_minutes=selection.totals.labour_minutes,
-        selected_unpriced=bool(picked_faults) or any(not line.priced for line in picked))
+        selected_unpriced=any(not line.priced for line in picked))
     return selection
+
+
+def fault_line_name(line: FaultFindingLine, w: Words) -> str:
+    """``Fault finding DME (0x12): P0301``, in the page's language."""
+    ecu = (f"{line.ecu_name} (0x{line.ecu:02X})" if line.ecu_name else
+           w.t("ecu_at", address=f"0x{line.ecu:02X}"))
+    return w.t("fault_finding_line", ecu=ecu, codes=", ".join(line.codes))
 
 
 def verdict_view(verdict: ExpressVerdict, w: Words) -> dict[str, Any]:
@@ -172,8 +156,34 @@ def queue_rows(state: DeskState, now: datetime, w: Words) -> list[dict[str, Any]
             "status": status if status in ("ok", "due_soon", "overdue") else "unknown",
             "status_text": w.status(status),
             "express": verdict.eligible,
-            "express_text": w.t("yes" if verdict.eligible else "no")})
+            "express_text": w.t("yes" if verdict.eligible else "no"),
+            "alerts": diagnosis_alerts(record.diagnosis, record.vin, w)})
     return rows
+
+
+def _vin_mismatch(diagnosis: Mapping[str, Any], vin: str) -> bool:
+    vehicle = _dict(diagnosis.get("vehicle"))
+    reported = _text_or_none(vehicle.get("vin"))
+    return (vehicle.get("vin_consistent") is False or (reported is not None and reported != vin)
+            or any(isinstance(_dict(e).get("vin"), str) and _dict(e).get("vin") != vin
+                   for e in _list(diagnosis.get("ecus"))))
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def diagnosis_alerts(diagnosis: Mapping[str, Any] | None, vin: str, w: Words) -> list[str]:
+    """What the advisor must see before anything else: the warning lamp on, the car's VIN
+    other than the key's (shown in the queue and at the top of the vehicle page)."""
+    if diagnosis is None:
+        return []
+    alerts = []
+    if _dict(diagnosis.get("summary")).get("warning_lamp") is True:
+        alerts.append(w.t("warning_lamp_on"))
+    if _vin_mismatch(diagnosis, vin):
+        alerts.append(w.t("vin_short"))
+    return alerts
 
 
 def link_state(state: DeskState, now: datetime, w: Words) -> dict[str, Any]:
@@ -240,6 +250,7 @@ def _diagnosis_view(diagnosis: Mapping[str, Any] | None, vin: str, w: Words,
                          "confirmed": dtc.get("confirmed") is True,
                          "pending": dtc.get("pending") is True,
                          "lamp": dtc.get("warning_lamp") is True,
+                         "recurring": dtc.get("recurring") is True,
                          "occurrences": dtc.get("occurrences")})
         ecus.append({"name": name,
                      "address": f"0x{address:02X}" if isinstance(address, int) else "?",
@@ -258,7 +269,12 @@ def _diagnosis_view(diagnosis: Mapping[str, Any] | None, vin: str, w: Words,
             "outcome": w.t(f"outcome_{outcome}") if f"outcome_{outcome}" in _OUTCOMES else outcome,
             "warning_lamp": summary.get("warning_lamp") is True,
             "vin_consistent": vehicle.get("vin_consistent") is not False,
+            # The key's VIN against the car's: an ECU reporting another VIN (a swapped or
+            # mis-coded unit), or a report joined by key_readout_id whose VIN is another.
+            "vin_mismatch": _vin_mismatch(diagnosis, vin),
             "mismatched": ", ".join(mismatched) or (
+                str(vehicle["vin"]) if isinstance(vehicle.get("vin"), str)
+                and vehicle.get("vin") != vin else
                 "?" if vehicle.get("vin_consistent") is False else ""),
             "mileage": w.km(vehicle.get("mileage_km")) if vehicle.get("mileage_km") is not None
             else "",
@@ -299,7 +315,8 @@ def dtc_text(dtc: Mapping[str, Any], w: Words) -> str:
 
 def vehicle_view(state: DeskState, record: VehicleRecord, w: Words, *,
                  ticked: Collection[str] | None, now: datetime,
-                 window_days: int = 30) -> dict[str, Any]:
+                 window_days: int = 30,
+                 fault_finding: FaultFinding | None = None) -> dict[str, Any]:
     """Everything the vehicle page (and its PDF) shows."""
     data = record.latest
     vehicle = _dict(data.get("vehicle"))
@@ -338,14 +355,14 @@ def vehicle_view(state: DeskState, record: VehicleRecord, w: Words, *,
                "status": str(_dict(v.get("summary")).get("status", "")),
                "status_text": w.status(_dict(v.get("summary")).get("status"))}
               for v in record.visits]
-    selection = selection_of(record, ticked)
+    selection = selection_of(record, ticked, fault_finding)
     proposal = None
     if selection is not None:
         lines = []
         for line in selection.services:
             lines.append({"key": line.key, "ticked": line.key in selection.ticked,
                           "name": w.service(line.type), "required": line.required,
-                          "priced": line.priced,
+                          "fault": False, "recurring": False, "priced": line.priced,
                           "minutes": line.labour_minutes if line.priced else None,
                           "labour": w.money(line.labour if line.priced else None,
                                             selection.currency),
@@ -355,11 +372,16 @@ def vehicle_view(state: DeskState, record: VehicleRecord, w: Words, *,
                           "net_value": format(line.net, "f") if line.priced else ""})
         for fault in selection.faults:
             lines.append({"key": fault.key, "ticked": fault.key in selection.ticked,
-                          "name": w.t("fault_line", code=fault.sae or fault.code,
-                                      ecu=fault.ecu_name),
-                          "required": False, "priced": False, "minutes": None,
-                          "labour": w.t("on_request"), "parts": "", "net": w.t("on_request"),
-                          "net_value": ""})
+                          "name": fault_line_name(fault, w), "required": False,
+                          "fault": True, "recurring": fault.recurring,
+                          "priced": fault.priced,
+                          "minutes": fault.labour_minutes if fault.priced else None,
+                          "labour": w.money(fault.labour if fault.priced else None,
+                                            selection.currency),
+                          "parts": "",
+                          "net": w.money(fault.net if fault.priced else None,
+                                         selection.currency),
+                          "net_value": format(fault.net, "f") if fault.priced else ""})
         proposal = {"lines": lines, "currency": selection.currency,
                     "totals": totals_view(selection, w),
                     "published_gross": str(_dict(_dict(data.get("proposal")).get("totals"))
@@ -407,15 +429,19 @@ def build_approval(record: VehicleRecord, selection: Selection, *, lang: str, de
                                labour_minutes=line.labour_minutes if line.priced else None,
                                net=line.net if line.priced else None)
 
-    def fault(line: FaultLine) -> ApprovedFault:
-        return ApprovedFault(ecu=line.ecu, code=line.code, sae=line.sae,
-                             source="key" if line.source == "key" else "diagnosis")
+    def lines(services: list[PricedLine], faults: list[FaultFindingLine]) -> ApprovalLines:
+        return ApprovalLines(
+            services=[service(x) for x in services],
+            faults=[ApprovedFault(ecu=f.ecu, code=f.code, sae=f.sae, source=f.source)
+                    for line in faults for f in line.faults],
+            fault_finding=[ApprovedFaultFinding(
+                ecu=line.ecu, name=line.ecu_name, priced=line.priced,
+                labour_minutes=line.labour_minutes if line.priced else None,
+                net=line.net if line.priced else None) for line in faults])
 
-    approved = ApprovalLines(services=[service(x) for x in selection.services_ticked()],
-                             faults=[fault(x) for x in selection.faults_ticked()])
-    declined = ApprovalLines(
-        services=[service(x) for x in selection.services if x.key not in selection.ticked],
-        faults=[fault(x) for x in selection.faults if x.key not in selection.ticked])
+    approved = lines(selection.services_ticked(), selection.faults_ticked())
+    declined = lines([x for x in selection.services if x.key not in selection.ticked],
+                     [x for x in selection.faults if x.key not in selection.ticked])
     verdict = selection.verdict
     readout_id = str(data.get("readout_id", ""))
     diagnosis_id = (record.diagnosis or {}).get("diagnosis_id")

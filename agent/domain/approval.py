@@ -12,8 +12,12 @@ test) as lines; the customer agrees to some of them. This module is pure:
 * :class:`Approval` is the payload model (docs/approval.md); its JSON Schema is generated
   from it like the other payloads'.
 
-A fault line has no catalogue price (its repair is diagnosed in the workshop): it is
-"price on request", left out of the totals, which then say ``complete: false``.
+* :func:`fault_finding_lines` turns the confirmed faults into one *fault-finding* line per
+  control unit: the labour of tracing that unit's faults to their cause, the catalogue's
+  minutes for the unit (``[fault_finding]``) at the proposal's labour rate, rounded like a
+  service line's labour. The repair itself is quoted once the cause is known. Without a
+  ``[fault_finding]`` section the line is "price on request", left out of the totals, which
+  then say ``complete: false``.
 """
 
 from __future__ import annotations
@@ -23,14 +27,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
+from agent.domain.catalogue import FaultFinding
+from agent.domain.diagnosis import bmw_ecu_names
 from agent.domain.express import REASONS
 from agent.domain.i18n import Language
 from agent.domain.models import DecimalText, ProposalTotals, format_timestamp
-from agent.domain.proposal import round_money
+from agent.domain.proposal import labour_amount, round_money
 
 __all__ = [
     "APPROVAL_SCHEMA",
@@ -38,10 +44,14 @@ __all__ = [
     "ApprovalExpress",
     "ApprovalLines",
     "ApprovedFault",
+    "ApprovedFaultFinding",
     "ApprovedService",
+    "FaultFindingLine",
+    "FaultRef",
     "PricedLine",
     "approval_id",
     "decimal_places",
+    "fault_finding_lines",
     "proposal_lines",
     "selection_totals",
 ]
@@ -111,10 +121,128 @@ def proposal_lines(proposal: Mapping[str, Any]) -> list[PricedLine]:
     return lines
 
 
-def selection_totals(lines: Iterable[PricedLine], *, tax_rate_pct: Decimal, places: int,
+FaultSource = Literal["key", "diagnosis"]
+
+
+@dataclass(frozen=True, slots=True)
+class FaultRef:
+    """One confirmed fault: of the key (the readout's ``dtcs[]``) or of the vehicle test.
+    ``recurring``: the vehicle test found it confirmed at the previous visit too."""
+
+    source: FaultSource
+    ecu: int
+    code: str
+    sae: str | None
+    recurring: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FaultFindingLine:
+    """Finding the confirmed faults of one control unit: a line of the desk's proposal.
+    ``priced`` is false when the catalogue has no ``[fault_finding]`` (then on request)."""
+
+    ecu: int
+    ecu_name: str | None
+    faults: tuple[FaultRef, ...]
+    priced: bool
+    labour_minutes: int
+    labour: Decimal
+    net: Decimal
+    parts: Decimal = Decimal(0)
+    required: bool = False
+
+    @property
+    def key(self) -> str:
+        """The line's form value at the desk: ``fault:{ecu}`` (the address, decimal)."""
+        return f"fault:{self.ecu}"
+
+    @property
+    def codes(self) -> list[str]:
+        """The faults' codes as the workshop reads them (SAE where known), each once."""
+        return list(dict.fromkeys(f.sae or f.code for f in self.faults))
+
+    @property
+    def recurring(self) -> bool:
+        return any(f.recurring for f in self.faults)
+
+
+class _Totalled(Protocol):
+    @property
+    def priced(self) -> bool: ...
+    @property
+    def labour_minutes(self) -> int: ...
+    @property
+    def labour(self) -> Decimal: ...
+    @property
+    def parts(self) -> Decimal: ...
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _confirmed(readout: Mapping[str, Any],
+               diagnosis: Mapping[str, Any] | None) -> dict[int, tuple[str | None, list[FaultRef]]]:
+    """ECU address -> (name, its confirmed faults): the key's first, then the vehicle test's,
+    each (source, code) once. The key's addresses are BMW diagnostic addresses, the ones the
+    vehicle test's ``bmw`` protocol uses, so a fault of the DME on the key and one the test
+    read from the DME are the same unit's; ``obd2`` addresses (0x7E8-0x7EF) never clash."""
+    units: dict[int, tuple[str | None, list[FaultRef]]] = {}
+    seen: set[tuple[str, int, str]] = set()
+
+    def add(ref: FaultRef, name: str | None) -> None:
+        if (ref.source, ref.ecu, ref.code) in seen:
+            return
+        seen.add((ref.source, ref.ecu, ref.code))
+        known, refs = units.get(ref.ecu, (None, []))
+        units[ref.ecu] = (known or name, [*refs, ref])
+
+    table = bmw_ecu_names()
+    dtcs = readout.get("dtcs")
+    for dtc in dtcs if isinstance(dtcs, list) else []:
+        if (isinstance(dtc, Mapping) and dtc.get("confirmed") is True
+                and isinstance(dtc.get("ecu"), int) and not isinstance(dtc.get("ecu"), bool)):
+            add(FaultRef("key", dtc["ecu"], str(dtc.get("code", "")), _text(dtc.get("sae"))),
+                table.get(dtc["ecu"]))
+    ecus = diagnosis.get("ecus") if isinstance(diagnosis, Mapping) else None
+    for ecu in ecus if isinstance(ecus, list) else []:
+        if not isinstance(ecu, Mapping):
+            continue
+        address = ecu.get("address")
+        if not isinstance(address, int) or isinstance(address, bool):
+            continue
+        faults = ecu.get("dtcs")
+        for dtc in faults if isinstance(faults, list) else []:
+            if isinstance(dtc, Mapping) and dtc.get("confirmed") is True:
+                add(FaultRef("diagnosis", address, str(dtc.get("code", "")), _text(dtc.get("sae")),
+                             recurring=dtc.get("recurring") is True), _text(ecu.get("name")))
+    return units
+
+
+def fault_finding_lines(readout: Mapping[str, Any], diagnosis: Mapping[str, Any] | None,
+                        fault_finding: FaultFinding | None, *,
+                        labour_rate_per_hour: Decimal | None,
+                        places: int) -> list[FaultFindingLine]:
+    """One line per control unit with a confirmed fault (of the key or of the latest vehicle
+    test), by address: that unit's fault-finding minutes (``fault_finding``) at
+    ``labour_rate_per_hour`` (the published proposal's), rounded half-up to ``places``.
+    Unpriced when there is no ``fault_finding`` table or no rate. Pure."""
+    lines = []
+    for address, (name, refs) in sorted(_confirmed(readout, diagnosis).items()):
+        priced = fault_finding is not None and labour_rate_per_hour is not None
+        minutes = fault_finding.minutes(name) if fault_finding is not None else 0
+        labour = (labour_amount(labour_rate_per_hour, minutes, places)
+                  if priced and labour_rate_per_hour is not None else Decimal(0))
+        lines.append(FaultFindingLine(ecu=address, ecu_name=name, faults=tuple(refs),
+                                      priced=priced, labour_minutes=minutes if priced else 0,
+                                      labour=labour, net=labour))
+    return lines
+
+
+def selection_totals(lines: Iterable[_Totalled], *, tax_rate_pct: Decimal, places: int,
                      unpriced_extra: int = 0) -> ProposalTotals:
-    """Totals of the selected ``lines`` (``unpriced_extra``: further selected lines without
-    a price, such as faults, which make the totals incomplete)."""
+    """Totals of the selected ``lines`` (service and fault-finding lines; ``unpriced_extra``:
+    further selected lines without a price, which make the totals incomplete)."""
     chosen = list(lines)
     priced = [line for line in chosen if line.priced]
     zero = round_money(Decimal(0), places)
@@ -163,17 +291,38 @@ class ApprovedFault(_Payload):
         description="key: from the readout's dtcs[]; diagnosis: from the vehicle test's report.")
 
 
+class ApprovedFaultFinding(_Payload):
+    ecu: int = Field(description="Diagnostic address of the control unit whose faults are to "
+                                 "be traced.", ge=0, le=0xFFFF)
+    name: str | None = Field(description="The unit's workshop name (DME, KOMBI); null when "
+                                         "unknown (an OBD-II unit).")
+    priced: bool = Field(description="False when the catalogue prices no fault finding "
+                                     "(on request).")
+    labour_minutes: int | None = Field(description="Fault-finding labour of the unit from the "
+                                                   "catalogue, minutes; null when unpriced.", ge=0)
+    net: DecimalText | None = Field(description="labour_minutes at the proposal's labour rate, "
+                                                "rounded like a service line's labour (decimal "
+                                                "string); null when unpriced.")
+
+
 class ApprovalLines(_Payload):
     services: list[ApprovedService] = Field(description="Service lines, in the proposal's order.")
-    faults: list[ApprovedFault] = Field(description="Fault lines (repair priced on request).")
+    faults: list[ApprovedFault] = Field(description="The confirmed faults of the fault-finding "
+                                                    "lines (the repair itself is quoted once "
+                                                    "the cause is found).")
+    fault_finding: list[ApprovedFaultFinding] = Field(
+        default_factory=list,
+        description="Fault-finding lines, one per control unit with a confirmed fault, by "
+                    "address; their faults are in faults[]. Absent before the desk priced "
+                    "fault finding.")
 
 
 class ApprovalExpress(_Payload):
     eligible: bool = Field(description="The approved work goes to the express lane "
                                        "(docs/express-lane.md).")
     reasons: list[ExpressReason] = Field(description="Why not; empty when eligible.")
-    minutes: int | None = Field(description="Labour time of the approved service lines, minutes.",
-                                ge=0)
+    minutes: int | None = Field(description="Labour time of the approved service and "
+                                            "fault-finding lines, minutes.", ge=0)
     budget_minutes: int | None = Field(description="The lane's time budget, minutes; null when "
                                                    "the readout had no proposal.", ge=0)
 
@@ -196,8 +345,9 @@ class Approval(_Payload):
     tax_rate_pct: DecimalText = Field(description="Tax rate of the proposal, % (decimal string).")
     approved: ApprovalLines = Field(description="What the customer agreed to.")
     declined: ApprovalLines = Field(description="What was offered and not agreed to.")
-    totals: ProposalTotals = Field(description="Totals of the approved service lines, the "
-                                               "proposal's arithmetic.")
+    totals: ProposalTotals = Field(description="Totals of the approved service and "
+                                               "fault-finding lines, the proposal's "
+                                               "arithmetic.")
     express: ApprovalExpress = Field(description="The express-lane verdict for the approved work "
                                                  "(docs/express-lane.md).")
 

@@ -2,9 +2,11 @@
 
 Dealers promise the same labour times and parts prices at every dealer, so the prices are data,
 not code: a TOML file gives, per CBS service type, the labour time and the parts (number,
-description, quantity, unit price), and for the whole catalogue the currency, the hourly labour
-rate and the tax rate. The agent ships a default (``agent/domain/data/catalogue.toml``); a dealer
-points ``[catalogue] path`` at its own copy.
+description, quantity, unit price), for the whole catalogue the currency, the hourly labour
+rate and the tax rate, and (``[fault_finding]``, optional) the labour of finding a confirmed
+fault, per control unit: what the desk prices a fault line with (docs/proposal.md). The
+agent ships a default (``agent/domain/data/catalogue.toml``); a dealer points
+``[catalogue] path`` at its own copy.
 
 Path -> text -> pure parser (as cantools does): :func:`load_catalogue_file` reads,
 :func:`parse_catalogue` validates a string and is what the tests drive. Every amount is a
@@ -29,6 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.domain.diagnosis import bmw_ecu_names
 from agent.domain.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from agent.errors import ConfigError
 from protocols.cbs_types import CbsType
@@ -40,6 +43,7 @@ __all__ = [
     "CatalogueError",
     "CataloguePart",
     "CatalogueSettings",
+    "FaultFinding",
     "default_catalogue",
     "load_catalogue",
     "load_catalogue_file",
@@ -50,7 +54,8 @@ DEFAULT_CATALOGUE_PATH = Path(__file__).resolve().parent / "data" / "catalogue.t
 
 _KNOWN_TYPES = frozenset(t.value for t in CbsType if t is not CbsType.UNKNOWN)
 _TOP_KEYS = {"currency", "labour_rate_per_hour", "tax_rate_pct", "decimal_places", "title",
-             "services"}
+             "services", "fault_finding"}
+_FAULT_FINDING_KEYS = {"default_minutes", "ecus"}
 _ENTRY_KEYS = {"labour_minutes", "parts"}
 _PART_KEYS = {"number", "description", "quantity", "unit_price"}
 
@@ -93,6 +98,23 @@ class CatalogueEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class FaultFinding:
+    """Labour minutes of finding a confirmed fault in one control unit, by the unit's workshop
+    name (``DME``, ``KOMBI``: the diagnostic table, agent/domain/data/bmw_ecus.toml).
+    ``default_minutes`` is for a unit not listed, for a unit without a name (an address
+    outside the table) and for every OBD-II unit (generic OBD-II names none)."""
+
+    default_minutes: int
+    ecus: Mapping[str, int]
+
+    def minutes(self, ecu_name: str | None) -> int:
+        """The labour minutes of fault finding in the unit called ``ecu_name`` (None: unnamed)."""
+        if ecu_name is None:
+            return self.default_minutes
+        return self.ecus.get(ecu_name, self.default_minutes)
+
+
+@dataclass(frozen=True, slots=True)
 class Catalogue:
     """A validated catalogue. Amounts are exact; ``decimal_places`` is the currency's minor
     unit (2 for EUR and CNY), to which every computed amount is rounded."""
@@ -104,6 +126,7 @@ class Catalogue:
     entries: Mapping[str, CatalogueEntry]
     source: str = "<catalogue>"
     title: str = ""
+    fault_finding: FaultFinding | None = None  # None: fault lines are priced on request
 
     def entry(self, type_name: str) -> CatalogueEntry | None:
         """The entry of CBS type ``type_name``; None when the catalogue has no price for it."""
@@ -204,10 +227,7 @@ def _entry(type_name: str, raw: Any, places: int, source: str) -> CatalogueEntry
     _unknown_keys(raw, _ENTRY_KEYS, source, where)
     if "labour_minutes" not in raw:
         raise _fail(source, f"{where}.labour_minutes", "is missing")
-    minutes = raw["labour_minutes"]
-    if isinstance(minutes, bool) or not isinstance(minutes, int) or minutes < 0:
-        raise _fail(source, f"{where}.labour_minutes",
-                    f"expected a whole number of minutes >= 0, got {_shown(minutes)}")
+    minutes = _minutes(raw["labour_minutes"], source, f"{where}.labour_minutes")
     raw_parts = raw.get("parts", [])
     if not isinstance(raw_parts, list):
         raise _fail(source, f"{where}.parts", "expected an array of tables ([[...parts]])")
@@ -221,6 +241,35 @@ def _entry(type_name: str, raw: Any, places: int, source: str) -> CatalogueEntry
     if minutes == 0 and not parts:
         raise _fail(source, where, "has neither labour nor parts")
     return CatalogueEntry(type=type_name, labour_minutes=minutes, parts=parts)
+
+
+def _minutes(value: Any, source: str, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _fail(source, where, f"expected a whole number of minutes >= 0, got {_shown(value)}")
+    return value
+
+
+def _fault_finding(raw: Any, source: str) -> FaultFinding:
+    where = "fault_finding"
+    if not isinstance(raw, Mapping):
+        raise _fail(source, where, f"expected a table ([fault_finding]), got {_shown(raw)}")
+    _unknown_keys(raw, _FAULT_FINDING_KEYS, source, where)
+    if "default_minutes" not in raw:
+        raise _fail(source, f"{where}.default_minutes", "is missing")
+    default = _minutes(raw["default_minutes"], source, f"{where}.default_minutes")
+    ecus = raw.get("ecus", {})
+    if not isinstance(ecus, Mapping):
+        raise _fail(source, f"{where}.ecus", "expected a table ([fault_finding.ecus]) of "
+                                             "control-unit names and minutes")
+    names = sorted(set(bmw_ecu_names().values()))
+    minutes: dict[str, int] = {}
+    for name, value in ecus.items():
+        if name not in names:
+            raise _fail(source, f"{where}.ecus.{name}",
+                        "not a control unit of the diagnostic table "
+                        f"({', '.join(names)}; see docs/diagnostics.md)")
+        minutes[name] = _minutes(value, source, f"{where}.ecus.{name}")
+    return FaultFinding(default_minutes=default, ecus=types.MappingProxyType(minutes))
 
 
 def parse_catalogue(text: str, *, source: str = "<catalogue>") -> Catalogue:
@@ -257,8 +306,11 @@ def parse_catalogue(text: str, *, source: str = "<catalogue>") -> Catalogue:
         raise _fail(source, "services", "expected at least one [services.<type>] table")
     entries = types.MappingProxyType(
         {name: _entry(name, value, places, source) for name, value in services.items()})
+    fault_finding = (_fault_finding(raw["fault_finding"], source) if "fault_finding" in raw
+                     else None)
     return Catalogue(currency=currency, labour_rate_per_hour=rate, tax_rate_pct=tax,
-                     decimal_places=places, entries=entries, source=source, title=title)
+                     decimal_places=places, entries=entries, source=source, title=title,
+                     fault_finding=fault_finding)
 
 
 def load_catalogue_file(path: str | Path) -> Catalogue:

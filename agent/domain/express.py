@@ -73,8 +73,9 @@ def express_verdict(readout: Mapping[str, Any], diagnosis: Mapping[str, Any] | N
     missing part counts as the condition not being shown to hold).
 
     For the work the customer approved (the desk's ``cbs.approval/1``), ``selected_minutes``
-    and ``selected_unpriced`` (a ticked line without a price) take the place of the
-    proposal's required items in the last two conditions."""
+    (the ticked service and fault-finding lines' labour) and ``selected_unpriced`` (a ticked
+    line without a price) take the place of the proposal's required items in the last two
+    conditions."""
     summary = _dict(readout.get("summary"))
     due = [s for s in (_dict(x) for x in _list(readout.get("services")))
            if _dict(s.get("forecast")).get("status") in _DUE]

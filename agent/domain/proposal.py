@@ -56,6 +56,7 @@ __all__ = [
     "ProposalSettings",
     "build_proposal",
     "default_proposal_context",
+    "labour_amount",
     "offered_as_optional",
     "price_entry",
     "round_money",
@@ -103,11 +104,17 @@ def round_money(amount: Decimal, decimal_places: int) -> Decimal:
     return amount.quantize(Decimal(1).scaleb(-decimal_places), rounding=ROUND_HALF_UP)
 
 
+def labour_amount(labour_rate_per_hour: Decimal, minutes: int, decimal_places: int) -> Decimal:
+    """The labour of ``minutes`` at the hourly rate, rounded half-up to the minor unit: the
+    one rule for a service line and a fault-finding line alike."""
+    return round_money(labour_rate_per_hour * minutes / Decimal(60), decimal_places)
+
+
 def price_entry(entry: CatalogueEntry, catalogue: Catalogue,
                 language: str) -> tuple[Decimal, list[ProposalPart], Decimal]:
     """(labour, parts, net) of one catalogue entry."""
     places = catalogue.decimal_places
-    labour = round_money(catalogue.labour_rate_per_hour * entry.labour_minutes / Decimal(60), places)
+    labour = labour_amount(catalogue.labour_rate_per_hour, entry.labour_minutes, places)
     parts = [construct(ProposalPart, {
         "number": p.number, "description": p.describe(language), "quantity": p.quantity,
         "unit_price": round_money(p.unit_price, places),

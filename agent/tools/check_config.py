@@ -89,8 +89,12 @@ def check_catalogue(settings: AgentSettings) -> Finding:
     except ConfigError as exc:
         return Finding(False, "catalogue", str(exc))
     source = str(settings.catalogue.path) if settings.catalogue.path else "shipped catalogue"
+    finding = catalogue.fault_finding
+    faults = ("fault finding on request (no [fault_finding])" if finding is None else
+              f"fault finding for {len(finding.ecus)} control units, "
+              f"{finding.default_minutes} min for others")
     return Finding(True, "catalogue", f"{source}: {len(catalogue.entries)} items in "
-                                      f"{catalogue.currency}")
+                                      f"{catalogue.currency}, {faults}")
 
 
 def check_state_dir(settings: AgentSettings) -> Finding:

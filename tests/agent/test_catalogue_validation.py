@@ -57,6 +57,26 @@ def test_shipped_catalogue_prices_every_cbs_type() -> None:
             assert set(part.description) == {"en", "de", "zh"}, (entry.type, part.number)
 
 
+def test_shipped_catalogue_prices_fault_finding_per_control_unit() -> None:
+    """Every unit of the diagnostic table has its minutes; the engine's takes longer than the
+    instrument cluster's; a unit outside the table and an OBD-II unit take the default."""
+    from agent.domain.diagnosis import bmw_ecu_names
+
+    finding = default_catalogue().fault_finding
+    assert finding is not None
+    assert set(finding.ecus) == set(bmw_ecu_names().values())
+    assert finding.minutes("DME") == 60 > finding.minutes("KOMBI") == 20
+    assert finding.minutes(None) == finding.minutes("XYZ") == finding.default_minutes == 30
+
+
+def test_fault_finding_is_optional_for_a_dealer_catalogue() -> None:
+    """A catalogue written before fault finding was priced stays valid: fault lines are
+    then on request."""
+    assert parse_catalogue(GOOD).fault_finding is None
+    finding = parse_catalogue(GOOD + "[fault_finding]\ndefault_minutes = 25\n").fault_finding
+    assert finding is not None and finding.minutes("DME") == 25 and dict(finding.ecus) == {}
+
+
 def test_good_catalogue_is_exact() -> None:
     catalogue = parse_catalogue(GOOD, source="good.toml")
     oil = catalogue.entry("engine_oil")
@@ -121,6 +141,20 @@ def _broken(old: str, new: str) -> str:
      "services.battery: has neither labour nor parts"),
     (_broken("tax_rate_pct = 19", "tax_rate_pct = 19\ndecimal_places = 7"),
      "decimal_places: expected 0 to 4, got 7"),
+    (GOOD + "[fault_finding]\necus = { DME = 60 }\n", "fault_finding.default_minutes: is missing"),
+    (GOOD + "[fault_finding]\ndefault_minutes = 30\nper_fault = 5\n",
+     "fault_finding.per_fault: unknown key (allowed: default_minutes, ecus)"),
+    (GOOD + "[fault_finding]\ndefault_minutes = 0.5\n",
+     "fault_finding.default_minutes: expected a whole number of minutes >= 0, got 0.5"),
+    (GOOD + "[fault_finding]\ndefault_minutes = 30\necus = { DMW = 60 }\n",
+     "fault_finding.ecus.DMW: not a control unit of the diagnostic table (ACSM, BDC, DME, DME2, "),
+    (GOOD + "[fault_finding]\ndefault_minutes = 30\necus = { DME = -5 }\n",
+     "fault_finding.ecus.DME: expected a whole number of minutes >= 0, got -5"),
+    (GOOD + "[fault_finding]\ndefault_minutes = 30\necus = { DME = true }\n",
+     "fault_finding.ecus.DME: expected a whole number of minutes >= 0, got True"),
+    (GOOD + "[fault_finding]\ndefault_minutes = 30\necus = 60\n",
+     "fault_finding.ecus: expected a table ([fault_finding.ecus])"),
+    ("fault_finding = 30\n" + GOOD, "fault_finding: expected a table ([fault_finding]), got 30"),
 ])
 def test_errors_name_the_entry(text: str, expected: str) -> None:
     with pytest.raises(CatalogueError) as caught:

@@ -82,6 +82,7 @@ def test_all_ok_with_password_and_serial_port(tmp_path: Path, make_broker, port)
     assert set(found) == {"config", "dbc", "catalogue", "state_dir", "reader", "broker"}
     assert all(line.startswith("ok ") for lines in found.values() for line in lines)
     assert f"serial port {port.path} opens" in found["reader"][0]
+    assert "fault finding for 20 control units, 30 min for others" in found["catalogue"][0]
     assert found["broker"][-1].startswith(f"ok broker: MQTT 5 as user '{USER}': CONNACK accepted")
     assert PASSWORD not in done.stdout + done.stderr
     assert (tmp_path / "state").is_dir() and not list((tmp_path / "state").iterdir())
@@ -166,3 +167,22 @@ def test_a_missing_catalogue_or_a_wrong_currency_fails(tmp_path: Path) -> None:
         found = findings(done.stdout)
         assert done.returncode != 0, done.stdout
         assert found["catalogue"][0].startswith("FAIL catalogue"), done.stdout
+
+
+def test_a_broken_fault_finding_section_fails_with_the_entry_named(tmp_path: Path) -> None:
+    """The catalogue's [fault_finding] is checked like its services: one line saying what
+    and where, and run and the desk would stop on it alike."""
+    shipped = (Path(__file__).resolve().parents[2] / "agent" / "domain" / "data"
+               / "catalogue.toml").read_text(encoding="utf-8")
+    dealer = tmp_path / "dealer.toml"
+    dealer.write_text(shipped.replace("DME = 60", "DMW = 60"), encoding="utf-8")
+    config = tmp_path / "cbs-agent.toml"
+    config.write_text(f'site = "S1"\nreader = "desk1"\nserial = "/dev/null"\n'
+                      f'broker = "mqtt://127.0.0.1:9"\nstate_dir = "{tmp_path / "state"}"\n'
+                      f'[catalogue]\npath = "{dealer}"\n')
+    done = run_check(config)
+    found = findings(done.stdout)
+    assert done.returncode != 0, done.stdout
+    (line,) = found["catalogue"]
+    assert line.startswith(f"FAIL catalogue: catalogue {dealer}: fault_finding.ecus.DMW: not a control "
+                           "unit of the diagnostic table"), line

@@ -26,7 +26,8 @@ from broker import MosquittoBroker, Subscriber, die_with_parent, free_port, wait
 from site_rig import AgentRun, PtyKeyReader, clean_environment, fleet_sessions, key_bytes
 
 from agent.desk.security import hash_password
-from agent.domain.approval import proposal_lines, selection_totals
+from agent.domain.approval import fault_finding_lines, proposal_lines, selection_totals
+from agent.domain.catalogue import default_catalogue
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import WebDriverException  # noqa: E402
@@ -228,6 +229,20 @@ def test_a_key_read_appears_live_and_the_approval_is_published(rig, browser) -> 
         assert "Cylinder 1 misfire detected" in browser.page_source
         assert "Warning lamp ON" in browser.page_source and "BDC (WBA00000000000000)" in (
             browser.page_source)
+        # ... and prominently: the alerts stand above the service items, in view at once.
+        alerts = browser.find_element(By.ID, "alerts")
+        assert alerts.is_displayed() and alerts.location["y"] < browser.find_element(
+            By.ID, "h-services").location["y"]
+        assert "Warning lamp ON" in alerts.text and "VIN mismatch" in alerts.text
+        # The confirmed P0301 of the DME (on the key and in the vehicle test) is one priced
+        # fault-finding line: the shipped catalogue's 60 minutes at the proposal's rate.
+        (fault_line,) = fault_finding_lines(
+            payload, None, default_catalogue().fault_finding, places=2,
+            labour_rate_per_hour=Decimal(proposal["labour_rate_per_hour"]))
+        fault_row = browser.find_element(
+            By.CSS_SELECTOR, f'input[value="{fault_line.key}"]').find_element(By.XPATH, "../..")
+        assert "Fault finding DME (0x12): P0301" in fault_row.text
+        assert "60 min" in fault_row.text and "€156.00" in fault_row.text
         screenshots(browser, "vehicle")
         browser.execute_script("document.getElementById('proposal').scrollIntoView();")
         screenshots(browser, "proposal")
@@ -250,6 +265,19 @@ def test_a_key_read_appears_live_and_the_approval_is_published(rig, browser) -> 
                                 tax_rate_pct=Decimal(proposal["tax_rate_pct"]))
         wait_for(browser, lambda d: gross(d) == format(only.gross, "f"),
                  what="the totals of the optional line alone")
+        # Ticking the fault finding adds its price, taxed once on the total, and its minutes.
+        fault_box = browser.find_element(By.CSS_SELECTOR, f'input[value="{fault_line.key}"]')
+        fault_box.click()
+        with_fault = selection_totals([optional, fault_line], places=2,
+                                      tax_rate_pct=Decimal(proposal["tax_rate_pct"]))
+        assert with_fault.gross > only.gross
+        wait_for(browser, lambda d: gross(d) == format(with_fault.gross, "f"),
+                 what="the totals with the fault-finding line")
+        assert f"{with_fault.labour_minutes} of 60 min" in browser.find_element(
+            By.ID, "verdict-minutes").text
+        fault_box.click()
+        wait_for(browser, lambda d: gross(d) == format(only.gross, "f"),
+                 what="the totals without the fault-finding line again")
 
         # A vehicle test arriving while the page is open is offered, the ticks kept.
         later = diagnosis(vin, confirmed=False)
@@ -274,6 +302,9 @@ def test_a_key_read_appears_live_and_the_approval_is_published(rig, browser) -> 
         assert sorted(s["index"] for s in wire["declined"]["services"]) == sorted(
             line.index for line in required)
         assert wire["totals"]["gross"] == format(only.gross, "f")
+        assert wire["approved"]["fault_finding"] == []
+        assert wire["declined"]["fault_finding"] == [{"ecu": 0x12, "name": "DME", "priced": True,
+                                                      "labour_minutes": 60, "net": "156.00"}]
         assert approval.user_property.get("schema") == "cbs.approval/1"
 
         # 5. Chinese at a click.
