@@ -1,0 +1,121 @@
+"""A key read goes first while a backlog drains: during the service's reader turn the
+publisher sends no backlog and deletes nothing, the read's own rows still go out while their
+commit runs when they are next in order, and what was held back goes out, in order, when the
+turn ends. Also the outbox's side: the backlog is read on a connection of its own, and the
+log is checkpointed by the publisher's thread, not by a read's commit.
+
+Real parts: a mosquitto on loopback, a real outbox file."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+from broker import MosquittoBroker, Subscriber, wait_until
+
+from agent.contract.topics import Topics
+from agent.mqtt.publisher import MqttPublisher
+from agent.mqtt.settings import MqttSettings
+from agent.store import outbox as outbox_module
+from agent.store.outbox import Outbox, OutboxMessage
+
+TOPICS = Topics("cbs/v1", "S1", "desk1")
+STATUS = '{"schema": "cbs.status/1", "state": "online"}'
+
+
+def message(n: int, size: int = 64) -> OutboxMessage:
+    payload = json.dumps({"n": n, "pad": "x" * size}).encode()
+    return OutboxMessage(TOPICS.readout, payload, False, "cbs.readout/1", f"r{n}")
+
+
+def numbers(subscriber: Subscriber) -> list[int]:
+    return [m.json()["n"] for m in subscriber.snapshot()]
+
+
+def test_the_backlog_waits_for_the_readers_turn_and_then_goes_out_in_order(
+        tmp_path: Path, mosquitto: MosquittoBroker) -> None:
+    subscriber = Subscriber.for_broker(mosquitto, TOPICS.readout).start()
+    outbox = Outbox(tmp_path / "o.db")
+    publisher = MqttPublisher(MqttSettings(url=mosquitto.url), outbox, TOPICS)
+    try:
+        publisher.start(lambda: STATUS)
+        assert publisher.wait_connected(10)
+        with publisher.reader_turn():
+            outbox.put_many([message(n) for n in range(50)])  # a backlog another start left
+            publisher.notify()
+            time.sleep(0.3)  # the pump had every chance to send it
+            assert publisher.published == 0 and numbers(subscriber) == []
+        subscriber.wait_for_count(50)
+        wait_until(lambda: outbox.depth() == 0, what="the backlog acknowledged and deleted")
+        assert numbers(subscriber) == list(range(50))
+    finally:
+        publisher.stop(timeout_s=2)
+        outbox.close()
+        subscriber.stop()
+
+
+def test_a_reads_own_rows_still_go_out_during_its_turn_when_nothing_is_ahead(
+        tmp_path: Path, mosquitto: MosquittoBroker) -> None:
+    subscriber = Subscriber.for_broker(mosquitto, TOPICS.readout).start()
+    outbox = Outbox(tmp_path / "o.db")
+    publisher = MqttPublisher(MqttSettings(url=mosquitto.url), outbox, TOPICS)
+    try:
+        publisher.start(lambda: STATUS)
+        assert publisher.wait_connected(10)
+        outbox.put_many([message(0)], listener=publisher)
+        subscriber.wait_for_count(1)
+        wait_until(lambda: outbox.depth() == 0, what="row 0 acknowledged")
+        early = publisher.sent_before_commit
+        with publisher.reader_turn():
+            outbox.put_many([message(1)], listener=publisher)
+            subscriber.wait_for_count(2)  # inside the turn: nothing was ahead of it
+        assert publisher.sent_before_commit == early + 1
+        wait_until(lambda: outbox.depth() == 0, what="row 1 deleted once the turn ended")
+    finally:
+        publisher.stop(timeout_s=2)
+        outbox.close()
+        subscriber.stop()
+
+
+def test_the_backlog_is_read_on_its_own_connection_and_sees_committed_rows_only(
+        tmp_path: Path) -> None:
+    with Outbox(tmp_path / "o.db") as outbox:
+        outbox.put_many([message(n) for n in range(3)])
+        assert [e.message_id for e in outbox.pending()] == ["r0", "r1", "r2"]
+        reader = outbox._reader
+        assert reader is not None and reader is not outbox._db
+        seen: list[list[str]] = []
+
+        class Peek:  # reads back while the writer's transaction is open (lock held)
+            def staged(self, entries: object) -> None:
+                seen.append([e.message_id for e in outbox.pending()])
+
+            def settled(self, entries: object, committed: bool) -> None:
+                pass
+
+        outbox.put_many([message(3)], listener=Peek())
+        assert seen == [["r0", "r1", "r2"]]  # not r3: uncommitted, and no wait for the lock
+        assert [e.message_id for e in outbox.pending()][-1] == "r3"
+
+
+def _log_frames(path: Path) -> tuple[int, int]:
+    with sqlite3.connect(path) as other:
+        _, frames, copied = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return int(frames), int(copied)
+
+
+def test_a_commit_leaves_the_log_to_the_publishers_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    with Outbox(path) as outbox:
+        assert outbox.checkpoint(now=0.0) is False  # nothing written yet
+        for n in range(300):  # about 1,200 pages: past SQLite's own threshold of 1,000
+            outbox.put_many([message(n, size=4000)])
+        wal = path.with_name(path.name + "-wal")
+        assert wal.stat().st_size > 1000 * 4096  # no commit copied it into the file
+        assert outbox.checkpoint(now=1e9) is True
+        assert outbox.checkpoint(now=1e9 + outbox_module.CHECKPOINT_INTERVAL_S / 2) is False
+        frames, copied = _log_frames(path)
+        assert frames == copied  # everything in the log is in the file
+        assert len(outbox.pending(limit=1000)) == 300
