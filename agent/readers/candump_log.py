@@ -48,8 +48,9 @@ _PLAIN_BLOCK = re.compile(  # possessive: each part ends where the next one's ch
 
 
 class CandumpLineError(ValueError):
-    """A line python-can's reader would fail on. ``messages`` is how many records were read
-    before it (what python-can's reader would have yielded), ``cause`` what it raised."""
+    """A line python-can's reader would fail on, or a frame with a time that is not one.
+    ``messages`` is how many records were read up to it (those python-can's reader yielded;
+    with the frame of a bad time, as ``decode`` has always counted), ``cause`` the error."""
 
     def __init__(self, messages: int, cause: Exception) -> None:
         super().__init__(f"{type(cause).__name__}: {cause}")
@@ -70,8 +71,8 @@ class CandumpRecord(NamedTuple):
 
 def parse_candump_log_line(line: str) -> CandumpRecord | None:
     """One line as python-can 4.x's ``CanutilsLogReader`` reads it (None for a blank line).
-    Raises what that reader raises on the line (ValueError, IndexError), or ValueError for a
-    data frame whose time is not a time (as ``decode`` always has)."""
+    Raises what that reader raises on the line (ValueError, IndexError). The time is not
+    checked here (see :func:`is_a_time`)."""
     temp = line.strip()
     if not temp:
         return None
@@ -102,9 +103,13 @@ def parse_candump_log_line(line: str) -> CandumpRecord | None:
         return CandumpRecord(BUS_ERROR)
     if is_extended or is_remote or is_fd:
         return CandumpRecord(OTHER_TRAFFIC)
-    if not 0.0 <= timestamp <= LAST_TIMESTAMP_S:  # NaN fails this too
-        raise ValueError(f"timestamp {timestamp!r} is not a time")
     return CandumpRecord(None, can_id & 0x1FFFFFFF, payload, timestamp)
+
+
+def is_a_time(timestamp: float) -> bool:
+    """A data frame's time must be one a payload can carry (``decode`` refuses the capture
+    at a frame whose time is not, of any id). NaN is not."""
+    return 0.0 <= timestamp <= LAST_TIMESTAMP_S
 
 
 def _odd_hex_bytes(data: str) -> bytes:
@@ -190,6 +195,9 @@ class CandumpLogScanner:
             if record is None:
                 continue
             self.messages += 1
+            if record.kind is None and not is_a_time(record.timestamp):
+                raise CandumpLineError(self.messages, ValueError(
+                    f"timestamp {record.timestamp!r} is not a time"))
             if record.kind == BUS_ERROR:
                 self.bus_errors += 1
             elif record.kind is not None or (wanted is not None
