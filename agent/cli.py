@@ -10,10 +10,8 @@ import argparse
 import gc
 import json
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -358,36 +356,32 @@ def _decode(args: argparse.Namespace) -> int:
     if db is None:
         from dbc import key_reader_database
         db = key_reader_database()
-    with tempfile.TemporaryDirectory(prefix="cbs-decode-") as spool:
-        files, labels = _capture_files(args.files, Path(spool))
-        return _decode_captures(args, files, labels, db, forecast, proposal)
+    files = _capture_files(args.files)
+    return _decode_captures(args, files, db, forecast, proposal)
 
 
-def _capture_files(paths: list[Path], spool: Path) -> tuple[list[Path], dict[Path, str]]:
-    """The files to read, with ``-`` (stdin) spooled into ``spool``; raises ConfigError
-    (exit 2) naming a missing file or a directory."""
-    files: list[Path] = []
-    labels: dict[Path, str] = {}
+def _capture_files(paths: list[Path]) -> list[Any]:
+    """The captures to read, ``-`` as standard input (read as it comes, not copied first:
+    docs/integrators.md); raises ConfigError (exit 2) naming a missing file or a directory."""
+    from agent.readers.capture import CaptureSource, StreamCapture
+
+    files: list[CaptureSource] = []
     for path in paths:
         if str(path) == "-":
-            if "-" in labels.values():
+            if any(isinstance(file, StreamCapture) for file in files):
                 raise ConfigError("- (standard input) can be given only once")
-            copy = spool / "stdin"
-            with copy.open("wb") as handle:
-                shutil.copyfileobj(sys.stdin.buffer, handle)
-            files.append(copy)
-            labels[copy] = "-"
+            files.append(StreamCapture(sys.stdin.buffer, name="-"))
         elif path.is_dir():
             raise ConfigError(f"{path}: is a directory, not a capture file")
         elif not path.exists():
             raise ConfigError(f"{path}: no such file")
         else:
             files.append(path)
-    return files, labels
+    return files
 
 
-def _decode_captures(args: argparse.Namespace, files: list[Path], labels: dict[Path, str],
-                     db: Any, forecast: Any, proposal: Any) -> int:
+def _decode_captures(args: argparse.Namespace, files: list[Any], db: Any, forecast: Any,
+                     proposal: Any) -> int:
     from agent.pipeline import ReadoutPipeline
     from agent.store.history import VehicleHistory
     from agent.tools.decode import Progress, decode_files
@@ -404,14 +398,13 @@ def _decode_captures(args: argparse.Namespace, files: list[Path], labels: dict[P
     show = sys.stderr.isatty() if args.progress is None else args.progress
     progress = Progress(sys.stderr, interactive=sys.stderr.isatty()) if show else None
     try:
-        return decode_files(files, args.format, pipeline, sys.stdout, db=db, progress=progress,
-                            labels=labels)
+        return decode_files(files, args.format, pipeline, sys.stdout, db=db, progress=progress)
     finally:
         if history is not None:
             history.close()
 
 
-def _looks_serial(path: Path) -> bool:
+def _looks_serial(path: Any) -> bool:
     from agent.readers.capture import detect_format
     return detect_format(path) == "serial"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import TextIO
 
 from cantools.database.can import Database
@@ -14,7 +13,7 @@ from agent.domain.models import to_json
 from agent.errors import CaptureError, CaptureUnreadableError
 from agent.pipeline import ReadoutPipeline
 from agent.readers.base import KeyRemoved, ReaderCounters
-from agent.readers.capture import read_capture
+from agent.readers.capture import CaptureSource, StreamCapture, read_capture
 from protocols.can_frame import CanFrame
 from protocols.session import SessionAccepted, SessionAssembler, SessionEvent
 
@@ -39,13 +38,16 @@ class Progress:
         self.name, self.sessions, self._last = name, 0, -1e9
 
     def update(self, done: int, total: int) -> None:
+        """``total`` is 0 for a stream, whose size is not known."""
         now = self._clock()
-        if now - self._last < self.every_s and done < total:
+        if now - self._last < self.every_s and (done < total or not total):
             return
         self._last = now
-        share = f"{100 * done // total:3d} %" if total else "    "
-        line = (f"decode: {self.name} {share} ({done / 1e6:.1f} of {total / 1e6:.1f} MB), "
-                f"{self.sessions} sessions")
+        if total:
+            line = (f"decode: {self.name} {100 * done // total:3d} % ({done / 1e6:.1f} of "
+                    f"{total / 1e6:.1f} MB), {self.sessions} sessions")
+        else:
+            line = f"decode: {self.name} {done / 1e6:.1f} MB read, {self.sessions} sessions"
         if self.interactive:
             self.err.write("\r\x1b[K" + line)
         else:
@@ -60,18 +62,20 @@ class Progress:
         self._shown = False
 
 
-def decode_files(paths: Iterable[Path], fmt: str, pipeline: ReadoutPipeline, out: TextIO, *,
-                 db: Database, timeout_s: float = 0.5, err: TextIO = sys.stderr,
+def decode_files(paths: Iterable[CaptureSource], fmt: str, pipeline: ReadoutPipeline,
+                 out: TextIO, *, db: Database, timeout_s: float = 0.5, err: TextIO = sys.stderr,
                  progress: Progress | None = None,
-                 labels: Mapping[Path, str] | None = None) -> int:
+                 labels: Mapping[CaptureSource, str] | None = None) -> int:
     """Print one payload per line for every session in the captures, in capture order.
 
-    ``db`` is the key reader's DBC as wiring loaded it (shipped or configured). ``labels``
-    names files in messages (``-`` for what was read from stdin). Returns the exit code: 0
+    ``db`` is the key reader's DBC as wiring loaded it (shipped or configured): frames of
+    other ids are passed over unbuilt. ``labels`` names files in messages (a
+    :class:`StreamCapture` goes by its own name, ``-`` for stdin). Returns the exit code: 0
     when every file was read, 1 when one was truncated or corrupt (what came before is
     printed) or held no frames at all (empty, or not a capture), 2 when one could not be read.
     """
     code = 0
+    key_ids = key_frame_ids(db)
     for path in paths:
         label = (labels or {}).get(path, str(path))
         assembler = SessionAssembler(timeout_s=timeout_s, db=db)
@@ -82,7 +86,8 @@ def decode_files(paths: Iterable[Path], fmt: str, pipeline: ReadoutPipeline, out
             progress.start(label)
         try:
             for event in read_capture(path, fmt, counters, serial_time=_capture_time(path),
-                                      progress=None if progress is None else progress.update):
+                                      progress=None if progress is None else progress.update,
+                                      wanted_ids=key_ids):
                 if isinstance(event, CanFrame):
                     last_time = max(last_time, event.timestamp)
                     emitted += _emit(assembler.feed(event), pipeline, out)
@@ -111,7 +116,16 @@ def decode_files(paths: Iterable[Path], fmt: str, pipeline: ReadoutPipeline, out
     return code
 
 
-def _is_empty(path: Path) -> bool:
+def key_frame_ids(db: Database) -> frozenset[int]:
+    """The 11-bit ids of the key reader's messages, as its DBC names them: the only frames
+    a session is made of (the session assembler counts any other as other traffic)."""
+    return frozenset(message.frame_id for message in db.messages
+                     if not message.is_extended_frame)
+
+
+def _is_empty(path: CaptureSource) -> bool:
+    if isinstance(path, StreamCapture):
+        return path.bytes_read == 0
     try:
         return path.stat().st_size == 0
     except OSError:
@@ -131,10 +145,13 @@ def _emit(events: list[SessionEvent], pipeline: ReadoutPipeline, out: TextIO) ->
     return len(events)
 
 
-def _capture_time(path: Path) -> float:
+def _capture_time(path: CaptureSource) -> float:
     """When a capture without timestamps of its own (raw serial bytes) was taken, as well as
     we know: the file's modification time, so that decoding it again gives the same
-    ``read_at`` and the same readout ids (docs/integrators.md). Now, for what has none."""
+    ``read_at`` and the same readout ids (docs/integrators.md). Now, for a stream and what
+    has none."""
+    if isinstance(path, StreamCapture):
+        return time.time()
     try:
         return path.stat().st_mtime
     except (OSError, ValueError):

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -196,3 +197,47 @@ def test_asc_capture_without_a_date_is_refused_with_a_line(tmp_path: Path) -> No
     assert done.stderr.startswith(f"cbs-agent decode: {capture}: the asc capture has no 'date' "
                                   "line")
     assert len(done.stderr.splitlines()) == 1
+
+
+def test_stdin_is_decoded_as_it_comes_not_after_it_ends(tmp_path: Path) -> None:
+    """``decode -`` reads standard input as it arrives (no copy of it first): a session's
+    readout is printed while the pipe is still open, as ``candump -L can0 | cbs-agent decode -``
+    needs. Each format decoded from stdin gives what the same file gives."""
+    log = write_candump(tmp_path / "desk.log", spec_frames()).read_bytes()
+    process = subprocess.Popen([sys.executable, "-m", "agent", "decode", "-"], cwd=tmp_path,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    deadline = threading.Timer(60, process.kill)  # a decode that waits for the end hangs: end it
+    deadline.start()
+    try:
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(log)
+        process.stdin.flush()
+        first = json.loads(process.stdout.readline())  # the pipe is still open here
+        assert first["read_at"] == READ_AT
+        process.stdin.close()
+        assert process.wait(timeout=60) == 0
+    finally:
+        deadline.cancel()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    asc = _asc(_asc_frames(), "Fri Nov 27 09:15:02.123 am 2026").encode()
+    for name, data in (("desk.log", log), ("desk.asc", asc),  # .asc: copied to a file first
+                       ("desk.bin", serial_bytes(spec_frames()))):
+        (tmp_path / name).write_bytes(data)
+        from_file = decode(name, cwd=tmp_path)
+        from_stdin = decode("-", cwd=tmp_path, stdin=data)
+        assert from_file.returncode == from_stdin.returncode == 0, from_stdin.stderr
+        if not name.endswith(".bin"):  # serial bytes carry no time: the file's, or now
+            assert from_stdin.stdout == from_file.stdout
+        else:
+            assert len(payloads(from_stdin)) == len(payloads(from_file)) == 1
+
+
+def test_a_corrupt_capture_on_stdin_is_named_dash(tmp_path: Path) -> None:
+    log = write_candump(tmp_path / "desk.log", spec_frames()).read_bytes()
+    done = decode("-", cwd=tmp_path, stdin=log + b"(1.0) can0 6F0#XYZ\n")
+    assert done.returncode == 1
+    assert done.stderr.startswith("cbs-agent decode: -: corrupt candump capture after message ")
+    assert len(payloads(done)) == 1
