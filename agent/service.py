@@ -100,6 +100,7 @@ class AgentService:
         self.outbox_error: str | None = None
         # Payloads the outbox could not take (disk full, read-only): kept, bounded, retried.
         self._uncommitted: deque[OutboxMessage] = deque()
+        self._reading = False  # a key is being read: the publisher holds back a backlog
         self.dropped = 0
         # Frame time minus wall time at the latest frame: CAN interfaces may stamp frames with
         # their own clock; the session timeout runs on frame time, read_at on the agent's clock.
@@ -261,6 +262,10 @@ class AgentService:
             timeout_s = min(timeout_s, PASS_READ_S)  # the next slice of the pass soon
         outcomes: list[_Outcome] = []
         events = self.reader.read(timeout_s)
+        if events and not self._reading:
+            # A key is being read: the publisher holds back a backlog until it is stored.
+            self._reading = True
+            self.publisher.reader_busy(True)
         first_done_at: float | None = None
         while events:
             last = events[-1]
@@ -288,6 +293,9 @@ class AgentService:
         outcomes.extend((outcome, self._frame_clock_offset) for outcome in
                         self.assembler.poll(self._wall_clock() + self._frame_clock_offset))
         self._handle(outcomes)
+        if self._reading and not self.assembler.in_session:
+            self._reading = False
+            self.publisher.reader_busy(False)
         if self._uncommitted:
             self._retry_uncommitted()
         if self.reminders is not None:
@@ -305,14 +313,7 @@ class AgentService:
     def _handle(self, outcomes: list[_Outcome]) -> None:
         """Build the payloads of ``outcomes`` and commit them to the outbox in one transaction
         (one fsync for everything a read turn completed: group commit), except that a second
-        readout of a vehicle starts a new transaction (see the module docstring). The
-        publisher holds back a backlog meanwhile (MqttPublisher.reader_turn)."""
-        if not outcomes:
-            return
-        with self.publisher.reader_turn():
-            self._handle_turn(outcomes)
-
-    def _handle_turn(self, outcomes: list[_Outcome]) -> None:
+        readout of a vehicle starts a new transaction (see the module docstring)."""
         start = 0
         vins: set[str] = set()
         for n, (event, _) in enumerate(outcomes):

@@ -124,6 +124,10 @@ class DeferredOutbox(DeferredStore[Outbox]):
         store = self._store  # never opens the file: nothing was written to it then
         return False if store is None else store.checkpoint(now)
 
+    def sync_log(self) -> None:
+        if self._store is not None:
+            self._store.sync_log()
+
     def depth(self) -> int:
         store = self._open()
         return 0 if store is None else store.depth()
