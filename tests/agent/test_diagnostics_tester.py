@@ -6,12 +6,14 @@ from __future__ import annotations
 import io
 import itertools
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from agent.diagnostics.tester import (
     OBD2_RECEIVE_IDS,
+    _Slots,
     bmw_receive_ids,
     run_bmw_test,
     run_obd2_test,
@@ -93,3 +95,40 @@ def test_obd2_in_process(on_bus) -> None:  # type: ignore[no-untyped-def]
 def test_an_empty_obd2_bus_is_no_response(on_bus) -> None:  # type: ignore[no-untyped-def]
     channel = on_bus([], "obd2")
     assert run_obd2_test(channel).outcome == "no_response"
+
+
+def test_request_slots_bound_the_requests_in_flight_and_serve_the_longest_chain_first() -> None:
+    slots = _Slots(2)
+    in_flight, most, served = 0, 0, []
+    lock = threading.Lock()
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # keeps one slot until released, so the others queue
+        with slots.slot(0):
+            holding.set()
+            release.wait(5)
+
+    def ask(remaining: int) -> None:
+        nonlocal in_flight, most
+        with slots.slot(remaining):
+            with lock:
+                in_flight += 1
+                most = max(most, in_flight)
+                served.append(remaining)
+            with lock:
+                in_flight -= 1
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(5)
+    with slots.slot(0):  # both slots taken: the askers below wait
+        askers = [threading.Thread(target=ask, args=(r,)) for r in (1, 50, 3, 7, 2, 9)]
+        for thread in askers:
+            thread.start()
+        while len(slots._waiting) < len(askers):
+            time.sleep(0.001)
+    release.set()
+    for thread in [holder, *askers]:
+        thread.join(5)
+    assert most <= 2 and sorted(served) == [1, 2, 3, 7, 9, 50]
+    assert served[0] == 50, served
