@@ -12,6 +12,8 @@ Figures:
   the answer's frames and the flow control, back to back at the bit rate); goal <= 1.2 x;
 * the tester's CPU time per frame on the bus (frames it sent and received);
 * the frames on the bus against the physical limit at 500 kbit/s;
+* an empty bus (``--ecus none``: ignition off): the test's time against one P2 (every
+  address is probed at once; about one P2, not one per round of probes);
 * with ``--capture``, where the slowest ECU's time goes, from the simulator's capture (both
   sides' turnarounds: the ECU's answer after a request and its first consecutive frame after
   flow control; the tester's flow control after a first frame and its next request after an
@@ -44,6 +46,7 @@ from simulators.vehicle_sim import frame_bits  # noqa: E402
 VIN = "WBA8E5107FK123456"
 BITRATE = 500_000
 GOAL = 1.2
+EMPTY_GOAL = 1.5  # "no_response after about one P2": the P2 and the interface's start and stop
 TURNAROUNDS: dict[str, list[float]] = {}  # --capture: every run's, by kind
 
 
@@ -157,6 +160,19 @@ def one_run(work: Path, args: argparse.Namespace, run: int, slowest: int) -> dic
             "bus_busy_s": counters["bus_busy_s"], "requests": counters["requests"]}
 
 
+def empty_bus_s(work: Path, run: int) -> float:
+    """The whole test on a bus with nothing on it (every address of the table absent)."""
+    sim = SimulatorProcess(work, "vehicle", "--ecus", "none", "--pace", "--bitrate",
+                           str(BITRATE), name=f"empty-{run}")
+    try:
+        test, _, wall = _test(sim.port, sorted(bmw_ecu_names()))
+    finally:
+        sim.stop()
+    if test.outcome != "no_response":
+        print(f"empty bus, run {run + 1}: {test.outcome}", flush=True)
+    return wall
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -178,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="cbs-bench-diag-") as tmp:
         for run in range(args.runs):
             runs.append(one_run(Path(tmp), args, run, slowest))
+            runs[-1]["empty_s"] = empty_bus_s(Path(tmp), run)
     wall = median([r["wall_s"] for r in runs])
     cpu_per_frame_us = median([r["cpu_s"] / r["frames"] * 1e6 for r in runs])
     frames_per_s = median([r["frames"] / r["wall_s"] for r in runs])
@@ -202,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     alone = median([r["alone_s"] for r in runs])
     result(f"diagnostics: ECU 0x{slowest:02X}'s chain alone / bound", alone / bound, "x", "-",
            None)
+    p2 = DiagnosticTiming().p2_s
+    empty = median([r["empty_s"] for r in runs])
+    print(f"empty bus ({len(bmw_ecu_names())} addresses probed, P2 {p2 * 1000:g} ms): "
+          + ", ".join(f"{r['empty_s']:.3f} s" for r in runs))
+    result("diagnostics: empty bus / P2", empty / p2, "x", f"<= {EMPTY_GOAL}",
+           empty / p2 <= EMPTY_GOAL)
     result("diagnostics: tester CPU per frame", cpu_per_frame_us, "us", "-", None)
     result("diagnostics: frames on the bus", frames_per_s, f"frames/s of {limit_per_s:,.0f}",
            "-", None)

@@ -1,9 +1,10 @@
 """The vehicle test: find the ECUs, read who they are and what faults they store.
 
-:func:`run_bmw_test` probes every configured address at once (one worker per address, at
-most ``max_in_flight`` requests on the bus together, one at a time per ECU) and asks each
-present ECU the spec's chain: identification, fault memory, occurrence counts, KOMBI's
-mileage. :func:`run_obd2_test` asks generic OBD-II ECUs by functional requests.
+:func:`run_bmw_test` probes every configured address at once (one worker per address; the
+probe is one frame, and ``probes_in_flight``, default all, go out together, so an empty bus
+is known after one P2) and asks each present ECU the spec's chain: fault memory,
+identification, occurrence counts, KOMBI's mileage, with at most ``max_in_flight`` of these
+requests on the bus together and one at a time per ECU. :func:`run_obd2_test` asks generic OBD-II ECUs by functional requests.
 
 Every request's result lands in the ECU's :class:`~agent.domain.diagnosis.EcuReading`
 as soon as it is known, so a test that ends early (the interface went away: outcome
@@ -116,8 +117,8 @@ class _Slots:
                 self._wake_head()
 
 
-#: What an ECU's chain counts before its fault list is known: the probe, 19 02, 5 DIDs.
-_CHAIN_HEAD = len(IDENT_DIDS) + 2
+#: What an ECU's chain counts after the probe, before its fault list is known: 19 02, 5 DIDs.
+_CHAIN_HEAD = len(IDENT_DIDS) + 1
 
 
 class _EcuSession:
@@ -193,6 +194,7 @@ def run_bmw_test(channel: CanChannel, addresses: Sequence[int], *,
     names = bmw_ecu_names() if names is None else names
     test = VehicleTest("bmw", clock())
     slots = _Slots(timing.max_in_flight)
+    probes = _Slots(timing.probe_batch(len(set(addresses))))
     lock = threading.Lock()
 
     def work(address: int) -> None:
@@ -202,7 +204,8 @@ def run_bmw_test(channel: CanChannel, addresses: Sequence[int], *,
                              tx_key=(BMW_REQUEST_ID, address))
             reading = EcuReading(address, names.get(address))
             session = _EcuSession(link, reading, slots)
-            probe = session.ask(uds.tester_present_request())
+            with probes.slot(0):
+                probe = link.request(uds.tester_present_request())
             if isinstance(probe, Failed):
                 with lock:
                     test.absent.append(address)

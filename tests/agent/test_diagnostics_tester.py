@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from agent.diagnostics.settings import DiagnosticsSettings
 from agent.diagnostics.tester import (
     OBD2_RECEIVE_IDS,
     _Slots,
@@ -20,6 +21,7 @@ from agent.diagnostics.tester import (
 )
 from agent.diagnostics.timing import DiagnosticTiming
 from agent.diagnostics.transport import CanChannel
+from agent.domain.diagnosis import bmw_ecu_names
 from simulators.vehicle import EcuConfig, SimulatedCar, bmw_car, obd2_car
 from simulators.vehicle_sim import VehicleBus
 
@@ -132,3 +134,22 @@ def test_request_slots_bound_the_requests_in_flight_and_serve_the_longest_chain_
         thread.join(5)
     assert most <= 2 and sorted(served) == [1, 2, 3, 7, 9, 50]
     assert served[0] == 50, served
+
+
+@pytest.mark.parametrize("probes_in_flight", [None, 3])
+def test_an_empty_bus_is_no_response_with_every_address_absent(
+        on_bus, probes_in_flight: int | None) -> None:  # type: ignore[no-untyped-def]
+    addresses = sorted(bmw_ecu_names())
+    channel = on_bus([], addresses=addresses)
+    test = run_bmw_test(channel, addresses,
+                        timing=DiagnosticTiming(p2_s=0.05, probes_in_flight=probes_in_flight))
+    assert test.outcome == "no_response" and test.ecus == []
+    assert test.absent == addresses
+
+
+def test_every_address_is_probed_at_once_unless_configured() -> None:
+    assert DiagnosticTiming().probe_batch(20) == 20
+    assert DiagnosticTiming(probes_in_flight=8).probe_batch(20) == 8
+    assert DiagnosticTiming(probes_in_flight=64).probe_batch(20) == 20
+    assert DiagnosticsSettings().timing().probes_in_flight is None
+    assert DiagnosticsSettings(probes_in_flight=4).timing().probe_batch(20) == 4
