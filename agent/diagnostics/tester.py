@@ -4,7 +4,8 @@
 probe is one frame, and ``probes_in_flight``, default all, go out together, so an empty bus
 is known after one P2) and asks each present ECU the spec's chain: fault memory,
 identification, occurrence counts, KOMBI's mileage, with at most ``max_in_flight`` of these
-requests on the bus together and one at a time per ECU. :func:`run_obd2_test` asks generic OBD-II ECUs by functional requests.
+requests on the bus together and one at a time per ECU. :func:`run_obd2_test` asks
+generic OBD-II ECUs by functional requests.
 
 Every request's result lands in the ECU's :class:`~agent.domain.diagnosis.EcuReading`
 as soon as it is known, so a test that ends early (the interface went away: outcome
