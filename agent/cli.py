@@ -330,8 +330,8 @@ def _diagnose(args: argparse.Namespace) -> int:
             return False
         return input(question).strip().lower() in ("y", "yes")
 
-    # As for `run`: the stack threads (one per ECU) wait on I/O; hand the GIL over within 1 ms
-    # so that a frame read is passed on at once, not after CPython's default 5 ms.
+    # As for `run`: the notifier and the ECUs' workers (a thread per ECU) wait on I/O; hand the
+    # GIL over within 1 ms so that a frame read is passed on at once, not after CPython's 5 ms.
     sys.setswitchinterval(RUN_SWITCH_INTERVAL_S)
     options = DiagnoseOptions(protocol=protocol, addresses=addresses, print_json=args.json,
                               clear=args.clear_faults, yes=args.yes)

@@ -71,7 +71,11 @@ class VehicleBus:
         self._bus: Any = None
         self._adapter = SlcanAdapter()
         self._splitter = LineSplitter()
-        self._out: deque[tuple[int, bytes, bool]] = deque()  # id, data, background
+        # The car's frames waiting for the bus: when each was ready, id, data, background.
+        self._out: deque[tuple[float, int, bytes, bool]] = deque()
+        # The car's frame on the wire and when it is done (paced: it reaches the tester then;
+        # the runtime goes on reading the tester's frames meanwhile).
+        self._on_wire: tuple[float, tuple[float, int, bytes, bool]] | None = None
         self._bus_free_at = 0.0
         self._next_background = 0.0
         self._first_request_at: float | None = None
@@ -116,19 +120,26 @@ class VehicleBus:
         due = self.car.next_due()
         if due is not None:
             wait = min(wait, max(0.0, due - now))
-        if self._out:
-            wait = min(wait, max(0.0, self._bus_free_at - now)) if self.pace else 0.0
+        if self._on_wire is not None:
+            wait = min(wait, max(0.0, self._on_wire[0] - now))
+        elif self._out:
+            wait = min(wait, max(0.0, self._bus_takes_next() - now)) if self.pace else 0.0
         if self.bus_load:
             wait = min(wait, max(0.0, self._next_background - now))
         self._receive(wait)
         now = time.monotonic()
         for arbitration_id, data in self.car.poll(now):
-            self._out.append((arbitration_id, data, False))
-        if self.bus_load and self._active() and now >= self._next_background:
-            self._out.append((self._rng.choice(_BACKGROUND_IDS),
-                              bytes(self._rng.getrandbits(8) for _ in range(8)), True))
+            self._out.append((now, arbitration_id, data, False))
+        if self.bus_load and self._active():
+            # Every frame due since the last turn, each ready at its own time, so the other
+            # traffic takes its share of the bus however late this loop wakes.
             per_s = self.bus_load * self.bitrate / frame_bits(8)
-            self._next_background = max(self._next_background, now) + self._rng.expovariate(per_s)
+            if self._next_background < now - 0.05:  # the first turn, or after a pause
+                self._next_background = now
+            while self._next_background <= now:
+                self._out.append((self._next_background, self._rng.choice(_BACKGROUND_IDS),
+                                  bytes(self._rng.getrandbits(8) for _ in range(8)), True))
+                self._next_background += self._rng.expovariate(per_s)
         self._transmit(now)
 
     def _active(self) -> bool:
@@ -169,23 +180,60 @@ class VehicleBus:
         return self._bus_free_at
 
     def _transmit(self, now: float) -> None:
-        while self._out:
-            if self.pace and self._bus_free_at > now:
+        """Put the car's frames on the bus, in the order they were ready. Paced, the bus runs
+        on its own clock: the next frame starts when the bus is free and the frame is ready,
+        not when this loop happens to wake, and it reaches the tester once it is done (a frame
+        done within 0.5 ms is handed over at once)."""
+        while True:
+            if self._on_wire is not None:
+                done, frame = self._on_wire
+                if done > now:
+                    return  # _turn waits for it, reading the tester's frames meanwhile
+                self._on_wire = None
+                self._deliver(frame)
+                now = time.monotonic()
+            if not self._out:
                 return
-            arbitration_id, data, background = self._out.popleft()
-            done = self._occupy(len(data), now)
-            if self.pace and done > now + 0.0005:
-                # The frame is on the wire until `done`: deliver it then, like a real adapter.
-                time.sleep(max(0.0, done - time.monotonic()))
-            if not self._active():
+            if not self.pace:
+                self._deliver(self._out.popleft())
                 continue
-            if background:
-                self.background_frames += 1
-            else:
-                self.car_frames += 1
-                self._log("<", arbitration_id, data, time.monotonic())
-            self._send(arbitration_id, data, droppable=background)
+            start = self._bus_takes_next()
+            if start > now:
+                return
+            frame = self._next_frame()
+            bit_time = frame_bits(len(frame[2])) / self.bitrate
+            self._bus_free_at = done = start + bit_time
+            self.busy_s += bit_time
+            if done > now + 0.0005:
+                # The frame is on the wire until `done`: deliver it then, like a real adapter.
+                self._on_wire = (done, frame)
+                continue
+            self._deliver(frame)
             now = time.monotonic()
+
+    def _bus_takes_next(self) -> float:
+        """When the bus takes the next of the waiting frames."""
+        return max(self._bus_free_at, min(f[0] for f in self._out))
+
+    def _next_frame(self) -> tuple[float, int, bytes, bool]:
+        """The waiting frame that was ready first (of frames ready together, the first
+        queued)."""
+        out = self._out
+        first = min(range(len(out)), key=lambda i: out[i][0])
+        frame = out[first]
+        del out[first]
+        return frame
+
+    def _deliver(self, frame: tuple[float, int, bytes, bool]) -> None:
+        _, arbitration_id, data, background = frame
+        if not self._active():
+            return
+        if background:
+            self.background_frames += 1
+        else:
+            self.car_frames += 1
+            self._log("<", arbitration_id, data, time.monotonic())
+        self._send(arbitration_id, data, droppable=background)
 
     def _send(self, arbitration_id: int, data: bytes, *, droppable: bool) -> None:
         if self._port is None:

@@ -33,7 +33,10 @@ class DiagnosticsSettings(BaseModel):
     busy_retry_ms: float = Field(20.0, ge=0, le=10_000, description="Wait before asking again "
                                                                     "after NRC 0x21, ms.")
     busy_retries: int = Field(3, ge=0, le=100, description="Times to ask again after NRC 0x21.")
-    max_in_flight: int = Field(8, ge=1, le=64, description="Requests to different ECUs at once.")
+    max_in_flight: int = Field(8, ge=1, le=64, description="Requests to different ECUs at once "
+                               "after the probe.")
+    probes_in_flight: int | None = Field(None, ge=1, le=256, description="Probes (3E 00, one "
+                                         "frame each) at once; unset: every address.")
     key_link_hours: float = Field(2.0, ge=0, le=720, description="A key readout of the same VIN at this "
                                                          "reader this recent is linked.")
     publish_timeout_s: float = Field(10.0, ge=0, le=3600,
@@ -52,4 +55,5 @@ class DiagnosticsSettings(BaseModel):
         return DiagnosticTiming(p2_s=self.p2_ms / 1000, p2_star_s=self.p2_star_ms / 1000,
                                 max_pending=self.max_pending, n_bs_s=self.n_bs_ms / 1000,
                                 n_cr_s=self.n_cr_ms / 1000, busy_retry_s=self.busy_retry_ms / 1000,
-                                busy_retries=self.busy_retries, max_in_flight=self.max_in_flight)
+                                busy_retries=self.busy_retries, max_in_flight=self.max_in_flight,
+                                probes_in_flight=self.probes_in_flight)

@@ -19,3 +19,12 @@ class DiagnosticTiming:
     busy_retries: int = 3
     max_wait_frames: int = 10
     max_in_flight: int = 8
+    #: Probes (``3E 00``, a single frame each) on the bus at once; None: every address. The
+    #: in-flight bound above governs the requests after the probe (docs/diagnostics.md,
+    #: "Readings of the spec").
+    probes_in_flight: int | None = None
+
+    def probe_batch(self, addresses: int) -> int:
+        """How many of ``addresses`` probes go out together."""
+        return max(1, addresses if self.probes_in_flight is None
+                   else min(self.probes_in_flight, addresses))

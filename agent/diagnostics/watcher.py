@@ -153,12 +153,12 @@ class VehicleWatcher:
 
     def probe(self, channel: CanChannel) -> bool:
         """One presence probe; True if any ECU answered within P2. ``bmw``: TesterPresent to
-        ``max_in_flight`` addresses at a time, until one answers."""
+        ``probes_in_flight`` addresses at a time (default all), until one answers."""
         if self.protocol == "obd2":
             return self._answered(channel, [(obd2.FUNCTIONAL_ID, obd2.functional_frame(
                 obd2.current_data_request(0x00)))])
         request = uds.tester_present_request()
-        step = max(1, self.timing.max_in_flight)
+        step = self.timing.probe_batch(len(self.addresses))
         for start in range(0, len(self.addresses), step):
             frames = [(BMW_REQUEST_ID, (bytes((a, len(request))) + request).ljust(
                 8, bytes((PADDING,)))) for a in self.addresses[start:start + step]]

@@ -6,18 +6,22 @@ from __future__ import annotations
 import io
 import itertools
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
+from agent.diagnostics.settings import DiagnosticsSettings
 from agent.diagnostics.tester import (
     OBD2_RECEIVE_IDS,
+    _Slots,
     bmw_receive_ids,
     run_bmw_test,
     run_obd2_test,
 )
 from agent.diagnostics.timing import DiagnosticTiming
 from agent.diagnostics.transport import CanChannel
+from agent.domain.diagnosis import bmw_ecu_names
 from simulators.vehicle import EcuConfig, SimulatedCar, bmw_car, obd2_car
 from simulators.vehicle_sim import VehicleBus
 
@@ -93,3 +97,59 @@ def test_obd2_in_process(on_bus) -> None:  # type: ignore[no-untyped-def]
 def test_an_empty_obd2_bus_is_no_response(on_bus) -> None:  # type: ignore[no-untyped-def]
     channel = on_bus([], "obd2")
     assert run_obd2_test(channel).outcome == "no_response"
+
+
+def test_request_slots_bound_the_requests_in_flight_and_serve_the_longest_chain_first() -> None:
+    slots = _Slots(2)
+    in_flight, most, served = 0, 0, []
+    lock = threading.Lock()
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # keeps one slot until released, so the others queue
+        with slots.slot(0):
+            holding.set()
+            release.wait(5)
+
+    def ask(remaining: int) -> None:
+        nonlocal in_flight, most
+        with slots.slot(remaining):
+            with lock:
+                in_flight += 1
+                most = max(most, in_flight)
+                served.append(remaining)
+            with lock:
+                in_flight -= 1
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(5)
+    with slots.slot(0):  # both slots taken: the askers below wait
+        askers = [threading.Thread(target=ask, args=(r,)) for r in (1, 50, 3, 7, 2, 9)]
+        for thread in askers:
+            thread.start()
+        while len(slots._waiting) < len(askers):
+            time.sleep(0.001)
+    release.set()
+    for thread in [holder, *askers]:
+        thread.join(5)
+    assert most <= 2 and sorted(served) == [1, 2, 3, 7, 9, 50]
+    assert served[0] == 50, served
+
+
+@pytest.mark.parametrize("probes_in_flight", [None, 3])
+def test_an_empty_bus_is_no_response_with_every_address_absent(
+        on_bus, probes_in_flight: int | None) -> None:  # type: ignore[no-untyped-def]
+    addresses = sorted(bmw_ecu_names())
+    channel = on_bus([], addresses=addresses)
+    test = run_bmw_test(channel, addresses,
+                        timing=DiagnosticTiming(p2_s=0.05, probes_in_flight=probes_in_flight))
+    assert test.outcome == "no_response" and test.ecus == []
+    assert test.absent == addresses
+
+
+def test_every_address_is_probed_at_once_unless_configured() -> None:
+    assert DiagnosticTiming().probe_batch(20) == 20
+    assert DiagnosticTiming(probes_in_flight=8).probe_batch(20) == 8
+    assert DiagnosticTiming(probes_in_flight=64).probe_batch(20) == 20
+    assert DiagnosticsSettings().timing().probes_in_flight is None
+    assert DiagnosticsSettings(probes_in_flight=4).timing().probe_batch(20) == 4

@@ -23,7 +23,7 @@ EXPECTED = {
     "throughput": ("backlog of", 1),
     "memory": ("RSS MB", 2),
     "startup": ("import agent.wiring", 1),
-    "diagnostics": ("x bound", 7),
+    "diagnostics": ("x bound", 8),
 }
 
 

@@ -3,9 +3,15 @@ generic OBD-II ECU stays silent for what it does not support."""
 
 from __future__ import annotations
 
+import io
+import time
+
+import pytest
+
 from protocols import obd2, uds
 from protocols.isotp_frames import FrameKind, Reassembler, flow_control, pad, parse_frame
 from simulators.vehicle import EcuConfig, SimulatedCar, bmw_car, obd2_car
+from simulators.vehicle_sim import VehicleBus, frame_bits
 
 VIN = "WBA8E5107FK123456"
 
@@ -81,3 +87,22 @@ def test_tester_padding_is_checked() -> None:
     car.receive(0x6F1, bytes.fromhex("12023E00"), 0.0)
     car.receive(0x6F1, bytes.fromhex("12023E00CCCCCCCC"), 0.0)
     assert car.badly_padded == 1 and car.tester_frames == 2
+
+
+def test_the_paced_bus_runs_on_its_own_clock() -> None:
+    """Frames that were ready while the runtime's loop slept go out back to back from when
+    they were ready (the bus never idles for the loop's latency), in the order they were
+    ready, and each takes its bit time."""
+    bus = VehicleBus(SimulatedCar([]), transport="virtual", pace=True, stdout=io.StringIO())
+    sent: list[tuple[int, bytes]] = []
+    bus._send = lambda ident, data, droppable: sent.append((ident, data))  # type: ignore[method-assign]
+    now = time.monotonic()
+    ready = now - 0.010  # the loop woke 10 ms late
+    frames = [(ready + 0.001, 0x640, b"\x01"), (ready, 0x612, b"\x01"), (ready, 0x612, b"\x02")]
+    for at, ident, data in frames:
+        bus._out.append((at, ident, data, False))
+    bus._transmit(now)
+    assert sent == [(0x612, b"\x01"), (0x612, b"\x02"), (0x640, b"\x01")]
+    bit_time = frame_bits(1) / bus.bitrate
+    assert bus._bus_free_at == pytest.approx(ready + 0.001 + bit_time)
+    assert bus.busy_s == pytest.approx(3 * bit_time)
