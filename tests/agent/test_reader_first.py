@@ -119,3 +119,26 @@ def test_a_commit_leaves_the_log_to_the_publishers_checkpoint(tmp_path: Path) ->
         frames, copied = _log_frames(path)
         assert frames == copied  # everything in the log is in the file
         assert len(outbox.pending(limit=1000)) == 300
+
+
+def test_a_reader_that_never_stops_does_not_stop_the_drain(
+        tmp_path: Path, mosquitto: MosquittoBroker, monkeypatch) -> None:
+    from agent.mqtt import publisher as publisher_module
+
+    monkeypatch.setattr(publisher_module, "READER_TURN_MAX_S", 0.2)
+    subscriber = Subscriber.for_broker(mosquitto, TOPICS.readout).start()
+    outbox = Outbox(tmp_path / "o.db")
+    publisher = MqttPublisher(MqttSettings(url=mosquitto.url), outbox, TOPICS)
+    try:
+        publisher.start(lambda: STATUS)
+        assert publisher.wait_connected(10)
+        publisher.reader_busy(True)  # and never False: a reader streaming frames
+        outbox.put_many([message(n) for n in range(100)])
+        publisher.notify()
+        subscriber.wait_for_count(100, timeout_s=10)
+        wait_until(lambda: outbox.depth() == 0, what="the backlog deleted all the same")
+        assert numbers(subscriber) == list(range(100))
+    finally:
+        publisher.stop(timeout_s=2)
+        outbox.close()
+        subscriber.stop()
