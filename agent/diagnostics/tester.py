@@ -111,29 +111,15 @@ class _Slots:
         self._side_in_flight = 0  # requests in flight of owners other than the critical one
         self._critical: object = None
         self._side_limit = self._limit
-        # The critical phase: each owner's answer delay and answer's bus time (seconds), when
-        # the critical owner's request in flight was granted, and its time between grants.
-        self._profile: dict[object, tuple[float, float]] = {}
-        self._critical_since: float | None = None
-        self._critical_last_grant: float | None = None
-        self._critical_period: float | None = None
 
-    def ahead(self, owner: object, seconds: float,
-              profile: tuple[float, float] | None = None) -> None:
-        """``owner``'s chain has about ``seconds`` of requests ahead (0: it is done);
-        ``profile``: its answers' delay and bus time, seconds (see :meth:`_phase_wait`)."""
+    def ahead(self, owner: object, seconds: float) -> None:
+        """``owner``'s chain has about ``seconds`` of requests ahead (0: it is done)."""
         with self._lock:
             if seconds > 0:
                 self._ahead[owner] = seconds
-                if profile is not None:
-                    self._profile[owner] = profile
             else:
                 self._ahead.pop(owner, None)
-                self._profile.pop(owner, None)
-            was = self._critical
             self._plan()
-            if self._critical is not was:
-                self._critical_last_grant = self._critical_period = None
             self._wake_head()
 
     def _plan(self) -> None:  # under the lock
@@ -156,41 +142,6 @@ class _Slots:
         return (owner is None or owner is self._critical
                 or self._side_in_flight < self._side_limit)
 
-    def _phase_wait(self, owner: object, now: float) -> float:  # under the lock
-        """How long another owner's request should wait so that its answer is not on the
-        bus together with the critical owner's: 0 to go now. The critical chain's answers
-        come about ``delay`` after each of its grants and take ``bus`` of bus time, one per
-        period; the other's answer is predicted from its own delay and bus time. When no
-        gap is long enough, or after two periods of waiting, it goes anyway."""
-        if owner is None or owner is self._critical or self._critical is None:
-            return 0.0
-        critical = self._profile.get(self._critical)
-        mine = self._profile.get(owner)
-        period = self._critical_period
-        if critical is None or mine is None or not period:
-            return 0.0
-        delay_c, bus_c = critical
-        delay, bus = mine
-        if bus + bus_c + self._GUARD_S >= period:
-            return 0.0  # no gap that the answer fits in
-        start = self._critical_since if self._critical_since is not None else now
-        lands, leaves = now + delay, now + delay + bus
-        wait = 0.0
-        for _ in range(3):  # the critical answers this one's answer may meet
-            busy_from = start + delay_c - self._GUARD_S
-            busy_to = start + delay_c + bus_c + self._GUARD_S
-            if leaves + wait > busy_from and lands + wait < busy_to:
-                wait = busy_to - lands
-            elif lands + wait >= busy_to:
-                start += period
-                continue
-            else:
-                break
-            start += period
-        return wait if wait <= 2 * period else 0.0
-
-    _GUARD_S = 0.0003  # either side of a predicted critical answer: a frame and some jitter
-
     def _next(self) -> tuple[int, int, threading.Event, object] | None:  # under the lock
         """The waiter to serve next: the critical owner's, else the head of the queue."""
         if self._critical is not None:
@@ -211,31 +162,18 @@ class _Slots:
         with self._lock:
             heapq.heappush(self._waiting, entry)
             self._wake_head()
-        side = critical = False
-        gated_at: float | None = None
+        side = False
         while True:
-            timeout: float | None = None
             with self._lock:
                 if self._next() is entry and self._admits(owner):
-                    now = time.monotonic()
-                    wait = self._phase_wait(owner, now)
-                    if wait > 0 and gated_at is None:
-                        gated_at = now
-                    if wait > 0 and gated_at is not None \
-                            and now - gated_at < 2 * (self._critical_period or 0.0):
-                        timeout = wait  # its answer would meet the critical one's
-                    else:
-                        self._waiting.remove(entry)
-                        heapq.heapify(self._waiting)
-                        self._free -= 1
-                        critical = owner is not None and owner is self._critical
-                        side = owner is not None and not critical
-                        self._side_in_flight += side
-                        if critical:
-                            self._critical_granted(now)
-                        self._wake_head()  # a slot may still be free for the next in line
-                        break
-            turn.wait(timeout)
+                    self._waiting.remove(entry)
+                    heapq.heapify(self._waiting)
+                    self._free -= 1
+                    side = owner is not None and owner is not self._critical
+                    self._side_in_flight += side
+                    self._wake_head()  # a slot may still be free for the next in line
+                    break
+            turn.wait()
             turn.clear()  # the state is checked again under the lock
         try:
             yield
@@ -243,21 +181,8 @@ class _Slots:
             with self._lock:
                 self._free += 1
                 self._side_in_flight -= side
-                if critical:
-                    self._critical_since = None
                 self._wake_head()
 
-    def _critical_granted(self, now: float) -> None:  # under the lock
-        self._critical_since = now
-        last, self._critical_last_grant = self._critical_last_grant, now
-        if last is not None:
-            period = now - last
-            known = self._critical_period
-            self._critical_period = period if known is None else 0.75 * known + 0.25 * period
-
-
-#: Bits of a CAN frame of 8 data bytes with 11-bit identifier, stuffing included (about).
-_FRAME_BITS = 125
 
 #: What an ECU's chain counts after the probe, before its fault list is known: 19 02, 5 DIDs.
 _CHAIN_HEAD = len(IDENT_DIDS) + 1
@@ -275,23 +200,12 @@ class _EcuSession:
         self.remaining = _CHAIN_HEAD
         self._counting = False
         self.per_request_s: float | None = None  # this ECU's time per request, smoothed
-        self.answer_bus_s: float | None = None  # its answers' time on the bus, smoothed
-        self._frame_s = _FRAME_BITS / link.channel.bitrate
 
-    def took(self, seconds: float, reply: Reply | None = None) -> None:
-        """A request took ``seconds``: tell the slots how long this chain's rest will take,
-        and when in a request its answer is on the bus (after the request's frame and the
-        ECU's delay: what is left once the answer's frames are taken off)."""
+    def took(self, seconds: float) -> None:
+        """A request took ``seconds``: tell the slots how long this chain's rest will take."""
         last = self.per_request_s
         self.per_request_s = seconds if last is None else 0.75 * last + 0.25 * seconds
-        size = len(reply.payload) if isinstance(reply, Answer) else 3
-        frames = 1 if size <= 6 else 2 + math.ceil((size - 5) / 6)  # with the flow control
-        bus = frames * self._frame_s
-        known = self.answer_bus_s
-        self.answer_bus_s = bus if known is None else 0.75 * known + 0.25 * bus
-        delay = max(0.0, self.per_request_s - self.answer_bus_s - self._frame_s)
-        self.slots.ahead(self, self.remaining * self.per_request_s,
-                         (self._frame_s + delay, self.answer_bus_s))
+        self.slots.ahead(self, self.remaining * self.per_request_s)
 
     def known(self, remaining: int) -> None:
         """The rest of the chain is ``remaining`` requests long."""
@@ -308,7 +222,7 @@ class _EcuSession:
                 self.remaining = max(0, self.remaining - 1)
             started = time.monotonic()
             reply = self.link.request(request)
-        self.took(time.monotonic() - started, reply)
+        self.took(time.monotonic() - started)
         return reply
 
     def step(self, step: Step, request: bytes, parse: Callable[[bytes], object]) -> object:

@@ -110,7 +110,7 @@ class CanChannel:
 
     def __init__(self, interface: str, channel: str, *, bitrate: int,
                  receive_ids: Iterable[int], bus: can.BusABC | None = None) -> None:
-        self.interface, self.channel, self.bitrate = interface, channel, bitrate
+        self.interface, self.channel = interface, channel
         try:
             self.bus = bus if bus is not None else _open_bus(interface, channel, bitrate)
         except (can.CanError, OSError, ValueError, ImportError) as exc:
