@@ -19,6 +19,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -81,31 +82,95 @@ class _Slots:
     longest chain (a unit with hundreds of DTCs to count), so that chain never waits behind
     ECUs that have two requests left: the whole test then takes about as long as it.
 
+    The critical path: once one ECU's chain ahead (its requests ahead times its own time per
+    request) is at least :data:`CRITICAL_DOMINANCE` times every other's, the other ECUs
+    share only as many slots as they need to finish within :data:`SLACK_SHARE` of the
+    critical chain's time (one or two, for a unit with 150 DTCs to count against ECUs with
+    six requests left; requests already in flight finish). On a bus at its limit every
+    frame of another ECU's answer that is queued before one of the critical ECU's frames
+    delays the critical chain, and so the whole test; a few others at a time fill the
+    critical ECU's answer delays instead. Owners that never said how much is ahead of them
+    (``slot(remaining)`` without an owner) are served by count alone.
+
     A freed slot wakes only the waiter at the head (each waits on an event of its own): with
     one condition for all, every answer woke every waiting worker to find it was not its
     turn, a fifth of the tester's CPU in a 14-ECU test."""
 
+    #: How many times longer than every other chain ahead the critical one must be.
+    CRITICAL_DOMINANCE = 3.0
+    #: The share of the critical chain's time the others' requests may take, one at a time.
+    SLACK_SHARE = 0.5
+
     def __init__(self, limit: int) -> None:
-        self._free = max(1, limit)
+        self._limit = max(1, limit)
+        self._free = self._limit
         self._lock = threading.Lock()
-        self._waiting: list[tuple[int, int, threading.Event]] = []
+        self._waiting: list[tuple[int, int, threading.Event, object]] = []
         self._order = itertools.count()
+        self._ahead: dict[object, float] = {}  # owner -> its chain's time ahead, seconds
+        self._side_in_flight = 0  # requests in flight of owners other than the critical one
+        self._critical: object = None
+        self._side_limit = self._limit
+
+    def ahead(self, owner: object, seconds: float) -> None:
+        """``owner``'s chain has about ``seconds`` of requests ahead (0: it is done)."""
+        with self._lock:
+            if seconds > 0:
+                self._ahead[owner] = seconds
+            else:
+                self._ahead.pop(owner, None)
+            self._plan()
+            self._wake_head()
+
+    def _plan(self) -> None:  # under the lock
+        """Which owner is the critical path, and how many slots the others share."""
+        self._critical, self._side_limit = None, self._limit
+        if len(self._ahead) < 2:
+            return
+        critical = max(self._ahead, key=self._ahead.__getitem__)
+        longest = self._ahead[critical]
+        others = [s for o, s in self._ahead.items() if o is not critical]
+        if longest < self.CRITICAL_DOMINANCE * max(others):
+            return
+        needed = math.ceil(sum(others) / (longest * self.SLACK_SHARE))
+        self._critical = critical
+        self._side_limit = max(1, min(self._limit - 1, needed))
+
+    def _admits(self, owner: object) -> bool:  # under the lock
+        if self._free <= 0:
+            return False
+        return (owner is None or owner is self._critical
+                or self._side_in_flight < self._side_limit)
+
+    def _next(self) -> tuple[int, int, threading.Event, object] | None:  # under the lock
+        """The waiter to serve next: the critical owner's, else the head of the queue."""
+        if self._critical is not None:
+            for entry in self._waiting:
+                if entry[3] is self._critical:
+                    return entry
+        return self._waiting[0] if self._waiting else None
 
     def _wake_head(self) -> None:  # under the lock
-        if self._free > 0 and self._waiting:
-            self._waiting[0][2].set()
+        entry = self._next()
+        if entry is not None and self._admits(entry[3]):
+            entry[2].set()
 
     @contextmanager
-    def slot(self, remaining: int) -> Iterator[None]:
+    def slot(self, remaining: int, owner: object = None) -> Iterator[None]:
         turn = threading.Event()
-        entry = (-remaining, next(self._order), turn)
+        entry = (-remaining, next(self._order), turn, owner)
         with self._lock:
             heapq.heappush(self._waiting, entry)
+            self._wake_head()
+        side = False
         while True:
             with self._lock:
-                if self._free > 0 and self._waiting[0] is entry:
-                    heapq.heappop(self._waiting)
+                if self._next() is entry and self._admits(owner):
+                    self._waiting.remove(entry)
+                    heapq.heapify(self._waiting)
                     self._free -= 1
+                    side = owner is not None and owner is not self._critical
+                    self._side_in_flight += side
                     self._wake_head()  # a slot may still be free for the next in line
                     break
             turn.wait()
@@ -115,6 +180,7 @@ class _Slots:
         finally:
             with self._lock:
                 self._free += 1
+                self._side_in_flight -= side
                 self._wake_head()
 
 
@@ -133,16 +199,31 @@ class _EcuSession:
         # chain's head), so the head's requests are served in the order they come.
         self.remaining = _CHAIN_HEAD
         self._counting = False
+        self.per_request_s: float | None = None  # this ECU's time per request, smoothed
+
+    def took(self, seconds: float) -> None:
+        """A request took ``seconds``: tell the slots how long this chain's rest will take."""
+        last = self.per_request_s
+        self.per_request_s = seconds if last is None else 0.75 * last + 0.25 * seconds
+        self.slots.ahead(self, self.remaining * self.per_request_s)
 
     def known(self, remaining: int) -> None:
         """The rest of the chain is ``remaining`` requests long."""
         self.remaining, self._counting = remaining, True
+        if self.per_request_s is not None:
+            self.slots.ahead(self, self.remaining * self.per_request_s)
+
+    def done(self) -> None:
+        self.slots.ahead(self, 0.0)
 
     def ask(self, request: bytes) -> Reply:
-        with self.slots.slot(self.remaining):
+        with self.slots.slot(self.remaining, self):
             if self._counting:
                 self.remaining = max(0, self.remaining - 1)
-            return self.link.request(request)
+            started = time.monotonic()
+            reply = self.link.request(request)
+        self.took(time.monotonic() - started)
+        return reply
 
     def step(self, step: Step, request: bytes, parse: Callable[[bytes], object]) -> object:
         """Ask; return the parsed value, or None after recording why there is none. A refusal
@@ -206,6 +287,7 @@ def run_bmw_test(channel: CanChannel, addresses: Sequence[int], *,
             reading = EcuReading(address, names.get(address))
             session = _EcuSession(link, reading, slots)
             with probes.slot(0):
+                probed_at = time.monotonic()
                 probe = link.request(uds.tester_present_request())
             if isinstance(probe, Failed):
                 with lock:
@@ -215,9 +297,13 @@ def run_bmw_test(channel: CanChannel, addresses: Sequence[int], *,
                 test.ecus.append(reading)
             if isinstance(probe, Refused) and probe.nrc in uds.NRC_NOT_SUPPORTED:
                 return  # present, but nothing else
-            if address in clear:
-                _clear(session, uds.clear_dtcs_request(), uds.parse_clear)
-            _bmw_chain(session)
+            session.took(time.monotonic() - probed_at)
+            try:
+                if address in clear:
+                    _clear(session, uds.clear_dtcs_request(), uds.parse_clear)
+                _bmw_chain(session)
+            finally:
+                session.done()
         except InterfaceLost as exc:
             with lock:
                 if not test.aborted:

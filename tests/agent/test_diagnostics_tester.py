@@ -136,6 +136,53 @@ def test_request_slots_bound_the_requests_in_flight_and_serve_the_longest_chain_
     assert served[0] == 50, served
 
 
+def test_while_one_chain_dominates_the_others_share_one_slot_and_the_critical_one_is_served(
+) -> None:
+    slots = _Slots(8)
+    critical, others = object(), [object() for _ in range(6)]
+    slots.ahead(critical, 100.0)  # seconds ahead: more than 3x every other chain
+    for owner in others:
+        slots.ahead(owner, 1.0)
+    entered = threading.Condition()
+    inside: list[object] = []
+    release = threading.Event()
+
+    def hold(owner: object) -> None:
+        with slots.slot(5, owner):
+            with entered:
+                inside.append(owner)
+                entered.notify_all()
+            release.wait(5)
+        with entered:
+            inside.remove(owner)
+            entered.notify_all()
+
+    holders = [threading.Thread(target=hold, args=(o,)) for o in others]
+    for thread in holders:
+        thread.start()
+    with entered:
+        assert entered.wait_for(lambda: len(inside) == 1, 5)
+    while len(slots._waiting) < len(others) - 1:
+        time.sleep(0.001)
+    assert len(inside) == 1  # the other five wait: one slot is the others' share
+    served = threading.Event()
+
+    def ask_critical() -> None:
+        with slots.slot(100, critical):
+            served.set()
+
+    asker = threading.Thread(target=ask_critical)
+    asker.start()
+    assert served.wait(5)  # the critical chain is not held up by the others' queue
+    asker.join(5)
+    slots.ahead(critical, 0.0)  # its chain is done: the others share every slot again
+    with entered:
+        assert entered.wait_for(lambda: len(inside) == len(others), 5)
+    release.set()
+    for thread in holders:
+        thread.join(5)
+
+
 @pytest.mark.parametrize("probes_in_flight", [None, 3])
 def test_an_empty_bus_is_no_response_with_every_address_absent(
         on_bus, probes_in_flight: int | None) -> None:  # type: ignore[no-untyped-def]
