@@ -25,7 +25,12 @@ from agent.domain.forecast.items import (
 )
 from agent.domain.forecast.readings import PastItem, PastReading
 from agent.domain.forecast.settings import ForecastSettings
-from agent.domain.forecast.trends import HistoryAnomalies, HistorySummary, extend
+from agent.domain.forecast.trends import (
+    HistoryAnomalies,
+    HistorySummary,
+    SummarizedReadings,
+    extend,
+)
 from agent.domain.forecast.trends import summarize as summarize_history
 
 __all__ = [
@@ -39,6 +44,7 @@ __all__ = [
     "ItemRates",
     "PastItem",
     "PastReading",
+    "SummarizedReadings",
     "forecast_item",
     "forecast_session",
     "last_day_of_month",

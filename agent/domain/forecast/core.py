@@ -26,6 +26,7 @@ from agent.domain.forecast.trends import (
     HistoryAnomalies,
     HistorySummary,
     HistoryView,
+    SummarizedReadings,
     TrendFit,
     availability_trend_fit,
     build_view,
@@ -159,15 +160,19 @@ def forecast_session(session: KeySession, read_at: datetime,
                      history: Sequence[PastReading] | HistorySummary,
                      settings: ForecastSettings) -> ForecastResult:
     """The forecast of ``session`` read at ``read_at`` (tz-aware), given the vehicle's earlier
-    readouts on this site, or their :class:`HistorySummary` (what the vehicle history keeps:
-    the same forecast for less work). Pure and deterministic; raises ValueError for a naive
-    ``read_at`` or a summary of readouts read after it."""
+    readouts on this site, or their :class:`HistorySummary` (what the vehicle history keeps
+    and gives with :class:`SummarizedReadings`: the same forecast for less work). Pure and
+    deterministic; raises ValueError for a naive ``read_at`` or a summary of readouts read
+    after it."""
     read_date = read_date_of(read_at, settings)
     current = PastReading.from_session(session, read_at.astimezone(UTC), "")
     if isinstance(history, HistorySummary):
         if history.read_until_us is not None and history.read_until_us > read_at_us(current):
             raise ValueError("the history summary has readouts read after this one")
         view = view_of(history, current, settings)
+    elif isinstance(history, SummarizedReadings) and (
+            kept := history.summary_until(read_at)) is not None:
+        view = view_of(kept, current, settings)  # the readings are not read at all
     else:
         view = build_view(history, current, settings)
 

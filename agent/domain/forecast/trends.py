@@ -19,6 +19,7 @@ Every other pair of neighbours is a :class:`Segment`, weighted by recency: a seg
 from __future__ import annotations
 
 import json
+from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,8 @@ from agent.domain.forecast.readings import PastReading
 from agent.domain.forecast.settings import ForecastSettings
 from protocols.values import fast_init
 
-__all__ = ["HISTORY_WINDOW", "HistoryAnomalies", "HistorySummary", "HistoryView", "Segment", "TrendFit",
+__all__ = ["HISTORY_WINDOW", "HistoryAnomalies", "HistorySummary", "HistoryView", "Segment", "SummarizedReadings",
+           "TrendFit",
            "availability_trend", "availability_trend_fit", "build_view", "extend", "history_km_per_day",
            "item_fall_rates", "point_of", "read_at_us", "summarize", "view_of"]
 
@@ -242,17 +244,18 @@ def summarize(history: Iterable[PastReading], vin: str, settings: ForecastSettin
 
 
 def extend(summary: HistorySummary, reading: PastReading,
-           settings: ForecastSettings) -> HistorySummary | None:
+           settings: ForecastSettings) -> tuple[HistorySummary, str | None] | None:
     """``summary`` with ``reading`` read after all of its readouts, as :func:`summarize` would
-    give it on them all; None when that takes the readouts themselves (the window is full,
-    so its oldest would go, or ``reading`` was not read strictly later)."""
+    give it on them all, and the anomaly the walk saw in ``reading`` (as :func:`build_view`
+    reports it); None when that takes the readouts themselves (the window is full, so its
+    oldest would go, or ``reading`` was not read strictly later)."""
     at_us = read_at_us(reading)
     if summary.points >= HISTORY_WINDOW or (summary.read_until_us is not None
                                             and at_us <= summary.read_until_us):
         return None
     walk = _Walk(summary, settings)
-    walk.step(point_of(reading))
-    return walk.summary(at_us)
+    anomaly = walk.step(point_of(reading))
+    return walk.summary(at_us), anomaly
 
 
 def view_of(summary: HistorySummary, current: PastReading, settings: ForecastSettings) -> HistoryView:
@@ -266,6 +269,19 @@ def view_of(summary: HistorySummary, current: PastReading, settings: ForecastSet
                       for start, end, days, km in walk.spans])
     return HistoryView(segments, HistoryAnomalies(walk.stale, walk.rollbacks, walk.implausible),
                        current_anomaly, walk.pairs)
+
+
+class SummarizedReadings(Sequence[PastReading]):
+    """A vehicle's earlier readouts that may come with their :class:`HistorySummary`, so that
+    a forecast need not read them (agent/store/history.py loads them only when they are
+    read). :func:`agent.domain.forecast.forecast_session` asks :meth:`summary_until` first."""
+
+    __slots__ = ()
+
+    @abstractmethod
+    def summary_until(self, read_at: datetime) -> HistorySummary | None:
+        """The summary of these readouts, if one is at hand and stands for a readout read at
+        ``read_at`` (none of them read later); else None."""
 
 
 @fast_init
