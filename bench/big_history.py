@@ -126,7 +126,7 @@ def build_state(state_dir: Path, *, vehicles: int = 100_000, years: int = 10, se
     from agent.domain.forecast import ForecastSettings, PastItem, PastReading, summarize_history
     from agent.domain.models import READOUT_SCHEMA, to_json, without_proposal
     from agent.pipeline import ReadoutPipeline
-    from agent.store.history import VehicleHistory
+    from agent.store.history import VehicleHistory, pack_summary
     from agent.store.outbox import Outbox, OutboxMessage
     from agent.store.reminders import ReminderService, due_summary
     from protocols.session import SessionAccepted
@@ -151,7 +151,7 @@ def build_state(state_dir: Path, *, vehicles: int = 100_000, years: int = 10, se
     history_rows: list[tuple[object, ...]] = []
     vehicle_rows: list[tuple[str, int, str, str]] = []
     ledger_rows: list[tuple[str, str, str, int]] = []
-    summary_rows: list[tuple[str, int, int, str]] = []
+    summary_rows: list[tuple[str, int, int, bytes]] = []
     past: list[PastReading] = []
     settings = ForecastSettings()
     for number, vehicle in enumerate(fleet.vehicles):
@@ -210,7 +210,7 @@ def build_state(state_dir: Path, *, vehicles: int = 100_000, years: int = 10, se
         # The summary row the agent writes when it records a readout (the forecast's walk).
         vehicle_rows_us = [row[2] for row in history_rows[first_row:]]
         summary_rows.append((vehicle.vin, len(past), min(vehicle_rows_us),
-                             summarize_history(past, vehicle.vin, settings).to_compact()))
+                             pack_summary(summarize_history(past, vehicle.vin, settings))))
         past.clear()
         # What the daily passes before today sent: every item that came inside the window
         # before today (the agent's defaults: 30 days ahead, at most 30 days overdue), so

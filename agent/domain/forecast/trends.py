@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from abc import abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -71,19 +71,19 @@ class Segment:
     weight: float
 
 
-#: An item as the walk keeps it: (index, code, remaining km, availability %, service count,
-#: km of the last service), the fields of :class:`PastItem` in their order.
-Figures = tuple[int, int, int | None, int | None, int, int | None]
+#: An item as the walk keeps it: [index, code, remaining km, availability %, service count,
+#: km of the last service], the fields of :class:`PastItem` in their order.
+Figures = Sequence[int | None]
 #: A readout as the walk keeps it: (data date as a day ordinal, mileage km, its items).
-Point = tuple[int, int, tuple[Figures, ...]]
-#: One unserviced segment of an item: (segment index, remaining km it lost, never below 0,
-#: or -1 when either readout has no remaining km; availability points it lost, never below 0,
-#: or -1 when either has none or a value over 100). A pair with both -1 is not kept.
-ItemPair = tuple[int, int, int]
-#: Each segment's (start day, end day, days, km), before the recency weights.
-Span = tuple[int, int, int, int]
+Point = tuple[int, int, Sequence[Figures]]
 
 _COMPACT_VERSION = 1
+
+
+def _triples(flat: Sequence[int]) -> Iterator[tuple[int, int, int]]:
+    """``flat`` read three at a time."""
+    it = iter(flat)
+    return zip(it, it, it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +100,15 @@ class HistorySummary:
     vehicles. :func:`view_of` on a summary gives exactly the view :func:`build_view` gives on
     the readouts it summarises (tests/agent/test_history_summary.py).
 
-    ``read_until_us`` is the newest ``read_at`` of the readouts (microseconds since the
-    epoch; None: there were none): the summary stands for a forecast of a readout read at
-    or after it. ``points`` is how many readouts are in the window.
+    Plain integers in flat lists, as JSON gives them back, so that reading one back builds no
+    objects: ``spans`` is each segment's (start day ordinal, days, km), ``pairs`` per item
+    each unserviced segment's (segment index, remaining km it lost, never below 0, or -1 when
+    either readout has none; availability points it lost, never below 0, or -1 when either
+    has none or a value over 100); a pair with both -1 is not kept. ``read_until_us`` is the
+    newest ``read_at`` of the readouts (microseconds since the epoch; None: there were
+    none): the summary stands for a forecast of a readout read at or after it. ``points``
+    is how many readouts are in the window; ``last`` the walk's last accepted readout, the
+    current one's neighbour.
     """
 
     read_until_us: int | None = None
@@ -110,40 +116,35 @@ class HistorySummary:
     stale_keys: int = 0
     odometer_rollbacks: int = 0
     implausible_segments: int = 0
-    spans: tuple[Span, ...] = ()
-    pairs: dict[ItemKey, tuple[ItemPair, ...]] = field(default_factory=dict)
-    last: Point | None = None  # the walk's last accepted readout: the current one's neighbour
+    spans: list[int] = field(default_factory=list)
+    pairs: dict[ItemKey, list[int]] = field(default_factory=dict)
+    last: Point | None = None
 
     def to_compact(self) -> str:
         """JSON of plain integers, the form the history keeps (:meth:`from_compact`)."""
         return json.dumps([
             _COMPACT_VERSION, self.read_until_us, self.points, self.stale_keys,
-            self.odometer_rollbacks, self.implausible_segments,
-            [value for span in self.spans for value in span],
-            [[index, code, [value for pair in pairs for value in pair]]
-             for (index, code), pairs in self.pairs.items()],
-            None if self.last is None else [self.last[0], self.last[1], self.last[2]]],
-            separators=(",", ":"))
+            self.odometer_rollbacks, self.implausible_segments, self.spans,
+            [[index, code, pairs] for (index, code), pairs in self.pairs.items()],
+            None if self.last is None else list(self.last)], separators=(",", ":"))
 
     @classmethod
-    def from_compact(cls, text: str) -> HistorySummary | None:
+    def from_compact(cls, text: str | bytes) -> HistorySummary | None:
         """The summary :meth:`to_compact` wrote; None for another version of the form."""
         (version, until, points, stale, rollbacks, implausible, spans, pairs,
          last) = json.loads(text)
         if version != _COMPACT_VERSION:
             return None
-        flat = iter(spans)
-        return cls(until, points, stale, rollbacks, implausible, tuple(zip(flat, flat, flat, flat)),
-                   {(index, code): tuple(zip(it := iter(values), it, it))
-                    for index, code, values in pairs},
-                   None if last is None else (last[0], last[1], tuple(map(tuple, last[2]))))
+        return cls(until, points, stale, rollbacks, implausible, spans,
+                   {(index, code): values for index, code, values in pairs},
+                   None if last is None else (last[0], last[1], last[2]))
 
 
 def point_of(reading: PastReading) -> Point:
     """The walk's view of ``reading``."""
     return (reading.data_date.toordinal(), reading.mileage_km,
-            tuple([(i.index, i.code, i.remaining_km, i.availability_pct, i.service_count,
-                    i.last_service_km) for i in reading.items]))
+            [[i.index, i.code, i.remaining_km, i.availability_pct, i.service_count,
+              i.last_service_km] for i in reading.items])
 
 
 def read_at_us(reading: PastReading) -> int:
@@ -152,9 +153,10 @@ def read_at_us(reading: PastReading) -> int:
 
 
 class _Walk:
-    """The readouts in the order they were read, one :meth:`step` each (module docstring)."""
+    """The readouts in the order they were read, one :meth:`step` each (module docstring).
+    Starts from a summary and never changes it (its lists are copied before they grow)."""
 
-    __slots__ = ("implausible", "last", "max_per_day", "pairs", "points", "rollbacks",
+    __slots__ = ("copied", "implausible", "last", "max_per_day", "pairs", "points", "rollbacks",
                  "spans", "stale")
 
     def __init__(self, summary: HistorySummary, settings: ForecastSettings) -> None:
@@ -163,7 +165,8 @@ class _Walk:
         self.rollbacks = summary.odometer_rollbacks
         self.implausible = summary.implausible_segments
         self.spans = list(summary.spans)
-        self.pairs: dict[ItemKey, Sequence[ItemPair]] = dict(summary.pairs)
+        self.pairs = dict(summary.pairs)
+        self.copied: set[ItemKey] = set()  # keys whose list is this walk's own
         self.last = summary.last
         self.max_per_day = settings.max_plausible_km_per_day
 
@@ -189,44 +192,41 @@ class _Walk:
             self.implausible += 1
             anomaly = "implausible_segment"
         elif driven > 0 or days > 0:
-            self._pair(len(self.spans), last[2], point[2])
-            self.spans.append((last_day, day, days, driven))
+            self._pair(len(self.spans) // 3, last[2], point[2])
+            self.spans += (last_day, days, driven)
         self.last = point
         return anomaly
 
-    def _pair(self, segment: int, start: tuple[Figures, ...], end: tuple[Figures, ...]) -> None:
+    def _pair(self, segment: int, start: Sequence[Figures], end: Sequence[Figures]) -> None:
         """The segment's unserviced items: the first item of each reading under a key, as
         :meth:`PastReading.item` finds it."""
         by_key: dict[ItemKey, Figures] = {}
         for first in start:
-            by_key.setdefault((first[0], first[1]), first)
+            by_key.setdefault((first[0], first[1]), first)  # type: ignore[arg-type]
         seen: set[ItemKey] = set()
         pairs = self.pairs
         for b in end:
-            key = (b[0], b[1])
+            key: ItemKey = (b[0], b[1])  # type: ignore[assignment]
             if key in seen:
                 continue
             seen.add(key)
             a = by_key.get(key)
             if a is None or not _same_service(a, b):
                 continue
-            fall = -1 if a[2] is None or b[2] is None else max(0, a[2] - b[2])
-            a_pct, b_pct = a[3], b[3]
+            a_km, b_km, a_pct, b_pct = a[2], b[2], a[3], b[3]
+            fall = -1 if a_km is None or b_km is None else max(0, a_km - b_km)
             step = (-1 if a_pct is None or b_pct is None or a_pct > 100 or b_pct > 100
                     else max(0, a_pct - b_pct))
-            if fall >= 0 or step >= 0:
-                kept = pairs.get(key)
-                if kept is None:
-                    pairs[key] = [(segment, fall, step)]
-                elif isinstance(kept, list):
-                    kept.append((segment, fall, step))
-                else:  # the summary's own (a tuple): copied, never changed
-                    pairs[key] = [*kept, (segment, fall, step)]
+            if fall < 0 and step < 0:
+                continue
+            if key not in self.copied:
+                pairs[key] = list(pairs.get(key, ()))
+                self.copied.add(key)
+            pairs[key] += (segment, fall, step)
 
     def summary(self, read_until_us: int | None) -> HistorySummary:
         return HistorySummary(read_until_us, self.points, self.stale, self.rollbacks,
-                              self.implausible, tuple(self.spans),
-                              {key: tuple(pairs) for key, pairs in self.pairs.items()}, self.last)
+                              self.implausible, self.spans, self.pairs, self.last)
 
 
 def summarize(history: Iterable[PastReading], vin: str, settings: ForecastSettings, *,
@@ -264,9 +264,9 @@ def view_of(summary: HistorySummary, current: PastReading, settings: ForecastSet
     current_anomaly = walk.step(point_of(current))
     newest = walk.last[0] if walk.last is not None else current.data_date.toordinal()
     half_life = settings.history_half_life_days
-    segments = tuple([Segment(start, end, days, km,
+    segments = tuple([Segment(start, start + days, days, km,
                               0.5 ** (max(0.0, (newest - start) - days / 2.0) / half_life))
-                      for start, end, days, km in walk.spans])
+                      for start, days, km in _triples(walk.spans)])
     return HistoryView(segments, HistoryAnomalies(walk.stale, walk.rollbacks, walk.implausible),
                        current_anomaly, walk.pairs)
 
@@ -291,9 +291,9 @@ class HistoryView:
     anomalies: HistoryAnomalies
     current_anomaly: str | None  # why the current readout broke the series, if it did
     # Per item, the segments over which it was not serviced with what it lost over each
-    # (:data:`ItemPair`): found once per walk instead of looking each item up in both
-    # readings of every segment for every trend.
-    item_pairs: dict[ItemKey, Sequence[ItemPair]]
+    # (flat triples, as HistorySummary.pairs): found once per walk instead of looking each
+    # item up in both readings of every segment for every trend.
+    item_pairs: dict[ItemKey, list[int]]
 
 
 def build_view(history: Iterable[PastReading], current: PastReading,
@@ -339,7 +339,7 @@ def item_fall_rates(view: HistoryView, keys: Iterable[ItemKey],
     for key in keys:
         fall = driven = 0.0
         watched = 0
-        for index, lost, _ in view.item_pairs.get(key, ()):
+        for index, lost, _ in _triples(view.item_pairs.get(key, ())):
             seg = segments[index]
             if lost < 0 or seg.km <= 0:
                 continue
@@ -381,7 +381,7 @@ def availability_trend_fit(view: HistoryView, key: ItemKey, *, per_km: bool,
     segments = 0
     squares = inverse = 0.0  # sums of step^2 / length and 1 / length, for the residuals
     spans = view.segments
-    for index, _, step in view.item_pairs.get(key, ()):
+    for index, _, step in _triples(view.item_pairs.get(key, ())):
         if step < 0:
             continue
         seg = spans[index]
