@@ -18,8 +18,9 @@ Every other pair of neighbours is a :class:`Segment`, weighted by recency: a seg
 
 from __future__ import annotations
 
-import json
+import sys
 from abc import abstractmethod
+from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -77,7 +78,8 @@ Figures = Sequence[int | None]
 #: A readout as the walk keeps it: (data date as a day ordinal, mileage km, its items).
 Point = tuple[int, int, Sequence[Figures]]
 
-_COMPACT_VERSION = 1
+_PACKED_VERSION = 1
+_NONE = -(2 ** 63)  # None in the packed form (no figure is ever this)
 
 
 def _triples(flat: Sequence[int]) -> Iterator[tuple[int, int, int]]:
@@ -100,8 +102,7 @@ class HistorySummary:
     vehicles. :func:`view_of` on a summary gives exactly the view :func:`build_view` gives on
     the readouts it summarises (tests/agent/test_history_summary.py).
 
-    Plain integers in flat lists, as JSON gives them back, so that reading one back builds no
-    objects: ``spans`` is each segment's (start day ordinal, days, km), ``pairs`` per item
+    Plain integers in flat lists, so that reading one back builds no objects but them: ``spans`` is each segment's (start day ordinal, days, km), ``pairs`` per item
     each unserviced segment's (segment index, remaining km it lost, never below 0, or -1 when
     either readout has none; availability points it lost, never below 0, or -1 when either
     has none or a value over 100); a pair with both -1 is not kept. ``read_until_us`` is the
@@ -120,24 +121,54 @@ class HistorySummary:
     pairs: dict[ItemKey, list[int]] = field(default_factory=dict)
     last: Point | None = None
 
-    def to_compact(self) -> str:
-        """JSON of plain integers, the form the history keeps (:meth:`from_compact`)."""
-        return json.dumps([
-            _COMPACT_VERSION, self.read_until_us, self.points, self.stale_keys,
-            self.odometer_rollbacks, self.implausible_segments, self.spans,
-            [[index, code, pairs] for (index, code), pairs in self.pairs.items()],
-            None if self.last is None else list(self.last)], separators=(",", ":"))
+    def to_packed(self) -> bytes:
+        """The summary as little-endian 64-bit integers, the form the history keeps
+        (:meth:`from_packed`): reading it back creates its integers at C speed (JSON's
+        parser took ~0.2 µs per integer, 100 µs for a vehicle with 30 visits)."""
+        out = [_PACKED_VERSION, _NONE if self.read_until_us is None else self.read_until_us,
+               self.points, self.stale_keys, self.odometer_rollbacks, self.implausible_segments,
+               len(self.spans), *self.spans, len(self.pairs)]
+        for (index, code), flat in self.pairs.items():
+            out += (index, code, len(flat), *flat)
+        if self.last is None:
+            out.append(0)
+        else:
+            day, km, items = self.last
+            out += (1, day, km, len(items))
+            for figures in items:
+                out += [_NONE if value is None else value for value in figures]
+        packed = array("q", out)
+        if sys.byteorder != "little":
+            packed.byteswap()
+        return packed.tobytes()
 
     @classmethod
-    def from_compact(cls, text: str | bytes) -> HistorySummary | None:
-        """The summary :meth:`to_compact` wrote; None for another version of the form."""
-        (version, until, points, stale, rollbacks, implausible, spans, pairs,
-         last) = json.loads(text)
-        if version != _COMPACT_VERSION:
+    def from_packed(cls, data: bytes) -> HistorySummary | None:
+        """The summary :meth:`to_packed` packed; None for another version of the form."""
+        packed = array("q")
+        packed.frombytes(data)
+        if sys.byteorder != "little":
+            packed.byteswap()
+        v = packed.tolist()
+        if not v or v[0] != _PACKED_VERSION:
             return None
-        return cls(until, points, stale, rollbacks, implausible, spans,
-                   {(index, code): values for index, code, values in pairs},
-                   None if last is None else (last[0], last[1], last[2]))
+        n = v[6]
+        spans = v[7:7 + n]
+        at = 7 + n
+        pairs: dict[ItemKey, list[int]] = {}
+        for _ in range(v[at]):
+            index, code, n = v[at + 1], v[at + 2], v[at + 3]
+            pairs[(index, code)] = v[at + 4:at + 4 + n]
+            at += 3 + n
+        at += 1
+        last: Point | None = None
+        if v[at]:
+            day, km, count = v[at + 1], v[at + 2], v[at + 3]
+            at += 4
+            items = [[None if value == _NONE else value for value in v[at + 6 * k:at + 6 * k + 6]]
+                     for k in range(count)]
+            last = (day, km, items)
+        return cls(None if v[1] == _NONE else v[1], v[2], v[3], v[4], v[5], spans, pairs, last)
 
 
 def point_of(reading: PastReading) -> Point:
