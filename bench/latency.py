@@ -118,7 +118,9 @@ def run_once(args: argparse.Namespace, work: Path, state_dir: Path, *, base_date
     agent = AgentProcess(work, *reader, "--broker", broker.url, "--site", SITE, "--reader", READER,
                          "--state-dir", str(state_dir),
                          env={"CBS_HISTORY__RETENTION_DAYS": str(args.retention_days),
-                              "CBS_REMINDERS__STARTUP_DELAY_S": str(args.pass_delay_s)})
+                              # 0: not set at all (an agent before the setting starts too)
+                              **({"CBS_REMINDERS__STARTUP_DELAY_S": str(args.pass_delay_s)}
+                                 if args.pass_delay_s > 0 else {})})
     try:
         timeout = 120 + args.sessions * (0.2 + args.interval_s)
         # Count lines, do not parse: this process also stamps the arrivals, so it stays idle.
