@@ -93,7 +93,7 @@ CREATE TABLE IF NOT EXISTS summaries (
     readings  INTEGER NOT NULL,  -- the VIN's rows in readings
     oldest_us INTEGER NOT NULL,  -- their oldest read_at_us
     summary   BLOB NOT NULL      -- pack_summary(): zlib of HistorySummary.to_packed()
-);
+) WITHOUT ROWID;  -- the row is in the key's B-tree: one page to read, not two
 CREATE TRIGGER IF NOT EXISTS readings_insert_forgets_summary AFTER INSERT ON readings
 BEGIN DELETE FROM summaries WHERE vin = NEW.vin; END;
 CREATE TRIGGER IF NOT EXISTS readings_delete_forgets_summary AFTER DELETE ON readings

@@ -116,3 +116,18 @@ def test_the_big_history_generator_writes_the_agents_rows(tmp_path: Path) -> Non
         for vin in vins:
             readings = list(history.readings(vin))
             assert _summary_row(history, vin) == summarize_history(readings, vin, SETTINGS)
+
+
+def test_the_light_check_at_open_reads_the_summary_table(tmp_path: Path,
+                                                          monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A large file closed cleanly gets only its tables' first and last rows read at open
+    (agent/store/sqlite.py, check_intact); the summaries table has no rowid."""
+    import agent.store.sqlite as store_sqlite
+    path = tmp_path / "h.sqlite3"
+    with VehicleHistory(path) as history:
+        for n in range(3):
+            s = _visit(VINS[n], 10, 20_000)
+            history.record(s, at(s.vehicle.data_date), f"a{n}")
+    monkeypatch.setattr(store_sqlite, "FULL_CHECK_MAX_BYTES", 0)
+    with VehicleHistory(path) as history:  # the light check, then a row read back
+        assert _summary_row(history, VINS[2]) is not None
