@@ -298,8 +298,11 @@ class AgentService:
             self.publisher.reader_busy(False)
         if self._uncommitted:
             self._retry_uncommitted()
-        if self.reminders is not None:
-            # One slice of the daily pass per turn (agent/store/reminders.py): a few ms.
+        if self.reminders is not None and not outcomes and not self.assembler.in_session:
+            # One slice of the daily pass per turn (agent/store/reminders.py, about a ms),
+            # only on a turn with no key read under way and none just completed: a slice
+            # while a session's frames arrive would hold its END frame, and one right after
+            # a readout would hold the GIL while the publisher sends it.
             self.reminders.poll(datetime.fromtimestamp(self._wall_clock(), timezone.utc),
                                 self._put_reminder, self._put_reminders)
 

@@ -24,7 +24,7 @@ from agent.store.deferred import DeferredHistory, DeferredOutbox, DeferredRemind
 from agent.store.history import VehicleHistory
 from agent.store.outbox import Outbox
 from agent.store.reminders import ReminderService
-from agent.store.sqlite import make_private_dir
+from agent.store.sqlite import BackgroundCheckpointer, make_private_dir
 from dbc import DbcError, key_reader_database
 from protocols.key_messages import MESSAGE_NAMES
 from protocols.session import SessionAssembler
@@ -124,6 +124,12 @@ def build_service(settings: AgentSettings) -> AgentService:
         pipeline=pipeline, outbox=outbox, publisher=publisher, topics=topics,
         retain_vehicles=mqtt.retain_vehicles, status_interval_s=mqtt.status_interval_s,
         reminders=reminders)
+    # Checkpoints of the two large stores' logs off the loop's thread (agent/store/sqlite.py):
+    # on years of history a checkpoint in the loop's commit held it for up to 260 ms. Not the
+    # outbox: small, its checkpoints cost little, and its behaviour on a full disk stays the
+    # one tests/e2e/test_fault_disk_full.py holds it to.
+    service.companions.append(BackgroundCheckpointer(
+        [settings.state_dir / name for name in ("history.sqlite3", "reminders.sqlite3")]))
     metrics = None
     if settings.metrics_port is not None:
         metrics = MetricsEndpoint(settings.metrics_host, settings.metrics_port)

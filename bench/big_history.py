@@ -21,6 +21,9 @@ How it stays fast (about a minute for 100,000 vehicles and 2 million visits on t
   month: fleet cars), with the mileage of the vehicle's yearly distance and each item's
   remaining distance and availability walked back with it; rows are written with
   ``executemany`` in one transaction per store, indexes built once at the end;
+* each vehicle's summary row (what the forecast reads, ``summaries`` in agent/store/history.py)
+  is the domain's own ``summarize_history`` of its visits, as the agent writes it when it
+  records a readout;
 * the stores are created and then opened by their real classes (``VehicleHistory``,
   ``ReminderService``, ``Outbox``): the schema is theirs, and a few rows are read back
   through them as a check.
@@ -120,10 +123,10 @@ def build_state(state_dir: Path, *, vehicles: int = 100_000, years: int = 10, se
                 now: datetime | None = None, quiet: bool = False) -> BuiltState:
     """Fill ``state_dir`` (see the module docstring); returns what was written."""
     from agent.contract.topics import Topics
-    from agent.domain.forecast import ForecastSettings, PastReading
+    from agent.domain.forecast import ForecastSettings, PastItem, PastReading, summarize_history
     from agent.domain.models import READOUT_SCHEMA, to_json, without_proposal
     from agent.pipeline import ReadoutPipeline
-    from agent.store.history import VehicleHistory
+    from agent.store.history import VehicleHistory, pack_summary
     from agent.store.outbox import Outbox, OutboxMessage
     from agent.store.reminders import ReminderService, due_summary
     from protocols.session import SessionAccepted
@@ -148,6 +151,9 @@ def build_state(state_dir: Path, *, vehicles: int = 100_000, years: int = 10, se
     history_rows: list[tuple[object, ...]] = []
     vehicle_rows: list[tuple[str, int, str, str]] = []
     ledger_rows: list[tuple[str, str, str, int]] = []
+    summary_rows: list[tuple[str, int, int, bytes]] = []
+    past: list[PastReading] = []
+    settings = ForecastSettings()
     for number, vehicle in enumerate(fleet.vehicles):
         visits = _visit_days(rng, years)
         visits = [d for d in visits if d <= retention_days][:max_per_vehicle]
@@ -177,6 +183,7 @@ def build_state(state_dir: Path, *, vehicles: int = 100_000, years: int = 10, se
         # Earlier visits: the same items walked back by the distance driven since.
         base = PastReading.from_session(session, latest_at, rid)
         km_per_day = vehicle.annual_km / 365
+        first_row = len(history_rows)
         for n, day in enumerate(visits):
             at = latest_at - timedelta(days=day - latest_day, seconds=rng.randint(0, 3600) if n else 0)
             back_days = day - latest_day
@@ -196,6 +203,15 @@ def build_state(state_dir: Path, *, vehicles: int = 100_000, years: int = 10, se
                                  (session.vehicle.data_date - timedelta(days=back_days)).isoformat(),
                                  max(0, session.vehicle.mileage_km - back_km),
                                  json.dumps(items, separators=(",", ":"))))
+            past.append(PastReading(visit_rid, vehicle.vin, at, session.key_id,
+                                    session.vehicle.data_date - timedelta(days=back_days),
+                                    max(0, session.vehicle.mileage_km - back_km),
+                                    tuple(PastItem(*fields) for fields in items)))
+        # The summary row the agent writes when it records a readout (the forecast's walk).
+        vehicle_rows_us = [row[2] for row in history_rows[first_row:]]
+        summary_rows.append((vehicle.vin, len(past), min(vehicle_rows_us),
+                             pack_summary(summarize_history(past, vehicle.vin, settings))))
+        past.clear()
         # What the daily passes before today sent: every item that came inside the window
         # before today (the agent's defaults: 30 days ahead, at most 30 days overdue), so
         # today's pass sends only what comes inside it today, as on any day of a running site.
@@ -234,6 +250,8 @@ def build_state(state_dir: Path, *, vehicles: int = 100_000, years: int = 10, se
                     retention_days=retention_days).close()
     _bulk(history_path, "readings", ["readings_by_vin", "readings_by_time"], history_rows,
           "INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)")
+    _bulk(history_path, "summaries", [], summary_rows,  # after the readings: their triggers
+          "INSERT OR REPLACE INTO summaries VALUES (?, ?, ?, ?)")  # forget summaries
     say(f"history written ({history_path.stat().st_size / 1e6:,.0f} MB)")
     _bulk(reminders_path, "vehicles", ["vehicles_due", "vehicles_by_time"], vehicle_rows,
           "INSERT OR REPLACE INTO vehicles (vin, read_at_us, readout, due) VALUES (?, ?, ?, ?)")

@@ -32,7 +32,7 @@ def key_readout_id(history_path: Path, vin: str | None, at: datetime, *,
         return None
     try:
         with VehicleHistory(history_path) as history:
-            readings = history.readings(vin)
+            readings = list(history.readings(vin))  # read while open: they load lazily
     except HistoryError as exc:
         log.warning("vehicle history unreadable, no key readout linked: %s", exc)
         return None

@@ -79,6 +79,10 @@ class ReminderSettings(BaseModel):
     max_overdue_days: int = Field(
         30, ge=0, description="Never remind of a due date further in the past (the agent was off, "
                               "or the vehicle has not been back for long).")
+    startup_delay_s: float = Field(
+        0.0, ge=0, le=86_400, description="Start the start-up pass this long after the agent "
+                                          "starts (0: at once), so it does not run while the "
+                                          "agent and the disk warm up.")
 
 
 

@@ -158,7 +158,7 @@ class DeferredHistory(DeferredStore[VehicleHistory]):
     def __init__(self, factory: Callable[[], VehicleHistory], **kwargs: Any) -> None:
         super().__init__("vehicle history", factory, HistoryError, **kwargs)
 
-    def readings(self, vin: str) -> list[PastReading]:
+    def readings(self, vin: str) -> Sequence[PastReading]:
         store = self._open()
         return [] if store is None else store.readings(vin)
 

@@ -34,14 +34,23 @@ import json
 import logging
 import sqlite3
 import threading
+import zlib
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Literal, Self
+from typing import Literal, Self, overload
 
-from agent.domain.forecast import ForecastSettings, PastItem, PastReading
+from agent.domain.forecast import (
+    ForecastSettings,
+    HistorySummary,
+    PastItem,
+    PastReading,
+    SummarizedReadings,
+    extend,
+    summarize_history,
+)
 from agent.domain.forecast.trends import build_view
 from agent.store.sqlite import (
     Quarantine,
@@ -57,7 +66,7 @@ from agent.store.sqlite import (
 from protocols.errors import CbsError
 from protocols.key_session import KeySession
 
-__all__ = ["HistoryError", "VehicleHistory"]
+__all__ = ["HistoryError", "VehicleHistory", "VehicleReadings", "pack_summary", "unpack_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +84,22 @@ CREATE TABLE IF NOT EXISTS readings (
 );
 CREATE INDEX IF NOT EXISTS readings_by_vin ON readings (vin, read_at_us);
 CREATE INDEX IF NOT EXISTS readings_by_time ON readings (read_at_us);
+-- Per VIN, what the forecast reads of its readings (agent.domain.forecast.HistorySummary),
+-- written by the transaction that records a readout. Any change to a VIN's readings, by
+-- whoever makes it (another process, an older agent, a salvage), deletes its row through
+-- the triggers below; a VIN without a row is summarised from its readings.
+CREATE TABLE IF NOT EXISTS summaries (
+    vin       TEXT PRIMARY KEY,
+    readings  INTEGER NOT NULL,  -- the VIN's rows in readings
+    oldest_us INTEGER NOT NULL,  -- their oldest read_at_us
+    summary   BLOB NOT NULL      -- pack_summary(): zlib of HistorySummary.to_packed()
+) WITHOUT ROWID;  -- the row is in the key's B-tree: one page to read, not two
+CREATE TRIGGER IF NOT EXISTS readings_insert_forgets_summary AFTER INSERT ON readings
+BEGIN DELETE FROM summaries WHERE vin = NEW.vin; END;
+CREATE TRIGGER IF NOT EXISTS readings_delete_forgets_summary AFTER DELETE ON readings
+BEGIN DELETE FROM summaries WHERE vin = OLD.vin; END;
+CREATE TRIGGER IF NOT EXISTS readings_update_forgets_summary AFTER UPDATE ON readings
+BEGIN DELETE FROM summaries WHERE vin IN (OLD.vin, NEW.vin); END;
 """
 _COLUMNS = ("readout_id", "vin", "read_at_us", "key_id", "data_date", "mileage_km", "items")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -104,6 +129,20 @@ def _sort_key(row: tuple[int, str, object]) -> tuple[int, str]:
     return row[0], row[1]
 
 
+def pack_summary(summary: HistorySummary) -> bytes:
+    """A summary row's ``summary``: its packed integers, compressed (most are small: a
+    vehicle with 30 visits takes about half a kilobyte; unpacking costs ~10 µs)."""
+    return zlib.compress(summary.to_packed(), 6)
+
+
+def unpack_summary(blob: bytes) -> HistorySummary | None:
+    """What :func:`pack_summary` packed; None for a form this agent does not know."""
+    try:
+        return HistorySummary.from_packed(zlib.decompress(blob))
+    except (zlib.error, ValueError, IndexError):
+        return None
+
+
 def _select(conn: sqlite3.Connection, vin: str, *, until_us: int | None = None) -> list[PastReading]:
     """The VIN's readouts (read at or before ``until_us``), oldest first."""
     return [reading for _, _, reading in _select_keyed(conn, vin, until_us=until_us)]
@@ -124,6 +163,59 @@ def _select_keyed(conn: sqlite3.Connection, vin: str, *,
                                   date.fromisoformat(data_date), km,
                                   tuple([PastItem(*fields) for fields in items])))
             for (rid, us, key_id, data_date, km, _), items in zip(rows, items_of, strict=True)]
+
+
+class VehicleReadings(SummarizedReadings):
+    """One VIN's readouts as :meth:`VehicleHistory.readings` gives them: a sequence, oldest
+    first, read from the file when first read (as the file has them then), and the summary
+    the file keeps next to them, which is all a forecast reads."""
+
+    __slots__ = ("_count", "_load", "_rows", "_summary", "_vin")
+
+    def __init__(self, load: Callable[[str], list[PastReading]], vin: str, count: int,
+                 summary: HistorySummary | None, rows: list[PastReading] | None = None) -> None:
+        self._load = load
+        self._vin = vin
+        self._count = count
+        self._summary = summary
+        self._rows = rows
+
+    def _readings(self) -> list[PastReading]:
+        if self._rows is None:
+            self._rows = self._load(self._vin)
+        return self._rows
+
+    def summary_until(self, read_at: datetime) -> HistorySummary | None:
+        summary = self._summary
+        if summary is None or (summary.read_until_us is not None
+                               and summary.read_until_us > _to_us(read_at)):
+            return None
+        return summary
+
+    def __len__(self) -> int:
+        return self._count if self._rows is None else len(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> PastReading: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[PastReading]: ...
+
+    def __getitem__(self, index: int | slice) -> PastReading | list[PastReading]:
+        return self._readings()[index]
+
+    def __iter__(self) -> Iterator[PastReading]:
+        return iter(self._readings())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str | bytes):
+            return self._readings() == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"VehicleReadings({self._vin!r}, {self._readings()!r})"
 
 
 class VehicleHistory:
@@ -238,14 +330,40 @@ class VehicleHistory:
             self._cached -= len(dropped)
 
     # --- API ----------------------------------------------------------------------------------
-    def readings(self, vin: str) -> list[PastReading]:
-        """The VIN's readouts, oldest first (by ``read_at``)."""
+    def readings(self, vin: str) -> VehicleReadings:
+        """The VIN's readouts, oldest first (by ``read_at``), with their summary when the file
+        keeps one: then they are read from the file only when something reads them (the
+        forecast reads the summary: one primary-key lookup)."""
+        with self._lock:
+            try:
+                self._fresh(self._conn)
+                kept = self._summary_row(self._conn, vin)
+                cached = self._cache.get(vin)
+                if kept is None or cached is not None:
+                    rows = [reading for _, _, reading in self._rows(self._conn, vin)]
+                    return VehicleReadings(self._load, vin, len(rows),
+                                           None if kept is None else kept[2], rows)
+                return VehicleReadings(self._load, vin, kept[0], kept[2])
+            except sqlite3.Error as exc:
+                raise HistoryError(f"vehicle history {self.path}: {exc}") from exc
+
+    def _load(self, vin: str) -> list[PastReading]:
         with self._lock:
             try:
                 self._fresh(self._conn)
                 return [reading for _, _, reading in self._rows(self._conn, vin)]
             except sqlite3.Error as exc:
                 raise HistoryError(f"vehicle history {self.path}: {exc}") from exc
+
+    @staticmethod
+    def _summary_row(conn: sqlite3.Connection, vin: str) -> tuple[int, int, HistorySummary] | None:
+        """(rows, oldest read_at_us, summary) of the VIN as its summary row keeps them."""
+        row = conn.execute("SELECT readings, oldest_us, summary FROM summaries WHERE vin = ?",
+                           (vin,)).fetchone()
+        if row is None:
+            return None
+        summary = unpack_summary(row[2])
+        return None if summary is None else (row[0], row[1], summary)
 
     def record(self, session: KeySession, read_at: datetime, readout_id: str) -> None:
         """Keep this readout (idempotent on ``readout_id``) and prune; an anomaly against the
@@ -289,55 +407,79 @@ class VehicleHistory:
     def _record_in(self, conn: sqlite3.Connection, session: KeySession, at_us: int,
                    reading: PastReading, items: str) -> str | None:
         """One readout inside the caller's transaction; the cache follows at once (the caller
-        empties it if the transaction fails). Returns the anomaly, if any."""
+        empties it if the transaction fails). Returns the anomaly, if any.
+
+        The VIN's summary row is written last (the triggers deleted it). A readout read after
+        all of the VIN's others, with none of them due to go (the age bound, the count bound,
+        the window), extends the old summary by one step without reading the VIN's rows; any
+        other readout is summarised again from them."""
         vin = session.vin
         readout_id = reading.readout_id
         cutoff_us = at_us - self.retention_days * 86_400_000_000
-        rows = self._rows(conn, vin)
+        before = self._summary_row(conn, vin)
+        extended = None
+        if before is not None and before[0] < self.max_per_vehicle and before[1] >= cutoff_us:
+            extended = extend(before[2], reading, self._settings)
+        rows = self._rows(conn, vin) if extended is None else []
         if conn.execute("INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)",
                         (readout_id, vin, at_us, session.key_id, reading.data_date.isoformat(),
                          reading.mileage_km, items)).rowcount == 0:
             self.counters["duplicates"] += 1
             return None
-        earlier = [r for us, _, r in rows if us <= at_us]
-        if self._oldest_us is None:
-            oldest = conn.execute("SELECT min(read_at_us) FROM readings").fetchone()[0]
-            self._oldest_us = at_us if oldest is None else oldest
-        aged = 0
-        if self._oldest_us < cutoff_us:  # else nothing is that old: skip the DELETE
-            # This vehicle's aged rows (the cache must mirror the file), then at most
-            # PRUNE_BATCH_ROWS of the others: a retention made shorter on a history of years
-            # is worked off a batch per readout, never in one transaction that holds the loop.
-            aged = conn.execute("DELETE FROM readings WHERE vin = ? AND read_at_us < ?",
-                                (vin, cutoff_us)).rowcount
-            aged += conn.execute("DELETE FROM readings WHERE rowid IN (SELECT rowid FROM readings "
-                                 "WHERE read_at_us < ? LIMIT ?)",
-                                 (cutoff_us, PRUNE_BATCH_ROWS)).rowcount
-            oldest = conn.execute("SELECT min(read_at_us) FROM readings").fetchone()[0]
-            self._oldest_us = at_us if oldest is None else oldest
+        pruned = self._prune_aged(conn, vin, at_us, cutoff_us)
+        if extended is not None and before is not None:
+            summary, anomaly = extended
+            count, oldest_us = before[0] + 1, min(before[1], at_us)
+            self._forget_rows(vin)  # not read here: the file says at the next readings()
         else:
-            self._oldest_us = min(self._oldest_us, at_us)
-        # This VIN's rows after the insert and the age bound, as the file now has them; the
-        # oldest beyond max_per_vehicle go (the newest are kept, by read_at, then id).
-        pruned = aged
-        kept = [row for row in rows if row[0] >= cutoff_us]
-        bisect.insort(kept, (at_us, readout_id, reading), key=_sort_key)
-        excess = len(kept) - self.max_per_vehicle
-        if excess > 0:
-            conn.executemany("DELETE FROM readings WHERE readout_id = ?",
-                             [(rid,) for _, rid, _ in kept[:excess]])
-            pruned += excess
-            kept = kept[excess:]
-        if aged:  # other vehicles may have lost readings to the age bound too
-            self._cache.clear()
-            self._cached = 0
-        self._remember_rows(vin, kept)
+            earlier = [r for us, _, r in rows if us <= at_us]
+            # This VIN's rows after the insert and the age bound, as the file now has them;
+            # the oldest beyond max_per_vehicle go (the newest are kept, by read_at, then id).
+            kept = [row for row in rows if row[0] >= cutoff_us]
+            bisect.insort(kept, (at_us, readout_id, reading), key=_sort_key)
+            excess = len(kept) - self.max_per_vehicle
+            if excess > 0:
+                conn.executemany("DELETE FROM readings WHERE readout_id = ?",
+                                 [(rid,) for _, rid, _ in kept[:excess]])
+                pruned += excess
+                kept = kept[excess:]
+            self._remember_rows(vin, kept)
+            count, oldest_us = len(kept), kept[0][0]
+            summary = summarize_history([r for _, _, r in kept], vin, self._settings)
+            anomaly = build_view(earlier, reading, self._settings).current_anomaly
+        conn.execute("INSERT OR REPLACE INTO summaries VALUES (?, ?, ?, ?)",
+                     (vin, count, oldest_us, pack_summary(summary)))
         self.counters["recorded"] += 1
         self.counters["pruned"] += max(0, pruned)
-        anomaly = build_view(earlier, reading, self._settings).current_anomaly
         if anomaly is not None:
             self.counters[anomaly + "s"] += 1
         return anomaly
+
+    def _prune_aged(self, conn: sqlite3.Connection, vin: str, at_us: int, cutoff_us: int) -> int:
+        """Readings past the age bound: all of this VIN's, then at most PRUNE_BATCH_ROWS of
+        other vehicles'. A retention made shorter on a history of years is worked off a batch
+        per readout, never in one transaction that holds the loop. Returns the rows deleted;
+        when there were any, the cache is emptied (other vehicles lost readings too)."""
+        if self._oldest_us is None:
+            oldest = conn.execute("SELECT min(read_at_us) FROM readings").fetchone()[0]
+            self._oldest_us = at_us if oldest is None else oldest
+        if self._oldest_us >= cutoff_us:  # nothing is that old: skip the DELETE
+            self._oldest_us = min(self._oldest_us, at_us)
+            return 0
+        aged = conn.execute("DELETE FROM readings WHERE vin = ? AND read_at_us < ?",
+                            (vin, cutoff_us)).rowcount
+        aged += conn.execute("DELETE FROM readings WHERE rowid IN (SELECT rowid FROM readings "
+                             "WHERE read_at_us < ? LIMIT ?)", (cutoff_us, PRUNE_BATCH_ROWS)).rowcount
+        oldest = conn.execute("SELECT min(read_at_us) FROM readings").fetchone()[0]
+        self._oldest_us = at_us if oldest is None else oldest
+        if aged:
+            self._cache.clear()
+            self._cached = 0
+        return aged
+
+    def _forget_rows(self, vin: str) -> None:
+        old = self._cache.pop(vin, None)
+        self._cached -= len(old) if old is not None else 0
 
     def cache_size(self) -> int:
         """Readings held in memory (at most ``cache_readings``)."""

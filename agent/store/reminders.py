@@ -464,7 +464,7 @@ class ReminderService:
 
     def poll(self, now: datetime, put: Put, put_many: PutMany | None = None) -> int:
         """Run the next slice of the pass under way, or start a pass if one is due: the first
-        call (start-up), then daily at ``hour``. Cheap otherwise; call it every loop turn. A
+        call (start-up; ``startup_delay_s`` later with a delay), then daily at ``hour``. Cheap otherwise; call it every loop turn. A
         failure is logged and the pass started again in a few minutes, never raised:
         reminders must not stop the reader. Returns reminders sent by this call."""
         if not self.settings.enabled:
@@ -472,6 +472,8 @@ class ReminderService:
         state = self._pass
         try:
             if state is None:
+                if self._next_pass is None and self.settings.startup_delay_s > 0:
+                    self._next_pass = now + timedelta(seconds=self.settings.startup_delay_s)
                 if self._next_pass is not None and now < self._next_pass:
                     return 0
                 state = self._pass = self._start_pass(now)

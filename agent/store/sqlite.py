@@ -131,14 +131,27 @@ def check_intact(conn: sqlite3.Connection, path: Path | None = None) -> None:
         tables = [str(row[0]) for row in conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
         for table in tables:  # the first and the last leaf of each table
-            conn.execute(f'SELECT * FROM "{table}" ORDER BY rowid LIMIT 1').fetchall()
-            conn.execute(f'SELECT * FROM "{table}" ORDER BY rowid DESC LIMIT 1').fetchall()
+            order = _storage_order(conn, table)
+            conn.execute(f'SELECT * FROM "{table}" ORDER BY {order} LIMIT 1').fetchall()
+            conn.execute(f'SELECT * FROM "{table}" ORDER BY {order} DESC LIMIT 1').fetchall()
         if pages <= 0:
             raise _malformed("no pages")
         return
     problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check(3)")]
     if problems != ["ok"]:
         raise _malformed("; ".join(problems))
+
+
+def _storage_order(conn: sqlite3.Connection, table: str) -> str:
+    """The key ``table``'s rows are stored in: ``rowid``, or for a ``WITHOUT ROWID`` table
+    its primary key's columns (the only ones in a single-column key)."""
+    sql = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+                       (table,)).fetchone()[0] or ""
+    if not sql.rstrip().rstrip(";").upper().endswith("WITHOUT ROWID"):
+        return "rowid"
+    key = sorted((int(row[5]), str(row[1])) for row in
+                 conn.execute(f'PRAGMA table_info("{table}")') if int(row[5]) > 0)
+    return ", ".join(f'"{name}"' for _, name in key)
 
 
 def _malformed(why: str) -> sqlite3.DatabaseError:

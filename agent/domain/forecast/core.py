@@ -24,12 +24,16 @@ from agent.domain.forecast.settings import ForecastSettings
 from agent.domain.forecast.spread import distance_spread
 from agent.domain.forecast.trends import (
     HistoryAnomalies,
+    HistorySummary,
     HistoryView,
+    SummarizedReadings,
     TrendFit,
     availability_trend_fit,
     build_view,
     history_km_per_day,
     item_fall_rates,
+    read_at_us,
+    view_of,
 )
 from agent.domain.models import (
     Estimate,
@@ -152,13 +156,25 @@ def _service_wear_trend(item: ServiceItem, session: KeySession, *, per_km: bool,
     return drop / days if days >= settings.min_wear_days else None
 
 
-def forecast_session(session: KeySession, read_at: datetime, history: Sequence[PastReading],
+def forecast_session(session: KeySession, read_at: datetime,
+                     history: Sequence[PastReading] | HistorySummary,
                      settings: ForecastSettings) -> ForecastResult:
     """The forecast of ``session`` read at ``read_at`` (tz-aware), given the vehicle's earlier
-    readouts on this site. Pure and deterministic; raises ValueError for a naive ``read_at``."""
+    readouts on this site, or their :class:`HistorySummary` (what the vehicle history keeps
+    and gives with :class:`SummarizedReadings`: the same forecast for less work). Pure and
+    deterministic; raises ValueError for a naive ``read_at`` or a summary of readouts read
+    after it."""
     read_date = read_date_of(read_at, settings)
     current = PastReading.from_session(session, read_at.astimezone(UTC), "")
-    view = build_view(history, current, settings)
+    if isinstance(history, HistorySummary):
+        if history.read_until_us is not None and history.read_until_us > read_at_us(current):
+            raise ValueError("the history summary has readouts read after this one")
+        view = view_of(history, current, settings)
+    elif isinstance(history, SummarizedReadings) and (
+            kept := history.summary_until(read_at)) is not None:
+        view = view_of(kept, current, settings)  # the readings are not read at all
+    else:
+        view = build_view(history, current, settings)
 
     km_per_day, basis = _daily_distance(session, view, settings)
     km_per_day = round(km_per_day, 1)

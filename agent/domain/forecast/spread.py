@@ -86,9 +86,9 @@ def distance_spread(view: HistoryView, basis: str, *, vehicle_age_days: int | No
             day_var = (weight * prior_day_var + observed) / (weight + len(rates) - 1)
         timed = [s for s in view.segments if s.days > 0]
         weighted_days = sum(s.weight * s.days for s in timed)
-        newest = max(s.end.data_date for s in timed)
+        newest = max(s.end_day for s in timed)
         # How far the data lie behind the data date: the weighted age of the segments' middles.
-        lag = sum(s.weight * s.days * ((newest - s.start.data_date).days - s.days / 2.0)
+        lag = sum(s.weight * s.days * ((newest - s.start_day) - s.days / 2.0)
                   for s in timed) / weighted_days
         estimate = min(fleet_var, day_var / max(total_days, 1.0) + drift * max(lag, 0.0))
     elif basis == "vehicle_age" and vehicle_age_days:

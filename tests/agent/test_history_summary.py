@@ -1,0 +1,133 @@
+"""The vehicle history's summary rows (agent/store/history.py, ``summaries``) stand for the
+readings exactly: after any sequence of readouts (out of order, duplicates, both bounds at
+work) a VIN's row is the summary of its readings, and a forecast from it is the forecast
+from the readings; a change to the readings by anyone else (another connection, plain SQL)
+makes the history summarise the readings again instead of trusting the row."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from forecast_fixtures import VIN, at, item, session
+
+from agent.domain.forecast import ForecastSettings, forecast_session, summarize_history
+from agent.domain.forecast.trends import HISTORY_WINDOW
+from agent.store.history import VehicleHistory
+from protocols.cbs_types import CbsType
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from big_history import build_state  # noqa: E402
+
+VINS = [VIN, "WBA8E5107FK65432A", "WBA8E5107FK65432B"]
+SETTINGS = ForecastSettings()
+FAR = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def _visit(vin: str, days: int, km: int, serviced: int = 3):  # type: ignore[no-untyped-def]
+    oil = item(0, CbsType.ENGINE_OIL, availability=max(0, 90 - days // 10),
+               remaining=max(1, 15_000 - km % 15_000), due=(2027, 6), count=serviced)
+    pads = item(1, CbsType.BRAKE_PADS_FRONT, availability=max(0, 80 - days // 20),
+                remaining=max(1, 40_000 - km % 40_000), count=1)
+    return session(oil, pads, mileage=km, data_date=date(2024, 1, 1) + timedelta(days=days), vin=vin)
+
+
+def _summary_row(history: VehicleHistory, vin: str):  # type: ignore[no-untyped-def]
+    return history.readings(vin).summary_until(FAR)
+
+
+def test_summary_rows_mirror_the_readings(tmp_path: Path) -> None:
+    rng = random.Random(11)
+    history = VehicleHistory(tmp_path / "h.sqlite3", retention_days=700, max_per_vehicle=HISTORY_WINDOW + 5,
+                             cache_readings=20)
+    rows = 0
+    try:
+        for n in range(400):
+            vin = rng.choice(VINS)
+            days = n * 4 + rng.randint(-60, 20)  # mostly forward, sometimes back, some rollbacks
+            km = 10_000 + days * 40 + (rng.randint(-9000, 0) if rng.random() < 0.03 else 0)
+            s = _visit(vin, max(0, days), km, serviced=3 + days // 500)
+            rid = f"r{n if rng.random() > 0.1 else n - 1}"
+            history.record(s, at(s.vehicle.data_date), rid)
+            for probe in VINS:
+                readings = list(history.readings(probe))
+                kept = _summary_row(history, probe)
+                # None: the age bound took readings of this VIN while another was recorded
+                # (its row is written again at its next readout)
+                if kept is not None:
+                    rows += 1
+                    assert kept == summarize_history(readings, probe, SETTINGS), n
+            # The forecast of the next visit from the row is the one from the readings.
+            nxt = _visit(vin, max(0, days) + 30, km + 1200)
+            when = at(nxt.vehicle.data_date)
+            lazy = history.readings(vin)
+            assert forecast_session(nxt, when, lazy, SETTINGS) == \
+                forecast_session(nxt, when, list(lazy), SETTINGS), n
+        assert history.counters["pruned"] > 0 and history.counters["duplicates"] > 0
+        assert rows > 600  # most of the time the row is there
+    finally:
+        history.close()
+
+
+def test_other_writers_make_the_row_be_rebuilt(tmp_path: Path) -> None:
+    path = tmp_path / "shared.sqlite3"
+    first, second = VehicleHistory(path), VehicleHistory(path)
+    try:
+        for n in range(3):
+            s = _visit(VIN, n * 40, 20_000 + n * 1500)
+            first.record(s, at(s.vehicle.data_date), f"a{n}")
+        assert _summary_row(first, VIN) is not None
+        conn = sqlite3.connect(path)  # plain SQL, as an older agent or a tool would write
+        conn.execute("DELETE FROM readings WHERE readout_id = 'a0'")
+        conn.commit()
+        conn.close()
+        assert _summary_row(first, VIN) is None  # the trigger forgot it
+        readings = list(first.readings(VIN))
+        assert [r.readout_id for r in readings] == ["a1", "a2"]
+        later = _visit(VIN, 200, 26_000)
+        second.record(later, at(later.vehicle.data_date), "b")  # rebuilt from the readings
+        assert _summary_row(first, VIN) == summarize_history(list(first.readings(VIN)), VIN, SETTINGS)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_readout_older_than_the_row_reads_the_readings(tmp_path: Path) -> None:
+    with VehicleHistory(tmp_path / "h.sqlite3") as history:
+        visits = [_visit(VIN, n * 60, 20_000 + n * 2000) for n in range(4)]
+        for n, s in enumerate(visits):
+            history.record(s, at(s.vehicle.data_date), f"v{n}")
+        earlier_at = at(visits[2].vehicle.data_date) + timedelta(hours=1)  # a replayed capture
+        lazy = history.readings(VIN)
+        assert lazy.summary_until(earlier_at) is None
+        assert forecast_session(visits[2], earlier_at, lazy, SETTINGS) == \
+            forecast_session(visits[2], earlier_at, list(lazy)[:3], SETTINGS)
+
+
+def test_the_big_history_generator_writes_the_agents_rows(tmp_path: Path) -> None:
+    built = build_state(tmp_path / "state", vehicles=30, years=10, real=5, quiet=True,
+                        now=datetime(2026, 12, 7, 9, tzinfo=UTC))
+    with VehicleHistory(tmp_path / "state" / "history.sqlite3", retention_days=3650) as history:
+        vins = [r[0] for r in history._conn.execute("SELECT DISTINCT vin FROM readings")]
+        assert len(vins) == built.vehicles
+        for vin in vins:
+            readings = list(history.readings(vin))
+            assert _summary_row(history, vin) == summarize_history(readings, vin, SETTINGS)
+
+
+def test_the_light_check_at_open_reads_the_summary_table(tmp_path: Path,
+                                                          monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A large file closed cleanly gets only its tables' first and last rows read at open
+    (agent/store/sqlite.py, check_intact); the summaries table has no rowid."""
+    import agent.store.sqlite as store_sqlite
+    path = tmp_path / "h.sqlite3"
+    with VehicleHistory(path) as history:
+        for n in range(3):
+            s = _visit(VINS[n], 10, 20_000)
+            history.record(s, at(s.vehicle.data_date), f"a{n}")
+    monkeypatch.setattr(store_sqlite, "FULL_CHECK_MAX_BYTES", 0)
+    with VehicleHistory(path) as history:  # the light check, then a row read back
+        assert _summary_row(history, VINS[2]) is not None
