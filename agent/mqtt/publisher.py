@@ -43,13 +43,16 @@ Publishing while the outbox commits
     again at the first row of the outbox.
 
 The reader first
-    While the service turns a completed key read into messages and commits them
-    (:meth:`MqttPublisher.reader_turn`), the publisher sends no backlog and deletes nothing:
+    From the first frame of a key read until the service has committed its messages
+    (:meth:`MqttPublisher.reader_busy`), the publisher sends no backlog and deletes nothing:
     draining a long outage keeps two threads busy in Python (7,000-10,000 messages/s), and a
     read that shared the interpreter with them took twice as long to be stored
-    (docs/performance.md, "A long outage drains fast"). The rows of the read itself are still
+    (docs/performance.md, "Years at a busy site", 5b). The rows of the read itself are still
     sent while its commit runs when they are next in order; whatever was held back goes out as
-    soon as the turn ends, a few milliseconds later. Order is not touched: nothing overtakes.
+    soon as the read is stored, a few milliseconds later; a hold lasts at most
+    ``READER_TURN_MAX_S``. Order is not touched: nothing overtakes. After a large delete batch
+    the pump fsyncs the outbox's log itself (``Outbox.sync_log``), so that the read's commit
+    carries only its own rows to the disk.
 
 Refusals (MQTT 5)
     A PUBACK with an error reason code (0x80 and above, e.g. 0x87 *not authorized* when an ACL
@@ -78,8 +81,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agent.contract.topics import Topics
@@ -181,7 +183,7 @@ class MqttPublisher:
         # Called with each acknowledged message's created_at (the metrics' delivery time);
         # set before start().
         self.on_delivered: Callable[[float], None] | None = None
-        # Set by the service while it turns a key read into messages (see reader_turn); read
+        # Set by the service while a key is being read (see reader_busy); read
         # by the other threads without a lock: a turn that starts a moment late costs nothing.
         self._reader_turn = False
         self._reader_turn_since = 0.0
@@ -304,16 +306,6 @@ class MqttPublisher:
         log.info("MQTT: stopped (%d published, %d acknowledged, %d refused, %d waiting in the "
                  "outbox)", self.published, self.acked, self.failed, self.outbox.depth())
         return undelivered
-
-    @contextmanager
-    def reader_turn(self) -> Iterator[None]:
-        """Hold back the backlog (sends and deletes) while the block runs; see "The reader
-        first" in the module docstring."""
-        self.reader_busy(True)
-        try:
-            yield
-        finally:
-            self.reader_busy(False)
 
     def reader_busy(self, busy: bool) -> None:
         """The service is reading a key (True) or done with it (False): hold back the backlog

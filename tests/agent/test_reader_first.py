@@ -42,11 +42,12 @@ def test_the_backlog_waits_for_the_readers_turn_and_then_goes_out_in_order(
     try:
         publisher.start(lambda: STATUS)
         assert publisher.wait_connected(10)
-        with publisher.reader_turn():
-            outbox.put_many([message(n) for n in range(50)])  # a backlog another start left
-            publisher.notify()
-            time.sleep(0.3)  # the pump had every chance to send it
-            assert publisher.published == 0 and numbers(subscriber) == []
+        publisher.reader_busy(True)
+        outbox.put_many([message(n) for n in range(50)])  # a backlog another start left
+        publisher.notify()
+        time.sleep(0.3)  # the pump had every chance to send it
+        assert publisher.published == 0 and numbers(subscriber) == []
+        publisher.reader_busy(False)
         subscriber.wait_for_count(50)
         wait_until(lambda: outbox.depth() == 0, what="the backlog acknowledged and deleted")
         assert numbers(subscriber) == list(range(50))
@@ -68,9 +69,10 @@ def test_a_reads_own_rows_still_go_out_during_its_turn_when_nothing_is_ahead(
         subscriber.wait_for_count(1)
         wait_until(lambda: outbox.depth() == 0, what="row 0 acknowledged")
         early = publisher.sent_before_commit
-        with publisher.reader_turn():
-            outbox.put_many([message(1)], listener=publisher)
-            subscriber.wait_for_count(2)  # inside the turn: nothing was ahead of it
+        publisher.reader_busy(True)
+        outbox.put_many([message(1)], listener=publisher)
+        subscriber.wait_for_count(2)  # while the key is read: nothing was ahead of it
+        publisher.reader_busy(False)
         assert publisher.sent_before_commit == early + 1
         wait_until(lambda: outbox.depth() == 0, what="row 1 deleted once the turn ended")
     finally:
