@@ -11,11 +11,15 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from broker import MosquittoBroker, Subscriber, wait_until
 
 from agent.contract.topics import Topics
+from agent.mqtt import publisher as publisher_module
 from agent.mqtt.publisher import MqttPublisher
 from agent.mqtt.settings import MqttSettings
 from agent.store import outbox as outbox_module
@@ -34,51 +38,55 @@ def numbers(subscriber: Subscriber) -> list[int]:
     return [m.json()["n"] for m in subscriber.snapshot()]
 
 
-def test_the_backlog_waits_for_the_readers_turn_and_then_goes_out_in_order(
-        tmp_path: Path, mosquitto: MosquittoBroker) -> None:
+@dataclass
+class Link:
+    """An outbox, a publisher connected to the test's broker, a subscriber of the readouts."""
+
+    outbox: Outbox
+    publisher: MqttPublisher
+    subscriber: Subscriber
+
+
+@pytest.fixture
+def link(tmp_path: Path, mosquitto: MosquittoBroker) -> Iterator[Link]:
     subscriber = Subscriber.for_broker(mosquitto, TOPICS.readout).start()
     outbox = Outbox(tmp_path / "o.db")
     publisher = MqttPublisher(MqttSettings(url=mosquitto.url), outbox, TOPICS)
     try:
         publisher.start(lambda: STATUS)
         assert publisher.wait_connected(10)
-        publisher.reader_busy(True)
-        outbox.put_many([message(n) for n in range(50)])  # a backlog another start left
-        publisher.notify()
-        time.sleep(0.3)  # the pump had every chance to send it
-        assert publisher.published == 0 and numbers(subscriber) == []
-        publisher.reader_busy(False)
-        subscriber.wait_for_count(50)
-        wait_until(lambda: outbox.depth() == 0, what="the backlog acknowledged and deleted")
-        assert numbers(subscriber) == list(range(50))
+        yield Link(outbox, publisher, subscriber)
     finally:
         publisher.stop(timeout_s=2)
         outbox.close()
         subscriber.stop()
 
 
-def test_a_reads_own_rows_still_go_out_during_its_turn_when_nothing_is_ahead(
-        tmp_path: Path, mosquitto: MosquittoBroker) -> None:
-    subscriber = Subscriber.for_broker(mosquitto, TOPICS.readout).start()
-    outbox = Outbox(tmp_path / "o.db")
-    publisher = MqttPublisher(MqttSettings(url=mosquitto.url), outbox, TOPICS)
-    try:
-        publisher.start(lambda: STATUS)
-        assert publisher.wait_connected(10)
-        outbox.put_many([message(0)], listener=publisher)
-        subscriber.wait_for_count(1)
-        wait_until(lambda: outbox.depth() == 0, what="row 0 acknowledged")
-        early = publisher.sent_before_commit
-        publisher.reader_busy(True)
-        outbox.put_many([message(1)], listener=publisher)
-        subscriber.wait_for_count(2)  # while the key is read: nothing was ahead of it
-        publisher.reader_busy(False)
-        assert publisher.sent_before_commit == early + 1
-        wait_until(lambda: outbox.depth() == 0, what="row 1 deleted once the turn ended")
-    finally:
-        publisher.stop(timeout_s=2)
-        outbox.close()
-        subscriber.stop()
+def test_the_backlog_waits_for_the_readers_turn_and_then_goes_out_in_order(link: Link) -> None:
+    outbox, publisher, subscriber = link.outbox, link.publisher, link.subscriber
+    publisher.reader_busy(True)
+    outbox.put_many([message(n) for n in range(50)])  # a backlog another start left
+    publisher.notify()
+    time.sleep(0.3)  # the pump had every chance to send it
+    assert publisher.published == 0 and numbers(subscriber) == []
+    publisher.reader_busy(False)
+    subscriber.wait_for_count(50)
+    wait_until(lambda: outbox.depth() == 0, what="the backlog acknowledged and deleted")
+    assert numbers(subscriber) == list(range(50))
+
+
+def test_a_reads_own_rows_still_go_out_during_its_turn_when_nothing_is_ahead(link: Link) -> None:
+    outbox, publisher, subscriber = link.outbox, link.publisher, link.subscriber
+    outbox.put_many([message(0)], listener=publisher)
+    subscriber.wait_for_count(1)
+    wait_until(lambda: outbox.depth() == 0, what="row 0 acknowledged")
+    early = publisher.sent_before_commit
+    publisher.reader_busy(True)
+    outbox.put_many([message(1)], listener=publisher)
+    subscriber.wait_for_count(2)  # while the key is read: nothing was ahead of it
+    publisher.reader_busy(False)
+    assert publisher.sent_before_commit == early + 1
+    wait_until(lambda: outbox.depth() == 0, what="row 1 deleted once the turn ended")
 
 
 def test_the_backlog_is_read_on_its_own_connection_and_sees_committed_rows_only(
@@ -124,23 +132,12 @@ def test_a_commit_leaves_the_log_to_the_publishers_checkpoint(tmp_path: Path) ->
 
 
 def test_a_reader_that_never_stops_does_not_stop_the_drain(
-        tmp_path: Path, mosquitto: MosquittoBroker, monkeypatch) -> None:
-    from agent.mqtt import publisher as publisher_module
-
+        link: Link, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(publisher_module, "READER_TURN_MAX_S", 0.2)
-    subscriber = Subscriber.for_broker(mosquitto, TOPICS.readout).start()
-    outbox = Outbox(tmp_path / "o.db")
-    publisher = MqttPublisher(MqttSettings(url=mosquitto.url), outbox, TOPICS)
-    try:
-        publisher.start(lambda: STATUS)
-        assert publisher.wait_connected(10)
-        publisher.reader_busy(True)  # and never False: a reader streaming frames
-        outbox.put_many([message(n) for n in range(100)])
-        publisher.notify()
-        subscriber.wait_for_count(100, timeout_s=10)
-        wait_until(lambda: outbox.depth() == 0, what="the backlog deleted all the same")
-        assert numbers(subscriber) == list(range(100))
-    finally:
-        publisher.stop(timeout_s=2)
-        outbox.close()
-        subscriber.stop()
+    outbox, publisher, subscriber = link.outbox, link.publisher, link.subscriber
+    publisher.reader_busy(True)  # and never False: a reader streaming frames
+    outbox.put_many([message(n) for n in range(100)])
+    publisher.notify()
+    subscriber.wait_for_count(100, timeout_s=10)
+    wait_until(lambda: outbox.depth() == 0, what="the backlog deleted all the same")
+    assert numbers(subscriber) == list(range(100))
