@@ -132,12 +132,18 @@ def test_disk_full_holds_readouts_and_delivers_them_when_space_returns(
     assert agent.pid == pid and agent.starts == 1
     log = agent.log_text()
     assert "Traceback" not in log
-    statuses = _statuses(recovered)
-    at_error = statuses.index(first_error)
-    healed = next(s for s in statuses[at_error:] if s["outbox"]["error"] is None)
-    held_in_all = healed["counters"]["readouts"] - readouts_at_error + 1
-    assert log.count("outbox cannot commit") <= held_in_all + 2  # + reminders, if any
-    assert "outbox writable again" in log
+    # The error may clear and come back while the disk is still full (a checkpointed log
+    # reuses its space, so a commit can succeed); each "cannot commit" line opens such an
+    # episode or names a new error text, never a retry of the same one.
+    failed = [line.split("outbox cannot commit: ", 1)[1].split(" (holding", 1)[0]
+              for line in log.splitlines() if "outbox cannot commit: " in line]
+    healed = log.count("outbox writable again")
+    assert healed >= 1
+    assert len(failed) <= healed + len(set(failed)), (len(failed), healed, set(failed))
+    # An episode ends only at a commit and starts only at a readout's (or reminder's) commit:
+    # there are no more of them than readouts read from the error until space returned.
+    read_in_all = _statuses(recovered)[-1]["counters"]["readouts"] - readouts_at_error + 1
+    assert healed <= read_in_all + 1, (healed, read_in_all)
 
     # Everything read, before, during and after, arrived in order, exactly as read.
     payloads, counts = first_deliveries(outcomes.snapshot())
