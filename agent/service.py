@@ -62,6 +62,10 @@ MAX_BATCH_SESSIONS = 32
 # While the daily reminder pass runs, a turn waits at most this long for the reader before the
 # pass's next slice (about a millisecond): 100,000 vehicles in about 10 s on an idle reader.
 PASS_READ_S = 0.01
+# Committed readouts wait this long for a quiet reader before they are written to the vehicle
+# history and the reminder store (see _remember_later): the readout is on its way to the
+# broker meanwhile.
+REMEMBER_AFTER_S = 0.002
 
 # A session event with the frame-clock offset of the read that produced it.
 _Outcome = tuple[SessionEvent, float]
@@ -101,6 +105,9 @@ class AgentService:
         # Payloads the outbox could not take (disk full, read-only): kept, bounded, retried.
         self._uncommitted: deque[OutboxMessage] = deque()
         self._reading = False  # a key is being read: the publisher holds back a backlog
+        # Readouts committed but not yet in the vehicle history and the reminder store, with
+        # their JSON (see _remember_later).
+        self._to_remember: list[tuple[SessionAccepted, Readout, str]] = []
         self.dropped = 0
         # Frame time minus wall time at the latest frame: CAN interfaces may stamp frames with
         # their own clock; the session timeout runs on frame time, read_at on the agent's clock.
@@ -175,6 +182,7 @@ class AgentService:
                 except Exception:
                     log.exception("stopping %s failed", type(companion).__name__)
             self.reader.close()
+            self._remember()
             self._stop_publisher()
             self.outbox.close()
             if self.pipeline.history is not None:
@@ -257,11 +265,15 @@ class AgentService:
         """One turn: read what the reader has (more while it holds more, see the module
         docstring), assemble, commit what completed."""
         if not self._jobs.empty():
+            self._remember()  # a job may read the stores (republish)
             self._run_jobs()
         if self.reminders is not None and self.reminders.in_pass:
             timeout_s = min(timeout_s, PASS_READ_S)  # the next slice of the pass soon
+        if self._to_remember and not self.assembler.in_session:
+            timeout_s = min(timeout_s, REMEMBER_AFTER_S)
         outcomes: list[_Outcome] = []
         events = self.reader.read(timeout_s)
+        quiet = not events
         if events and not self._reading:
             # A key is being read: the publisher holds back a backlog until it is stored.
             self._reading = True
@@ -298,6 +310,9 @@ class AgentService:
             self.publisher.reader_busy(False)
         if self._uncommitted:
             self._retry_uncommitted()
+        if self._to_remember and (len(self._to_remember) >= MAX_BATCH_SESSIONS
+                                  or quiet and not self.assembler.in_session):
+            self._remember()
         if self.reminders is not None and not outcomes and not self.assembler.in_session:
             # One slice of the daily pass per turn (agent/store/reminders.py, about a ms),
             # only on a turn with no key read under way and none just completed: a slice
@@ -330,15 +345,18 @@ class AgentService:
     def _handle_batch(self, outcomes: list[_Outcome]) -> None:
         if not outcomes:
             return
+        if self._to_remember:  # a readout's forecast sees its vehicle's earlier readout
+            waiting = {event.session.vin for event, _, _ in self._to_remember}
+            if any(isinstance(event, SessionAccepted) and event.session.vin in waiting
+                   for event, _ in outcomes):
+                self._remember()
         batch: list[OutboxMessage] = []
-        accepted: list[tuple[SessionAccepted, Readout]] = []
+        accepted: list[tuple[SessionAccepted, Readout, str]] = []  # with the readout's JSON
         notes: list[tuple[int, str, tuple[object, ...]]] = []
-        wire_json: list[str] = []  # each readout's JSON, for the reminders store
         for event, offset in outcomes:
             if isinstance(event, SessionAccepted):
                 readout = self.pipeline.readout(event, event_time(event.completed_at - offset))
                 wire = to_json(readout)
-                wire_json.append(wire)
                 payload = wire.encode()
                 self.readouts += 1
                 notes.append((logging.INFO, "readout %s: VIN %s, %d km, %d items, %s",
@@ -350,7 +368,7 @@ class AgentService:
                 if self.retain_vehicles:
                     batch.append(OutboxMessage(self.topics.vehicle(readout.vehicle.vin), payload,
                                                True, READOUT_SCHEMA, readout.readout_id))
-                accepted.append((event, readout))
+                accepted.append((event, readout, wire))
             else:
                 rejection = self.pipeline.rejection(event, event_time(event.at - offset))
                 self.rejected += 1
@@ -368,17 +386,33 @@ class AgentService:
             else:
                 log.log(max(level, logging.WARNING), message + " (NOT STORED yet: held in "
                         "memory until the outbox takes it)", *args)
-        if accepted:
-            try:  # one history transaction for the batch (no two readouts of a VIN in it)
-                self.pipeline.remember_many([(event.session, readout)
-                                             for event, readout in accepted])
-            except Exception as exc:  # history is an aid to the forecast, never a reason to stop
-                log.error("vehicle history not updated for %s: %s",
-                          ", ".join(readout.vehicle.vin for _, readout in accepted), exc)
-        if self.reminders is not None and accepted:
-            readouts = [readout for _, readout in accepted]
-            try:  # one transaction per batch
-                self.reminders.observe_many(readouts, wire_json)
+        self._to_remember.extend(accepted)
+
+    def _remember(self) -> None:
+        """Write the committed readouts waiting in ``_to_remember`` to the vehicle history and
+        the reminder store, one transaction each.
+
+        Why later, not right after the commit: the publisher sends a readout while its commit
+        runs, and on the appliance's two cores the history's and the reminder store's writes
+        (0.5–1 ms of B-tree work and compression on a large dealer's files) would compete with
+        the publisher, the broker and its subscriber for the CPU while the readout is on its
+        way. The loop writes them at its next turn that reads nothing, about
+        ``REMEMBER_AFTER_S`` later, with no session open; before it forecasts a vehicle that
+        is waiting here (the forecast sees every earlier readout), before a job, and at stop.
+        A crash in between costs history entries, never a readout (the outbox has it)."""
+        accepted, self._to_remember = self._to_remember, []
+        if not accepted:
+            return
+        try:  # one history transaction (no two readouts of a VIN between two writes)
+            self.pipeline.remember_many([(event.session, readout)
+                                         for event, readout, _ in accepted])
+        except Exception as exc:  # history is an aid to the forecast, never a reason to stop
+            log.error("vehicle history not updated for %s: %s",
+                      ", ".join(readout.vehicle.vin for _, readout, _ in accepted), exc)
+        if self.reminders is not None:
+            readouts = [readout for _, readout, _ in accepted]
+            try:  # one transaction
+                self.reminders.observe_many(readouts, [wire for _, _, wire in accepted])
             except Exception as exc:  # reminders are an aid too
                 log.error("reminders store not updated for %s: %s",
                           ", ".join(r.vehicle.vin for r in readouts), exc)

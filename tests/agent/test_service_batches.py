@@ -83,6 +83,11 @@ def test_a_vehicle_read_twice_in_one_turn_is_committed_in_two_batches(tmp_path: 
         assert [r.topic for r in rows] == [topics.readout, topics.vehicle(first.vin),
                                            topics.readout, topics.vehicle(other.vin),
                                            topics.readout, topics.vehicle(first.vin)]
+        # The history is written on the next quiet turn (the readouts are on their way to the
+        # broker meanwhile), or before a forecast needs it: the first batch's two readouts went
+        # in before the third one was forecast, the third waits for the quiet turn.
+        assert len(history.readings(first.vin)) == 1 and len(history.readings(other.vin)) == 1
+        service.step(0.0)  # the reader has nothing
         assert len(history.readings(first.vin)) == 2
     finally:
         outbox.close()
