@@ -8,7 +8,8 @@ fsync). A turn reads once; when that completed a session and the reader already 
 it reads on (never waiting) for at most ``BATCH_WINDOW_S`` or ``MAX_BATCH_SESSIONS``, so a
 backlog is committed in batches while a lone session is committed at once. Two readouts of
 one vehicle never share a batch: the second one's forecast must see the first in the
-vehicle history, which is written after the commit (as it always was).
+vehicle history, which is written after the commit (on the loop's next quiet turn, or at
+once when a readout of a vehicle waiting to be written completes: see ``_remember``).
 
 The publisher hears of the rows as soon as they are inserted and may send them while the
 commit's fsync runs (agent/store/outbox.py, docs/outbox.md).
@@ -48,6 +49,7 @@ from agent.store.deferred import DeferredOutbox, DeferredReminders
 from agent.store.outbox import Outbox, OutboxMessage
 from agent.store.reminders import ReminderService
 from protocols.can_frame import CanFrame
+from protocols.key_session import KeySession
 from protocols.session import SessionAccepted, SessionAssembler, SessionEvent
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,7 @@ MAX_BATCH_SESSIONS = 32
 # pass's next slice (about a millisecond): 100,000 vehicles in about 10 s on an idle reader.
 PASS_READ_S = 0.01
 # Committed readouts wait this long for a quiet reader before they are written to the vehicle
-# history and the reminder store (see _remember_later): the readout is on its way to the
+# history and the reminder store (see _remember): the readout is on its way to the
 # broker meanwhile.
 REMEMBER_AFTER_S = 0.002
 
@@ -105,9 +107,9 @@ class AgentService:
         # Payloads the outbox could not take (disk full, read-only): kept, bounded, retried.
         self._uncommitted: deque[OutboxMessage] = deque()
         self._reading = False  # a key is being read: the publisher holds back a backlog
-        # Readouts committed but not yet in the vehicle history and the reminder store, with
-        # their JSON (see _remember_later).
-        self._to_remember: list[tuple[SessionAccepted, Readout, str]] = []
+        # Readouts committed but not yet in the vehicle history and the reminder store: each
+        # with its session and its JSON (see _remember).
+        self._to_remember: list[tuple[KeySession, Readout, str]] = []
         self.dropped = 0
         # Frame time minus wall time at the latest frame: CAN interfaces may stamp frames with
         # their own clock; the session timeout runs on frame time, read_at on the agent's clock.
@@ -346,12 +348,12 @@ class AgentService:
         if not outcomes:
             return
         if self._to_remember:  # a readout's forecast sees its vehicle's earlier readout
-            waiting = {event.session.vin for event, _, _ in self._to_remember}
+            waiting = {session.vin for session, _, _ in self._to_remember}
             if any(isinstance(event, SessionAccepted) and event.session.vin in waiting
                    for event, _ in outcomes):
                 self._remember()
         batch: list[OutboxMessage] = []
-        accepted: list[tuple[SessionAccepted, Readout, str]] = []  # with the readout's JSON
+        accepted: list[tuple[KeySession, Readout, str]] = []  # with the readout's JSON
         notes: list[tuple[int, str, tuple[object, ...]]] = []
         for event, offset in outcomes:
             if isinstance(event, SessionAccepted):
@@ -368,7 +370,7 @@ class AgentService:
                 if self.retain_vehicles:
                     batch.append(OutboxMessage(self.topics.vehicle(readout.vehicle.vin), payload,
                                                True, READOUT_SCHEMA, readout.readout_id))
-                accepted.append((event, readout, wire))
+                accepted.append((event.session, readout, wire))
             else:
                 rejection = self.pipeline.rejection(event, event_time(event.at - offset))
                 self.rejected += 1
@@ -404,8 +406,7 @@ class AgentService:
         if not accepted:
             return
         try:  # one history transaction (no two readouts of a VIN between two writes)
-            self.pipeline.remember_many([(event.session, readout)
-                                         for event, readout, _ in accepted])
+            self.pipeline.remember_many([(session, readout) for session, readout, _ in accepted])
         except Exception as exc:  # history is an aid to the forecast, never a reason to stop
             log.error("vehicle history not updated for %s: %s",
                       ", ".join(readout.vehicle.vin for _, readout, _ in accepted), exc)
