@@ -74,6 +74,9 @@ class AgentCollector(Collector):
         for reason, count in sorted(service.rejections_by_reason.items()):
             rejections.add_metric([reason], count)
         yield rejections
+        yield _counter("cbs_forecasts_before_end", "Readouts forecast in the gap before their "
+                       "END frame (the history's part off the path to the broker).",
+                       service.pipeline.counters["prepared_used"])
         yield _counter("cbs_frames", "Frames read from the key reader.", counters.frames)
         yield _counter("cbs_bad_frames", "Frames refused (CRC, framing).", counters.bad_frames)
         yield _counter("cbs_published", "Outbox messages handed to the broker.",

@@ -3,21 +3,51 @@ capture decodes exactly as the live agent would have published it.
 
 A readout takes one pass (docs/architecture.md): the vehicle's history (store) -> the forecast
 (domain, pure) -> the payload with its priced proposal (contract) -> back to the service,
-which commits it to the outbox and only then remembers it (:meth:`ReadoutPipeline.remember`)."""
+which commits it to the outbox and only then remembers it (:meth:`ReadoutPipeline.remember`).
+
+The live agent may take the first two steps early: :meth:`ReadoutPipeline.prepare` forecasts
+a session whose data frames are all in, before its END frame arrives, and
+:meth:`ReadoutPipeline.readout` uses that forecast when END accepts that very session on the
+same day with the history unchanged, so the payload is exactly what it would have computed
+then. Why: the history's lookup and the forecast's trends are the part of a readout that
+grows with the history a vehicle has; in the gap before END (a frame's time on the wire) they
+cost the advisor nothing."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
 from agent.contract.payloads import build_rejection, readout_payload
-from agent.domain.forecast import ForecastSettings, forecast_session
+from agent.domain.forecast import (
+    ForecastResult,
+    ForecastSettings,
+    SummarizedReadings,
+    forecast_session,
+    read_date_of,
+)
 from agent.domain.models import Readout, Rejected, Transport, event_time
 from agent.domain.proposal import ProposalContext, default_proposal_context
 from agent.store.deferred import DeferredHistory
 from agent.store.history import VehicleHistory
 from protocols.key_session import KeySession
 from protocols.session import SessionAccepted, SessionRejected
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # the history's microseconds count from it
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A forecast made before END: for which session, as of when, on which history."""
+
+    session: KeySession
+    read_date: date
+    # The newest earlier readout's read_at: the forecast stands for readouts read at or after
+    # it (the history's summary does). None: the vehicle had none.
+    stands_from: datetime | None
+    history_version: object
+    result: ForecastResult
 
 
 class ReadoutPipeline:
@@ -39,12 +69,56 @@ class ReadoutPipeline:
         self.forecast_settings = forecast
         self.history = history
         self.proposal = proposal if proposal is not None else default_proposal_context()
+        self._prepared: _Prepared | None = None
+        #: Forecasts made by :meth:`prepare`, and those :meth:`readout` used.
+        self.counters: dict[str, int] = {"prepared": 0, "prepared_used": 0}
+
+    def _history_version(self) -> object:
+        return None if self.history is None else self.history.version()
+
+    @property
+    def prepared_session(self) -> KeySession | None:
+        """The session :meth:`prepare` last forecast, until a readout takes it."""
+        return None if self._prepared is None else self._prepared.session
+
+    def prepare(self, session: KeySession, read_at: datetime) -> None:
+        """Forecast ``session`` as if read at ``read_at`` (about now: its END frame is still
+        to come), for :meth:`readout` to use (module docstring). Only where the forecast
+        depends on the moment through its date alone: the vehicle has no earlier readout, or
+        the history's summary of them stands for ``read_at`` (none read after it)."""
+        self._prepared = None
+        version = self._history_version()
+        past = self.history.readings(session.vin) if self.history is not None else []
+        stands_from = None
+        if len(past):
+            summary = (past.summary_until(read_at) if isinstance(past, SummarizedReadings)
+                       else None)
+            if summary is None:
+                return  # the forecast would read the readings as of the moment: at END
+            if summary.read_until_us is not None:
+                stands_from = _EPOCH + timedelta(microseconds=summary.read_until_us)
+        result = forecast_session(session, read_at, past, self.forecast_settings)
+        self._prepared = _Prepared(session, read_date_of(read_at, self.forecast_settings),
+                                   stands_from, version, result)
+        self.counters["prepared"] += 1
+
+    def _forecast(self, session: KeySession, moment: datetime) -> ForecastResult:
+        """The forecast :meth:`prepare` made, when it is the one ``moment`` would give: the
+        same session object (the one the assembler previewed and END accepted), the same
+        read date, the history unchanged and its summary standing for ``moment``."""
+        prepared, self._prepared = self._prepared, None
+        if (prepared is not None and prepared.session is session
+                and (prepared.stands_from is None or moment >= prepared.stands_from)
+                and read_date_of(moment, self.forecast_settings) == prepared.read_date
+                and self._history_version() == prepared.history_version):
+            self.counters["prepared_used"] += 1
+            return prepared.result
+        past = self.history.readings(session.vin) if self.history is not None else []
+        return forecast_session(session, moment, past, self.forecast_settings)
 
     def readout(self, event: SessionAccepted, read_at: datetime | None = None) -> Readout:
         moment = read_at if read_at is not None else event_time(event.completed_at)
-        session = event.session
-        past = self.history.readings(session.vin) if self.history is not None else []
-        result = forecast_session(session, moment, past, self.forecast_settings)
+        result = self._forecast(event.session, moment)
         return readout_payload(event, site=self.site, reader=self.reader,
                                transport=self.transport, read_at=moment, forecast=result,
                                proposal=self.proposal)

@@ -13,6 +13,11 @@ once when a readout of a vehicle waiting to be written completes: see ``_remembe
 
 The publisher hears of the rows as soon as they are inserted and may send them while the
 commit's fsync runs (agent/store/outbox.py, docs/outbox.md).
+
+Forecast before END. A turn that leaves a session open with all its data frames in forecasts
+it there and then (``_prepare_open_session``, agent/pipeline.py ``prepare``); its END, a
+frame's time later, finds the forecast made. A backlog read at once has no such gap and is
+forecast at END.
 """
 
 from __future__ import annotations
@@ -307,6 +312,8 @@ class AgentService:
         outcomes.extend((outcome, self._frame_clock_offset) for outcome in
                         self.assembler.poll(self._wall_clock() + self._frame_clock_offset))
         self._handle(outcomes)
+        if events and self.assembler.in_session:
+            self._prepare_open_session()
         if self._reading and not self.assembler.in_session:
             self._reading = False
             self.publisher.reader_busy(False)
@@ -322,6 +329,23 @@ class AgentService:
             # a readout would hold the GIL while the publisher sends it.
             self.reminders.poll(datetime.fromtimestamp(self._wall_clock(), timezone.utc),
                                 self._put_reminder, self._put_reminders)
+
+    def _prepare_open_session(self) -> None:
+        """Forecast the open session as soon as its data frames are all in, before its END
+        frame (agent/pipeline.py, ``prepare``): END then finds the forecast made, and the
+        readout's history lookup and trends, the part that grows with the history a vehicle
+        has, are off the path from END to the subscriber. Once per session; a vehicle whose
+        earlier readout waits to be written to the history is written first (the forecast
+        sees it)."""
+        session = self.assembler.preview()
+        if session is None or session is self.pipeline.prepared_session:
+            return
+        if any(waiting.vin == session.vin for waiting, _, _ in self._to_remember):
+            self._remember()
+        try:
+            self.pipeline.prepare(session, datetime.fromtimestamp(self._wall_clock(), timezone.utc))
+        except Exception as exc:  # END forecasts it again, and reports what fails then
+            log.debug("forecast before END of %s not made: %s", session.vin, exc)
 
     def _put_reminder(self, topic: str, payload: bytes, retain: bool, schema: str,
                       message_id: str) -> None:

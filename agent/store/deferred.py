@@ -162,6 +162,11 @@ class DeferredHistory(DeferredStore[VehicleHistory]):
         store = self._open()
         return [] if store is None else store.readings(vin)
 
+    def version(self) -> tuple[int, int] | None:
+        """:meth:`VehicleHistory.version`; None while the history is not open."""
+        store = self._open()
+        return None if store is None else store.version()
+
     def record(self, session: KeySession, read_at: datetime, readout_id: str) -> None:
         self._required().record(session, read_at, readout_id)
 

@@ -243,6 +243,7 @@ class VehicleHistory:
         self._cache: OrderedDict[str, list[_Cached]] = OrderedDict()  # VIN -> as in the file
         self._cached = 0  # readings in the cache
         self._data_version: int | None = None
+        self._writes = 0  # transactions of ours (SQLite's data_version counts only others')
         self._oldest_us: int | None = None  # oldest read_at_us in the file; None: unknown
         #: One line on the damaged file moved aside at open (see agent/store/sqlite.py).
         self.quarantined: str | None = None
@@ -347,6 +348,18 @@ class VehicleHistory:
             except sqlite3.Error as exc:
                 raise HistoryError(f"vehicle history {self.path}: {exc}") from exc
 
+    def version(self) -> tuple[int, int]:
+        """A value that changes whenever the file's readings may have: a commit of another
+        connection (SQLite's ``data_version``) or one of this object's own.
+
+        Why: a forecast prepared from the history before a session's END frame
+        (agent/pipeline.py) stands only if nothing was written in between."""
+        with self._lock:
+            try:
+                return self._conn.execute("PRAGMA data_version").fetchone()[0], self._writes
+            except sqlite3.Error as exc:
+                raise HistoryError(f"vehicle history {self.path}: {exc}") from exc
+
     def _load(self, vin: str) -> list[PastReading]:
         with self._lock:
             try:
@@ -390,6 +403,8 @@ class VehicleHistory:
             self._cached = 0
             self._oldest_us = None
             raise
+        finally:
+            self._writes += 1
         for anomaly, session, reading in anomalies:
             log.warning("readout %s of %s: %s (data date %s, %d km); the forecast ignores it",
                         reading.readout_id, session.vin, anomaly.replace("_", " "),

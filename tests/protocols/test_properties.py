@@ -278,6 +278,41 @@ def test_largest_session_round_trip() -> None:
     assert accepted_sessions(assemble(frames)) == [session]
 
 
+@protocols_settings(60)
+@given(key_sessions(max_check_controls=3, max_dtcs=3), st.randoms(use_true_random=False),
+       st.sampled_from(["valid", "bad_crc", "short_count"]))
+def test_the_preview_is_the_session_END_accepts(session: KeySession, rng: random.Random,
+                                                 case: str) -> None:
+    """``preview()`` is None until FrameCount data frames are in (any order), then exactly the
+    session END accepts, as the same object; it never changes a rule: a bad CRC-32 or a wrong
+    FrameCount is still rejected at END, and the preview then stands for nothing."""
+    data = data_frame_payloads(session)
+    rng.shuffle(data)  # the CRC-32 is over arrival order, and frame_session computes it so
+    overrides = {"frame_count": len(data) - 1} if case == "short_count" else {}
+    frames = frame_session(session, data, **overrides)
+    if case == "bad_crc":
+        end = frames[-1]
+        frames[-1] = CanFrame(end.arbitration_id, end.data[:2] + bytes([end.data[2] ^ 1])
+                              + end.data[3:], end.timestamp)
+    assembler = SessionAssembler()
+    previews = []
+    for frame in frames[:-1]:
+        assert assembler.feed(frame) == []
+        previews.append(assembler.preview())
+    assert previews[0] is None  # START alone
+    if case == "short_count":
+        assert previews[-1] is None  # one data frame more than START announced
+    else:
+        assert all(p is None for p in previews[:-1]) and previews[-1] == session
+    events = assembler.feed(frames[-1])
+    assert len(events) == 1 and assembler.preview() is None
+    if case == "valid":
+        assert isinstance(events[0], SessionAccepted) and events[0].session is previews[-1]
+    else:
+        assert isinstance(events[0], SessionRejected)
+        assert events[0].reason == ("crc_mismatch" if case == "bad_crc" else "frame_count_mismatch")
+
+
 @st.composite
 def mixed_traffic(draw: st.DrawFn):
     """Valid sessions with shuffled data frames, identical repeats inside them, other traffic
@@ -404,6 +439,9 @@ def test_assembler_never_raises_and_stays_consistent(script) -> None:
         open_session = assembler._open  # white box: the memory bound
         if open_session is not None:
             assert len(open_session.frames) <= MAX_SESSION_SLOTS
+        preview = assembler.preview()  # never raises, and only with every data frame in
+        assert preview is None or (open_session is not None and len(open_session.frames)
+                                   == open_session.start["FrameCount"])
 
 
 def test_shuffled_example_sessions_are_accepted() -> None:
