@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
+import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -200,3 +201,43 @@ def test_the_service_forecasts_before_END_and_publishes_the_same_readouts(tmp_pa
     # The second forecast saw the first readout in the history, both ways.
     assert split_seen == whole_seen == [12, 13]
     assert split_kept == whole_kept == 12 + 2
+
+
+def test_no_slice_of_the_reminder_pass_while_a_key_is_read_or_its_readout_is_on_its_way(
+        tmp_path: Path) -> None:
+    """The loop runs the daily pass's slices only between key reads: none on a turn with a
+    session open, none for ``PASS_AFTER_READOUT_S`` after a turn that stored a readout (the
+    publisher, the broker and the subscriber move it then), and again after that."""
+    from agent.service import PASS_AFTER_READOUT_S
+    from agent.store.reminders import ReminderService
+
+    history = _history_with_visits(tmp_path / "h.sqlite3")
+    reminders = ReminderService(tmp_path / "r.sqlite3", site="S1", reader="desk1",
+                                topic="cbs/v1/S1/desk1/reminder")
+    polls: list[tuple[float, bool]] = []  # (monotonic time, a session open)
+    poll = reminders.poll
+    frames = encode_session(NOW, start_time=END_AT.timestamp(), frame_gap_s=0.001)
+    service = _service(tmp_path, [frames[:-1], frames[-1:]], history, END_AT.timestamp() + 0.1)
+    service.reminders = reminders
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        polls.append((time.monotonic(), service.assembler.in_session))
+        return poll(*args, **kwargs)
+
+    reminders.poll = spy  # type: ignore[method-assign]
+    try:
+        service.step(0.0)  # the data frames: a session open
+        assert polls == [] and service.assembler.in_session
+        before_end = time.monotonic()
+        service.step(0.0)  # END: the readout stored (after before_end)
+        assert service.readouts == 1 and polls == []
+        deadline = before_end + 10 * PASS_AFTER_READOUT_S
+        while time.monotonic() < deadline and not polls:
+            service.step(0.0)  # the reader has nothing more
+        assert polls, "the pass never got a turn after the readout"
+        assert polls[0][0] >= before_end + PASS_AFTER_READOUT_S
+        assert not any(open_ for _, open_ in polls)
+    finally:
+        service.outbox.close()
+        reminders.close()
+        history.close()
