@@ -121,11 +121,13 @@ def rss_kib(pid: int) -> int:
 # -- pre-encoded sessions -------------------------------------------------------------------
 
 
-def fleet_sessions(count: int, *, seed: int = 7, vehicles: int = 2000, start: int = 0):  # type: ignore[no-untyped-def]
-    """``count`` valid sessions of a seeded fleet (distinct content, so distinct readout ids)."""
+def fleet_sessions(count: int, *, seed: int = 7, vehicles: int = 2000, start: int = 0,  # type: ignore[no-untyped-def]
+                   base_date=None):
+    """``count`` valid sessions of a seeded fleet (distinct content, so distinct readout ids);
+    ``base_date`` as ``cbs-sim --base-date`` (None: today)."""
     from simulators.fleet import Fleet
 
-    return list(Fleet(seed, None, vehicle_count=vehicles).sessions(count, start=start))
+    return list(Fleet(seed, base_date, vehicle_count=vehicles).sessions(count, start=start))
 
 
 def serial_session_bytes(sessions: Iterable[object]) -> list[bytes]:

@@ -17,6 +17,11 @@ the last readout received.
 * ``--rates``: offered loads (sessions per second, paced by this process) each held for
   ``--seconds``; the achieved rate follows the offered one until the agent saturates.
 * then the whole backlog at once (as fast as the pty takes it): the saturation figure.
+* ``--state-dir DIR`` (filled by bench/big_history.py): everything twice, first with an empty
+  state directory, then with DIR (the agent writes into it as in production), on sessions
+  of DIR's fleet (its seed and base date), so every vehicle read has years of visits in the
+  history; the figure is the saturation rate with the history against the empty one (goal,
+  docs/performance.md "Years at a busy site", 2a: within 10 %).
 
 The simulator is not used here: it encodes sessions with cantools as it plays and cannot
 offer more than a few hundred per second itself.
@@ -32,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -51,6 +57,7 @@ from broker import MosquittoBroker, Subscriber  # noqa: E402
 from processes import AgentProcess  # noqa: E402
 
 TARGET_PER_S = 1000.0
+TARGET_HISTORY_RATIO = 0.90  # with the full history at least 90 % of the empty state's rate
 SITE, READER = "bench", "tp"
 
 
@@ -133,22 +140,56 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-gil", action="store_true",
                         help="with --profile: sample only the thread holding the GIL (what "
                              "bounds a CPU-bound agent), not every thread that is running")
+    parser.add_argument("--state-dir", type=Path, default=None, metavar="DIR",
+                        help="also run with this state (bench/big_history.py) and compare")
     args = parser.parse_args(argv)
 
     rates = [float(r) for r in args.rates.split(",") if r]
     needed = sum(int(r * args.seconds) for r in rates) + args.sessions
     print(f"throughput: agent over a {args.transport} pty -> durable outbox -> mosquitto -> "
           f"mosquitto_sub; {machine()}")
+    seed, base_date, vehicles = 11, None, max(50, needed // 2)
+    if args.state_dir is not None:
+        meta = json.loads((args.state_dir / "big_history.json").read_text())
+        seed, base_date = meta["seed"], date.fromisoformat(meta["base_date"])
+        vehicles = min(vehicles, meta["vehicles"])
+        print(f"  with history: {args.state_dir} (fleet seed {seed}, base date {base_date}, "
+              f"{vehicles:,} of its vehicles), against an empty state directory")
     started = time.perf_counter()
-    sessions = fleet_sessions(needed, seed=11, vehicles=max(50, needed // 2))
+    sessions = fleet_sessions(needed, seed=seed, vehicles=vehicles, base_date=base_date)
     if args.transport == "serial":
         blobs = serial_session_bytes(sessions)
     else:
         blobs = [b"".join(lines) for lines in slcan_session_lines(sessions)]
     print(f"  {needed} sessions pre-encoded in {time.perf_counter() - started:.1f} s "
           f"(~{sum(map(len, blobs)) / len(blobs):.0f} bytes each)")
+    root = Path(tempfile.mkdtemp(prefix="cbs-bench-tp-"))
+    if args.state_dir is None:
+        saturation, ok = measure(args, rates, blobs, root, root / "state")
+        result("throughput: readouts/s end to end at saturation", saturation, "/s",
+               f">= {TARGET_PER_S:,.0f}/s", saturation >= TARGET_PER_S and ok)
+        return 0 if ok else 1
+    print("\n  empty state:")
+    empty, ok_empty = measure(args, rates, blobs, root / "empty", root / "empty" / "state")
+    print(f"\n  full history ({args.state_dir}):")
+    full, ok_full = measure(args, rates, blobs, root / "full", args.state_dir)
+    ok = ok_empty and ok_full
+    ratio = full / empty if empty else float("nan")
+    print(f"\n  saturation: {empty:,.0f}/s empty, {full:,.0f}/s with the full history")
+    result("throughput: readouts/s at saturation, empty state", empty, "/s",
+           f">= {TARGET_PER_S:,.0f}/s", empty >= TARGET_PER_S and ok_empty)
+    result("throughput: readouts/s at saturation, full history", full, "/s",
+           f">= {TARGET_PER_S:,.0f}/s", full >= TARGET_PER_S and ok_full)
+    result("throughput full history / empty, at saturation", ratio, "x",
+           f">= {TARGET_HISTORY_RATIO:.2f}", ratio >= TARGET_HISTORY_RATIO and ok)
+    return 0 if ok else 1
 
-    work = Path(tempfile.mkdtemp(prefix="cbs-bench-tp-"))
+
+def measure(args: argparse.Namespace, rates: list[float], blobs: list[bytes], work: Path,
+            state_dir: Path) -> tuple[float, bool]:
+    """One agent on ``state_dir``: the offered loads, then the backlog; (readouts/s at
+    saturation, every session received)."""
+    work.mkdir(parents=True, exist_ok=True)
     window = "" if args.broker_window is None else f"max_inflight_messages {args.broker_window}"
     broker = MosquittoBroker(work / "broker", extra_config=window).start()
     print(f"  broker window (Receive Maximum): {args.broker_window or 'mosquitto default (20)'}")
@@ -161,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                    ["--can-interface", "fastslcan", "--can-channel", feeder.path,
                     "--can-bitrate", "1000000"])
     agent = AgentProcess(work, *reader_args, "--broker", broker.url, "--site", SITE,
-                         "--reader", READER, "--state-dir", str(work / "state"),
+                         "--reader", READER, "--state-dir", str(state_dir),
                          "--log-level", args.log_level)
     spy = None
     rows = []
@@ -230,8 +271,6 @@ def main(argv: list[str] | None = None) -> int:
               f"lost {lost}")
         print(f"  agent CPU per readout at saturation: {cpu / max(1, len(stamps)) * 1e3:.2f} ms "
               f"(user + system, all threads; CPython runs one thread at a time)")
-        result("throughput: readouts/s end to end at saturation", saturation, "/s",
-               f">= {TARGET_PER_S:,.0f}/s", saturation >= TARGET_PER_S and ok)
     finally:
         if spy is not None:
             spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
@@ -246,7 +285,9 @@ def main(argv: list[str] | None = None) -> int:
         broker.stop()
     if not ok:
         print(f"  agent log tail:\n{agent.tail()}")
-    return 0 if ok else 1
+    return saturation, ok
+
+
 
 
 if __name__ == "__main__":
