@@ -186,7 +186,10 @@ def build_state(state_dir: Path, *, vehicles: int = 100_000, years: int = 10, se
         first_row = len(history_rows)
         for n, day in enumerate(visits):
             at = latest_at - timedelta(days=day - latest_day, seconds=rng.randint(0, 3600) if n else 0)
-            back_days = day - latest_day
+            # The template's key data is of about today; a visit ``day`` days ago carried the
+            # data of then (before its read_at), so a key read today is newer than every visit
+            # here unless the key itself is stale (the fleet's old key data, as at a desk).
+            back_days = day
             back_km = int(back_days * km_per_day)
             items = []
             for item in base.items:

@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -69,6 +71,16 @@ def fsync_ms(directory: Path, count: int = 200) -> list[float]:
         os.close(fd)
         path.unlink()
     return times
+
+
+def _copy_store(source: Path, target: Path) -> None:
+    """A closed SQLite store copied whole: its file, and its log where one is left."""
+    for suffix in ("-wal", "-shm"):
+        Path(str(target) + suffix).unlink(missing_ok=True)
+    shutil.copyfile(source, target)
+    wal = Path(str(source) + "-wal")
+    if wal.exists():
+        shutil.copyfile(wal, Path(str(target) + "-wal"))
 
 
 def _lines(path: Path) -> int:
@@ -197,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         args.vehicles = min(args.vehicles, meta["vehicles"])
         print(f"  with history: {args.state_dir} (fleet seed {args.seed}, base date {base_date}), "
               f"against an empty state directory, {args.pairs} pair(s)")
+    day_start: Path | None = None  # the reminder store as the first run found it
     empty: list[float] = []
     full: list[float] = []  # the full history's readouts outside the pass (after the warm-up)
     during: list[float] = []
@@ -211,6 +224,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  pair {pair + 1}, empty state: median {statistics.median(lat):.2f} ms, "
               f"p99 {percentile(lat, 99):.2f} ms; {machine()}")
         if args.state_dir is not None:
+            # Each run's pass is the day's first: the reminder store as the run before the
+            # first found it, else a pass after the first sends nothing (the same day, every
+            # reminder already in the ledger) and 4b would time a pass that only reads.
+            if day_start is None:
+                day_start = root / "reminders-day-start.sqlite3"
+                _copy_store(args.state_dir / "reminders.sqlite3", day_start)
+            else:
+                _copy_store(day_start, args.state_dir / "reminders.sqlite3")
             timed_full, pas, miss, window = run_once(args, root / f"full-{pair}", args.state_dir,
                                                      base_date=base_date)
             lat = [latency for offset, latency, in_pass in timed_full
@@ -219,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
             during += pas
             missing += miss
             span = f"{window[1] - window[0]:.1f} s" if window else "not seen"
+            sent = re.findall(r"reminder pass done .*?(\d+) reminders",
+                              (root / f"full-{pair}" / "agent.log").read_text(errors="replace"))
+            span += f" sending {sent[-1] if sent else '?'} reminders"
             print(f"  pair {pair + 1}, full history outside the pass: median "
                   f"{statistics.median(lat):.2f} ms, p99 {percentile(lat, 99):.2f} ms; reminder "
                   f"pass {span}, {len(pas)} readouts during it; {machine()}")
