@@ -28,6 +28,11 @@ same agent, after the first ``--warmup-s`` seconds); the history's figure is the
 run's readouts outside the pass against the empty run's. Goals (docs/performance.md, "Years
 at a busy site"): with the history within 10 % of the empty run, during the pass within 20 %
 of the same run outside it.
+
+Each run's pass starts from the reminder store as this invocation's first run found it, so
+every pass sends that day's reminders (the pair lines say how many). A state whose reminders
+for today were sent by an earlier invocation has passes that only read: build it again with
+bench/big_history.py (about 90 s) for a pass that sends, which is what a site's daily pass does.
 """
 
 from __future__ import annotations

@@ -79,6 +79,16 @@ def test_truncated_capture_exits_1_after_what_was_readable(recordings, ext: str,
     else:  # a text log: keep half the lines, then a line broken in the middle of its data
         lines = data.splitlines(keepends=True)
         half = len(lines) // 2
+        if ext == ".asc":
+            # The first key-reader frame (0x6F0-0x6FF) from the middle on: decode reads only
+            # the key reader's frames, so a broken line of other traffic (the bus load's
+            # random ids) is other traffic, not a broken capture, and the decode runs to the
+            # end (exit 0).
+            def key_frame(line: bytes) -> bool:
+                fields = line.split()
+                return len(fields) > 2 and fields[2].upper().startswith(b"6F") \
+                    and len(fields[2]) == 3
+            half = next(n for n in range(half, len(lines)) if key_frame(lines[n]))
         cut.write_bytes(b"".join(lines[:half]) + lines[half][: len(lines[half]) // 2].rstrip(b"\r\n")
                         + b"ZZ\n" + b"".join(lines[half + 1:]))
     done = decode(str(cut), cwd=tmp_path)
