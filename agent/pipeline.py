@@ -15,14 +15,15 @@ cost the advisor nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 
 from agent.contract.payloads import build_rejection, readout_payload
 from agent.domain.forecast import (
     ForecastResult,
     ForecastSettings,
+    PastReading,
     SummarizedReadings,
     forecast_session,
     read_date_of,
@@ -34,8 +35,6 @@ from agent.store.history import VehicleHistory
 from protocols.key_session import KeySession
 from protocols.session import SessionAccepted, SessionRejected
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # the history's microseconds count from it
-
 
 @dataclass(frozen=True, slots=True)
 class _Prepared:
@@ -43,9 +42,9 @@ class _Prepared:
 
     session: KeySession
     read_date: date
-    # The newest earlier readout's read_at: the forecast stands for readouts read at or after
-    # it (the history's summary does). None: the vehicle had none.
-    stands_from: datetime | None
+    # The earlier readouts it was made from: none, or summarised (their summary says for which
+    # moments it stands).
+    past: Sequence[PastReading]
     history_version: object
     result: ForecastResult
 
@@ -76,6 +75,16 @@ class ReadoutPipeline:
     def _history_version(self) -> object:
         return None if self.history is None else self.history.version()
 
+    def _past(self, vin: str) -> Sequence[PastReading]:
+        return self.history.readings(vin) if self.history is not None else []
+
+    @staticmethod
+    def _stands_for(past: Sequence[PastReading], moment: datetime) -> bool:
+        """A forecast from ``past`` depends on ``moment`` through its date alone: no earlier
+        readouts, or their summary stands for ``moment`` (none read after it)."""
+        return not len(past) or (isinstance(past, SummarizedReadings)
+                                 and past.summary_until(moment) is not None)
+
     @property
     def prepared_session(self) -> KeySession | None:
         """The session :meth:`prepare` last forecast, until a readout takes it."""
@@ -88,18 +97,12 @@ class ReadoutPipeline:
         the history's summary of them stands for ``read_at`` (none read after it)."""
         self._prepared = None
         version = self._history_version()
-        past = self.history.readings(session.vin) if self.history is not None else []
-        stands_from = None
-        if len(past):
-            summary = (past.summary_until(read_at) if isinstance(past, SummarizedReadings)
-                       else None)
-            if summary is None:
-                return  # the forecast would read the readings as of the moment: at END
-            if summary.read_until_us is not None:
-                stands_from = _EPOCH + timedelta(microseconds=summary.read_until_us)
+        past = self._past(session.vin)
+        if not self._stands_for(past, read_at):
+            return  # the forecast would read the readings as of the moment: at END
         result = forecast_session(session, read_at, past, self.forecast_settings)
         self._prepared = _Prepared(session, read_date_of(read_at, self.forecast_settings),
-                                   stands_from, version, result)
+                                   past, version, result)
         self.counters["prepared"] += 1
 
     def _forecast(self, session: KeySession, moment: datetime) -> ForecastResult:
@@ -108,13 +111,12 @@ class ReadoutPipeline:
         read date, the history unchanged and its summary standing for ``moment``."""
         prepared, self._prepared = self._prepared, None
         if (prepared is not None and prepared.session is session
-                and (prepared.stands_from is None or moment >= prepared.stands_from)
+                and self._stands_for(prepared.past, moment)
                 and read_date_of(moment, self.forecast_settings) == prepared.read_date
                 and self._history_version() == prepared.history_version):
             self.counters["prepared_used"] += 1
             return prepared.result
-        past = self.history.readings(session.vin) if self.history is not None else []
-        return forecast_session(session, moment, past, self.forecast_settings)
+        return forecast_session(session, moment, self._past(session.vin), self.forecast_settings)
 
     def readout(self, event: SessionAccepted, read_at: datetime | None = None) -> Readout:
         moment = read_at if read_at is not None else event_time(event.completed_at)

@@ -350,8 +350,7 @@ class AgentService:
         session = self.assembler.preview()
         if session is None or session is self.pipeline.prepared_session:
             return
-        if any(waiting.vin == session.vin for waiting, _, _ in self._to_remember):
-            self._remember()
+        self._remember_before({session.vin})
         try:
             self.pipeline.prepare(session, datetime.fromtimestamp(self._wall_clock(), timezone.utc))
         except Exception as exc:  # END forecasts it again, and reports what fails then
@@ -381,11 +380,9 @@ class AgentService:
     def _handle_batch(self, outcomes: list[_Outcome]) -> None:
         if not outcomes:
             return
-        if self._to_remember:  # a readout's forecast sees its vehicle's earlier readout
-            waiting = {session.vin for session, _, _ in self._to_remember}
-            if any(isinstance(event, SessionAccepted) and event.session.vin in waiting
-                   for event, _ in outcomes):
-                self._remember()
+        # A readout's forecast sees its vehicle's earlier readout.
+        self._remember_before({event.session.vin for event, _ in outcomes
+                               if isinstance(event, SessionAccepted)})
         batch: list[OutboxMessage] = []
         accepted: list[tuple[KeySession, Readout, str]] = []  # with the readout's JSON
         notes: list[tuple[int, str, tuple[object, ...]]] = []
@@ -425,6 +422,13 @@ class AgentService:
         self._to_remember.extend(accepted)
         if accepted:
             self._pass_after = time.monotonic() + PASS_AFTER_READOUT_S
+
+    def _remember_before(self, vins: set[str]) -> None:
+        """:meth:`_remember` now if a readout of one of ``vins`` is waiting: about to be
+        forecast, they must find it in the history."""
+        if self._to_remember and any(session.vin in vins
+                                     for session, _, _ in self._to_remember):
+            self._remember()
 
     def _remember(self) -> None:
         """Write the committed readouts waiting in ``_to_remember`` to the vehicle history and

@@ -53,6 +53,7 @@ from _common import (  # noqa: E402
     table,
     user_system_seconds,
 )
+from big_history import fleet_of  # noqa: E402
 from broker import MosquittoBroker, Subscriber  # noqa: E402
 from processes import AgentProcess  # noqa: E402
 
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
           f"mosquitto_sub; {machine()}")
     seed, base_date, vehicles = 11, None, max(50, needed // 2)
     if args.state_dir is not None:
-        meta = json.loads((args.state_dir / "big_history.json").read_text())
+        meta = fleet_of(args.state_dir)
         seed, base_date = meta["seed"], date.fromisoformat(meta["base_date"])
         vehicles = min(vehicles, meta["vehicles"])
         args.retention_days = meta.get("retention_days", args.retention_days)

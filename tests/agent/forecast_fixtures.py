@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 
 from agent.domain.forecast import PastReading
 from protocols.cbs_types import TYPE_TO_CODE, CbsType
@@ -52,6 +52,16 @@ def past(s: KeySession, day: date | None = None, *, readout_id: str | None = Non
     """``s`` as an earlier readout, read on its data date (or ``day``)."""
     read_day = day if day is not None else s.vehicle.data_date
     return PastReading.from_session(s, at(read_day), readout_id or f"r-{read_day}-{s.vehicle.mileage_km}")
+
+
+def visit(days: int, km: int, serviced: int = 3, *, vin: str = VIN) -> KeySession:
+    """A visit ``days`` after 2024-01-01 at ``km``: oil and front pads wearing with time and
+    distance, the oil serviced ``serviced`` times (a history of visits in a few lines)."""
+    oil = item(0, CbsType.ENGINE_OIL, availability=max(0, 90 - days // 10),
+               remaining=max(1, 15_000 - km % 15_000), due=(2027, 6), count=serviced)
+    pads = item(1, CbsType.BRAKE_PADS_FRONT, availability=max(0, 80 - days // 20),
+                remaining=max(1, 40_000 - km % 40_000), count=1)
+    return session(oil, pads, mileage=km, data_date=date(2024, 1, 1) + timedelta(days=days), vin=vin)
 
 
 def moved(s: KeySession, *, mileage: int, data_date: date, **changes: object) -> KeySession:

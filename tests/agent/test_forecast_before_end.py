@@ -15,10 +15,10 @@ import dataclasses
 import json
 import sqlite3
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from forecast_fixtures import at, item, session
+from forecast_fixtures import at, visit
 from test_service_batches import ScriptedReader
 
 from agent.contract.topics import Topics
@@ -30,7 +30,6 @@ from agent.pipeline import ReadoutPipeline
 from agent.service import AgentService
 from agent.store.history import VehicleHistory
 from agent.store.outbox import Outbox
-from protocols.cbs_types import CbsType
 from protocols.encoder import encode_session
 from protocols.key_session import KeySession
 from protocols.session import SessionAccepted, SessionAssembler
@@ -38,18 +37,10 @@ from protocols.session import SessionAccepted, SessionAssembler
 SETTINGS = ForecastSettings()
 
 
-def _visit(days: int, km: int, serviced: int = 3) -> KeySession:
-    oil = item(0, CbsType.ENGINE_OIL, availability=max(0, 90 - days // 10),
-               remaining=max(1, 15_000 - km % 15_000), due=(2027, 6), count=serviced)
-    pads = item(1, CbsType.BRAKE_PADS_FRONT, availability=max(0, 80 - days // 20),
-                remaining=max(1, 40_000 - km % 40_000), count=1)
-    return session(oil, pads, mileage=km, data_date=date(2024, 1, 1) + timedelta(days=days))
-
-
 def _history_with_visits(path: Path, visits: int = 12) -> VehicleHistory:
     history = VehicleHistory(path)
     for n in range(visits):
-        s = _visit(n * 40, 10_000 + n * 1_600)
+        s = visit(n * 40, 10_000 + n * 1_600)
         history.record(s, at(s.vehicle.data_date), f"r{n}")
     return history
 
@@ -71,7 +62,7 @@ def _pipeline(history: VehicleHistory) -> ReadoutPipeline:
                            history=history)
 
 
-NOW = _visit(12 * 40 + 35, 10_000 + 12 * 1_600 + 1_300)
+NOW = visit(12 * 40 + 35, 10_000 + 12 * 1_600 + 1_300)
 END_AT = datetime.combine(NOW.vehicle.data_date, datetime.min.time(), UTC) + timedelta(hours=9)
 
 
@@ -108,7 +99,7 @@ def test_a_forecast_made_before_END_is_dropped_when_it_might_differ(tmp_path: Pa
         pipeline.readout(event, END_AT + timedelta(days=1))
         # The history written in between (here: another readout of the vehicle).
         pipeline.prepare(preview, END_AT)
-        history.record(_visit(12 * 40 + 10, 10_000 + 12 * 1_600), END_AT - timedelta(hours=1),
+        history.record(visit(12 * 40 + 10, 10_000 + 12 * 1_600), END_AT - timedelta(hours=1),
                        "between")
         fresh = pipeline.readout(event, END_AT)
         assert pipeline.counters == {"prepared": 3, "prepared_used": 0}
@@ -132,7 +123,7 @@ def test_no_forecast_is_prepared_that_would_depend_on_the_moment(tmp_path: Path)
     try:
         event, preview = _accepted(NOW, END_AT.timestamp())
         pipeline = _pipeline(history)
-        newest = at(_visit(11 * 40, 0).vehicle.data_date)
+        newest = at(visit(11 * 40, 0).vehicle.data_date)
         pipeline.prepare(preview, newest - timedelta(seconds=1))
         assert pipeline.prepared_session is None and pipeline.counters["prepared"] == 0
         assert to_json(pipeline.readout(event, END_AT)) == to_json(

@@ -9,15 +9,14 @@ from __future__ import annotations
 import random
 import sqlite3
 import sys
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from forecast_fixtures import VIN, at, item, session
+from forecast_fixtures import VIN, at, visit
 
 from agent.domain.forecast import ForecastSettings, forecast_session, summarize_history
 from agent.domain.forecast.trends import HISTORY_WINDOW
 from agent.store.history import VehicleHistory
-from protocols.cbs_types import CbsType
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from big_history import build_state  # noqa: E402
@@ -25,14 +24,6 @@ from big_history import build_state  # noqa: E402
 VINS = [VIN, "WBA8E5107FK65432A", "WBA8E5107FK65432B"]
 SETTINGS = ForecastSettings()
 FAR = datetime(2100, 1, 1, tzinfo=UTC)
-
-
-def _visit(vin: str, days: int, km: int, serviced: int = 3):  # type: ignore[no-untyped-def]
-    oil = item(0, CbsType.ENGINE_OIL, availability=max(0, 90 - days // 10),
-               remaining=max(1, 15_000 - km % 15_000), due=(2027, 6), count=serviced)
-    pads = item(1, CbsType.BRAKE_PADS_FRONT, availability=max(0, 80 - days // 20),
-                remaining=max(1, 40_000 - km % 40_000), count=1)
-    return session(oil, pads, mileage=km, data_date=date(2024, 1, 1) + timedelta(days=days), vin=vin)
 
 
 def _summary_row(history: VehicleHistory, vin: str):  # type: ignore[no-untyped-def]
@@ -49,7 +40,7 @@ def test_summary_rows_mirror_the_readings(tmp_path: Path) -> None:
             vin = rng.choice(VINS)
             days = n * 4 + rng.randint(-60, 20)  # mostly forward, sometimes back, some rollbacks
             km = 10_000 + days * 40 + (rng.randint(-9000, 0) if rng.random() < 0.03 else 0)
-            s = _visit(vin, max(0, days), km, serviced=3 + days // 500)
+            s = visit(max(0, days), km, serviced=3 + days // 500, vin=vin)
             rid = f"r{n if rng.random() > 0.1 else n - 1}"
             history.record(s, at(s.vehicle.data_date), rid)
             for probe in VINS:
@@ -61,7 +52,7 @@ def test_summary_rows_mirror_the_readings(tmp_path: Path) -> None:
                     rows += 1
                     assert kept == summarize_history(readings, probe, SETTINGS), n
             # The forecast of the next visit from the row is the one from the readings.
-            nxt = _visit(vin, max(0, days) + 30, km + 1200)
+            nxt = visit(max(0, days) + 30, km + 1200, vin=vin)
             when = at(nxt.vehicle.data_date)
             lazy = history.readings(vin)
             assert forecast_session(nxt, when, lazy, SETTINGS) == \
@@ -77,7 +68,7 @@ def test_other_writers_make_the_row_be_rebuilt(tmp_path: Path) -> None:
     first, second = VehicleHistory(path), VehicleHistory(path)
     try:
         for n in range(3):
-            s = _visit(VIN, n * 40, 20_000 + n * 1500)
+            s = visit(n * 40, 20_000 + n * 1500, vin=VIN)
             first.record(s, at(s.vehicle.data_date), f"a{n}")
         assert _summary_row(first, VIN) is not None
         conn = sqlite3.connect(path)  # plain SQL, as an older agent or a tool would write
@@ -87,7 +78,7 @@ def test_other_writers_make_the_row_be_rebuilt(tmp_path: Path) -> None:
         assert _summary_row(first, VIN) is None  # the trigger forgot it
         readings = list(first.readings(VIN))
         assert [r.readout_id for r in readings] == ["a1", "a2"]
-        later = _visit(VIN, 200, 26_000)
+        later = visit(200, 26_000, vin=VIN)
         second.record(later, at(later.vehicle.data_date), "b")  # rebuilt from the readings
         assert _summary_row(first, VIN) == summarize_history(list(first.readings(VIN)), VIN, SETTINGS)
     finally:
@@ -97,7 +88,7 @@ def test_other_writers_make_the_row_be_rebuilt(tmp_path: Path) -> None:
 
 def test_a_readout_older_than_the_row_reads_the_readings(tmp_path: Path) -> None:
     with VehicleHistory(tmp_path / "h.sqlite3") as history:
-        visits = [_visit(VIN, n * 60, 20_000 + n * 2000) for n in range(4)]
+        visits = [visit(n * 60, 20_000 + n * 2000, vin=VIN) for n in range(4)]
         for n, s in enumerate(visits):
             history.record(s, at(s.vehicle.data_date), f"v{n}")
         earlier_at = at(visits[2].vehicle.data_date) + timedelta(hours=1)  # a replayed capture
@@ -126,7 +117,7 @@ def test_the_light_check_at_open_reads_the_summary_table(tmp_path: Path,
     path = tmp_path / "h.sqlite3"
     with VehicleHistory(path) as history:
         for n in range(3):
-            s = _visit(VINS[n], 10, 20_000)
+            s = visit(10, 20_000, vin=VINS[n])
             history.record(s, at(s.vehicle.data_date), f"a{n}")
     monkeypatch.setattr(store_sqlite, "FULL_CHECK_MAX_BYTES", 0)
     with VehicleHistory(path) as history:  # the light check, then a row read back
