@@ -299,6 +299,9 @@ class AgentService:
                 - self._wall_clock()
             offset = self._frame_clock_offset
             assembler = self.assembler
+            if self.reader.read_was_waiting:  # not a silent line: a late loop (see heard)
+                first = events[0]
+                assembler.heard(first.timestamp if isinstance(first, CanFrame) else first.at)
             for event in events:
                 if isinstance(event, CanFrame):
                     done = assembler.feed(event)

@@ -221,6 +221,22 @@ class SessionAssembler:
             session.last_at = timestamp
         return events
 
+    def heard(self, at: float) -> None:
+        """The line may not have been silent before ``at``: the frames about to be fed (stamped
+        ``at``) were waiting to be read, and arrived at some moment since the read before them.
+        An open session's silence is then counted from ``at``, not from its last frame.
+
+        Why: a reader stamps frames when they are read. A host busy for longer than the
+        timeout (a batch of readouts at saturation) would otherwise find a gap between a
+        session's frames that was its own delay, not the reader's, and reject a session whose
+        frames were all there. The timeout still ends a session whose frames stop: then the
+        host waits and reads nothing, and :meth:`poll` counts the silence. A session with
+        frames missing is still rejected at END (count, CRC-32); only the timeout's evidence,
+        which the host does not have here, is not used."""
+        session = self._open
+        if session is not None and at > session.last_at:
+            session.last_at = at
+
     def poll(self, now: float) -> list[SessionEvent]:
         """Apply the timeout rule at time ``now``; call it when the reader has been quiet."""
         session = self._open

@@ -66,6 +66,11 @@ class KeyReader(ABC):
         self._clock = clock
         self._last_error: str | None = None
         self.on_connection_change: Callable[[bool], None] | None = None
+        #: The last read found its bytes already waiting in the port: they arrived at some
+        #: moment after the read before it, not when they were stamped (the read's time).
+        #: The service then tells the assembler that the line was not silent
+        #: (``SessionAssembler.heard``). Readers that cannot tell leave it False.
+        self.read_was_waiting = False
 
     @property
     @abstractmethod
@@ -75,6 +80,7 @@ class KeyReader(ABC):
     def read(self, timeout_s: float) -> list[ReaderEvent]:
         """Events from the device within ``timeout_s``; an empty list when there were none or
         the device is away (then it is retried with backoff)."""
+        self.read_was_waiting = False
         if not self.connected and not self._try_open(timeout_s):
             return []
         try:

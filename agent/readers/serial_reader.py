@@ -2,7 +2,10 @@
 
 Bytes go through the sans-IO :class:`~protocols.serial_framing.SerialFrameDecoder`; CAN_FRAME
 payloads become :class:`CanFrame` events stamped with the wall clock of their arrival, so the
-session's ``read_at`` is the agent's clock at the END frame.
+session's ``read_at`` is the agent's clock at the END frame. Arrival is the read's time: bytes
+that were already waiting when the loop came to read them (it was busy with a batch) get the
+read's time too, and :attr:`KeyReader.read_was_waiting` says so, so that the wait is not
+taken for a silent line (the session timeout).
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ class SerialKeyReader(KeyReader):
         assert port is not None
         try:
             waiting = port.in_waiting
+            self.read_was_waiting = bool(waiting)  # the loop came late: see KeyReader
             if not waiting:
                 readable, _, _ = select.select([port.fileno()], [], [], timeout_s)
                 waiting = port.in_waiting if readable else 0

@@ -253,6 +253,51 @@ def test_key_session_round_trip(session: KeySession, start_time: float, gap_s: f
     assert events[0].frames_received == data_frame_count(session)
 
 
+@protocols_settings(60)
+@given(key_sessions(), st.floats(0, 2e9),
+       st.lists(st.floats(0, 5.0), min_size=1, max_size=300), st.data())
+def test_frames_that_waited_for_the_host_are_not_a_silent_line(
+        session: KeySession, start_time: float, gaps: list[float], data: st.DataObject) -> None:
+    """A session read in pieces, each piece stamped when the host read it, the host away for
+    any time between pieces (a busy loop): told before each piece that its frames waited
+    (``heard``), the assembler accepts the session; not told, it rejects it as ``timeout``
+    exactly when a wait was longer than the timeout."""
+    frames = encode_session(session)
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, len(frames) - 1), max_size=len(gaps)))))
+    pieces = [frames[a:b] for a, b in pairwise([0, *cuts, len(frames)])]
+    stamps = [start_time]  # each piece a millisecond after the one before, plus the host's wait
+    for n in range(1, len(pieces)):
+        stamps.append(stamps[-1] + 1e-3 + gaps[(n - 1) % len(gaps)])
+    stamped = [[CanFrame(f.arbitration_id, f.data, at) for f in piece]
+               for piece, at in zip(pieces, stamps, strict=True)]
+    told, untold = SessionAssembler(), SessionAssembler()
+    told_events, untold_events = [], []
+    for piece in stamped:
+        told.heard(piece[0].timestamp)
+        told_events += [e for f in piece for e in told.feed(f)]
+        untold_events += [e for f in piece for e in untold.feed(f)]
+    assert accepted_sessions(told_events) == [session] and len(told_events) == 1
+    late = any(b - a > untold.timeout_s for a, b in pairwise(stamps))
+    if late:
+        assert [e.reason for e in untold_events if isinstance(e, SessionRejected)][:1] == ["timeout"]
+    else:
+        assert accepted_sessions(untold_events) == [session]
+
+
+def test_heard_counts_the_silence_from_then_and_never_back() -> None:
+    frames = encode_session(EXAMPLE_SESSION, start_time=100.0, frame_gap_s=0.001)
+    assembler = SessionAssembler()
+    for frame in frames[:3]:
+        assert assembler.feed(frame) == []
+    assembler.heard(frames[2].timestamp + 2.0)  # the host came back two seconds later
+    assert assembler.poll(frames[2].timestamp + 2.4) == []  # 0.4 s of silence since then
+    assembler.heard(frames[2].timestamp + 1.0)  # an earlier moment changes nothing
+    rejected = assembler.poll(frames[2].timestamp + 2.6)
+    assert [e.reason for e in rejected] == ["timeout"]
+    assembler.heard(500.0)  # no session open: nothing to do
+    assert not assembler.in_session
+
+
 @protocols_settings(10)
 @given(key_sessions(max_check_controls=255, max_dtcs=255))
 def test_key_session_round_trip_large(session: KeySession) -> None:
