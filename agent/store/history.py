@@ -105,6 +105,8 @@ _COLUMNS = ("readout_id", "vin", "read_at_us", "key_id", "data_date", "mileage_k
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DEFAULT_CACHE_READINGS = 1000  # about 1 MB
 PRUNE_BATCH_ROWS = 500  # readings past retention_days deleted per readout recorded, at most
+# Summary rows kept unpacked, with the bytes they were unpacked from (see _summary_row).
+UNPACKED_SUMMARIES = 64
 _PAGE_CACHE_KIB = 1024  # SQLite's own page cache (the default is 2 MiB)
 
 # A cached reading: its sort key as in the file (read_at_us, readout_id), then the value.
@@ -247,6 +249,8 @@ class VehicleHistory:
         self._data_version: int | None = None
         self._writes = 0  # transactions of ours (SQLite's data_version counts only others')
         self._oldest_us: int | None = None  # oldest read_at_us in the file; None: unknown
+        # VIN -> (summary row's bytes, their summary): the newest few read or written.
+        self._unpacked: OrderedDict[str, tuple[bytes, HistorySummary]] = OrderedDict()
         #: One line on the damaged file moved aside at open (see agent/store/sqlite.py).
         self.quarantined: str | None = None
         self._conn = self._open()
@@ -370,15 +374,34 @@ class VehicleHistory:
             except sqlite3.Error as exc:
                 raise HistoryError(f"vehicle history {self.path}: {exc}") from exc
 
-    @staticmethod
-    def _summary_row(conn: sqlite3.Connection, vin: str) -> tuple[int, int, HistorySummary] | None:
-        """(rows, oldest read_at_us, summary) of the VIN as its summary row keeps them."""
+    def _summary_row(self, conn: sqlite3.Connection, vin: str) -> tuple[int, int, HistorySummary] | None:
+        """(rows, oldest read_at_us, summary) of the VIN as its summary row keeps them.
+
+        A readout's forecast reads its vehicle's row and its record reads it again a moment
+        later; unpacking it (decompress, build the lists) was most of each lookup. The newest
+        ``UNPACKED_SUMMARIES`` unpacked rows are kept with their bytes, and a row whose bytes
+        are the same is not unpacked again: equal bytes are the same summary, whoever wrote
+        them and whatever happened in between."""
         row = conn.execute("SELECT readings, oldest_us, summary FROM summaries WHERE vin = ?",
                            (vin,)).fetchone()
         if row is None:
             return None
-        summary = unpack_summary(row[2])
+        blob = row[2]
+        known = self._unpacked.get(vin)
+        if known is not None and known[0] == blob:
+            summary: HistorySummary | None = known[1]
+        else:
+            summary = unpack_summary(blob)
+            if summary is not None:
+                self._keep_unpacked(vin, blob, summary)
         return None if summary is None else (row[0], row[1], summary)
+
+    def _keep_unpacked(self, vin: str, blob: bytes, summary: HistorySummary) -> None:
+        unpacked = self._unpacked
+        unpacked[vin] = (blob, summary)
+        unpacked.move_to_end(vin)
+        while len(unpacked) > UNPACKED_SUMMARIES:
+            unpacked.popitem(last=False)
 
     def record(self, session: KeySession, read_at: datetime, readout_id: str) -> None:
         """Keep this readout (idempotent on ``readout_id``) and prune; an anomaly against the
@@ -464,8 +487,10 @@ class VehicleHistory:
             count, oldest_us = len(kept), kept[0][0]
             summary = summarize_history([r for _, _, r in kept], vin, self._settings)
             anomaly = build_view(earlier, reading, self._settings).current_anomaly
+        packed = pack_summary(summary)
         conn.execute("INSERT OR REPLACE INTO summaries VALUES (?, ?, ?, ?)",
-                     (vin, count, oldest_us, pack_summary(summary)))
+                     (vin, count, oldest_us, packed))
+        self._keep_unpacked(vin, packed, summary)  # by its bytes: stands even if rolled back
         self.counters["recorded"] += 1
         self.counters["pruned"] += max(0, pruned)
         if anomaly is not None:
