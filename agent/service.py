@@ -28,7 +28,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Protocol
 
@@ -353,7 +353,7 @@ class AgentService:
         session = self.assembler.preview()
         if session is None or session is self.pipeline.prepared_session:
             return
-        self._remember_before({session.vin})
+        self._remember_before((session.vin,))
         try:
             self.pipeline.prepare(session, datetime.fromtimestamp(self._wall_clock(), timezone.utc))
         except Exception as exc:  # END forecasts it again, and reports what fails then
@@ -384,8 +384,8 @@ class AgentService:
         if not outcomes:
             return
         # A readout's forecast sees its vehicle's earlier readout.
-        self._remember_before({event.session.vin for event, _ in outcomes
-                               if isinstance(event, SessionAccepted)})
+        self._remember_before(event.session.vin for event, _ in outcomes
+                              if isinstance(event, SessionAccepted))
         batch: list[OutboxMessage] = []
         accepted: list[tuple[KeySession, Readout, str]] = []  # with the readout's JSON
         notes: list[tuple[int, str, tuple[object, ...]]] = []
@@ -426,11 +426,12 @@ class AgentService:
         if accepted:
             self._pass_after = time.monotonic() + PASS_AFTER_READOUT_S
 
-    def _remember_before(self, vins: set[str]) -> None:
+    def _remember_before(self, vins: Iterable[str]) -> None:
         """:meth:`_remember` now if a readout of one of ``vins`` is waiting: about to be
-        forecast, they must find it in the history."""
-        if self._to_remember and any(session.vin in vins
-                                     for session, _, _ in self._to_remember):
+        forecast, they must find it in the history. ``vins`` is read only when readouts
+        are waiting (most turns have none)."""
+        if self._to_remember and not {session.vin for session, _, _ in
+                                      self._to_remember}.isdisjoint(vins):
             self._remember()
 
     def _remember(self) -> None:
