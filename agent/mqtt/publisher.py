@@ -188,6 +188,7 @@ class MqttPublisher:
         self._reader_turn = False
         self._reader_turn_since = 0.0
         self._held_for_reader = False
+        self.pump_turns = 0  # turns of the pump thread (a wait that returns at once shows here)
 
     # -- figures ------------------------------------------------------------------------------
 
@@ -321,6 +322,22 @@ class MqttPublisher:
             self._held_for_reader = False
             self.notify()
 
+    def _idle_wait(self, now: float) -> float:
+        """How long the idle pump sleeps (``_wake`` held): until acknowledged rows are due for
+        deletion, unless the reader's turn holds them back. Then until the turn ends
+        (:meth:`reader_busy` wakes the pump) or reaches ``READER_TURN_MAX_S``. Due deletes used
+        to make the wait zero all through the turn: the pump spun (30,000 turns a second in a
+        reminder pass, whose reminders are acknowledged while keys are read) and took the
+        interpreter from the read it was holding back for (docs/performance.md, 4b).
+
+        The turn's end cannot be missed: the pump sets ``_held_for_reader`` before it reads
+        ``_reader_turn`` here, :meth:`reader_busy` clears ``_reader_turn`` before it reads
+        ``_held_for_reader``, so one of them sees the other's write."""
+        wait = self.window.idle_wait(now)
+        if self._held_for_reader and self._reader_turn:
+            wait = max(wait, self._reader_turn_since + READER_TURN_MAX_S - now)
+        return wait
+
     def _reader_first(self) -> bool:
         """True (and remembered, so the pump is woken when the turn ends) while the reader's
         turn runs."""
@@ -424,7 +441,7 @@ class MqttPublisher:
             while True:
                 with self._wake:
                     if not (self._events or self._poked or self._stopping):
-                        self._wake.wait(timeout=self.window.idle_wait(time.monotonic()))
+                        self._wake.wait(timeout=self._idle_wait(time.monotonic()))
                     if (self._events and not (self._poked or self._stopping)
                             and not self.window.ready  # rows wait for the room acks free
                             and len(self._events) < _ACK_GATHER_MAX
@@ -436,6 +453,7 @@ class MqttPublisher:
                     self._poked = False
                     stopping = self._stopping
                     self._pump_busy = True  # staged() must not overtake these events
+                self.pump_turns += 1
                 try:
                     self._turn(events, poked, stopping)
                 finally:
@@ -489,8 +507,11 @@ class MqttPublisher:
             if type(event) is _Acked:
                 window.acked(event.mid, event.reason_code, event.reason)
             elif isinstance(event, _Staged):
+                # Sent during the reader's turn too, as staged() sends them when it finds the
+                # pump idle: when it found the pump busy, the read's own rows waited for the
+                # turn to end (after their commit), and a reminder pass kept the pump busy.
                 window.staged(event.entries)
-                self._send_ready()
+                self._send_ready(for_reader=True)
             elif isinstance(event, _Settled):
                 window.settled(event.first_row, event.last_row, event.committed)
             elif isinstance(event, _Up):

@@ -141,3 +141,37 @@ def test_a_reader_that_never_stops_does_not_stop_the_drain(
     subscriber.wait_for_count(100, timeout_s=10)
     wait_until(lambda: outbox.depth() == 0, what="the backlog deleted all the same")
     assert numbers(subscriber) == list(range(100))
+
+
+def test_the_pump_sleeps_while_a_due_delete_waits_for_the_readers_turn(link: Link) -> None:
+    """A row acknowledged just before a key read, whose delete comes due during the read's
+    turn: the pump sleeps until the turn ends instead of waking at once, over and over (in a
+    reminder pass that took the interpreter from the read)."""
+    outbox, publisher, subscriber = link.outbox, link.publisher, link.subscriber
+    window = publisher.window
+    window._delete_delay_s = 0.3  # time to start the turn after the pump saw the ack
+    outbox.put_many([message(0)], listener=publisher)
+    subscriber.wait_for_count(1)
+    wait_until(lambda: window._to_delete_since is not None, what="row 0's delete waiting")
+    publisher.reader_busy(True)
+    time.sleep(0.4)  # its delete is due, held for the turn
+    turns = publisher.pump_turns
+    time.sleep(0.3)
+    assert publisher.pump_turns - turns <= 3  # a wait of zero made it thousands
+    assert outbox.depth() == 1
+    publisher.reader_busy(False)
+    wait_until(lambda: outbox.depth() == 0, timeout_s=2, what="row 0 deleted once the turn ended")
+
+
+def test_a_reads_own_rows_go_out_during_its_turn_when_the_pump_was_busy(
+        link: Link, monkeypatch: pytest.MonkeyPatch) -> None:
+    """staged() finds the pump busy and hands it the rows: the pump sends them during the turn,
+    as staged() would have, instead of holding them until the turn ends."""
+    monkeypatch.setattr(publisher_module, "READER_TURN_MAX_S", 60.0)
+    outbox, publisher, subscriber = link.outbox, link.publisher, link.subscriber
+    publisher.reader_busy(True)
+    with publisher._state:  # the pump's lock, as in its turn: staged() queues the row
+        outbox.put_many([message(0)], listener=publisher)
+    subscriber.wait_for_count(1, timeout_s=5)  # before: held until the turn ended
+    publisher.reader_busy(False)
+    wait_until(lambda: outbox.depth() == 0, what="row 0 deleted once the turn ended")
