@@ -44,7 +44,8 @@ TARGET_RATIO = 0.90
 FRAMES_PER_READ = 400
 
 
-def run(state_dir: Path | None, sessions: list, meta: dict) -> tuple[float, float, int]:  # type: ignore[type-arg]
+def run(state_dir: Path | None, sessions: list, meta: dict,  # type: ignore[type-arg]
+        retention_days: int | None = None) -> tuple[float, float, int]:
     """(readouts/s of wall time, ms of process CPU per readout, rejected) on a copy of
     ``state_dir`` (None: empty)."""
     from agent.contract.topics import Topics
@@ -95,7 +96,7 @@ def run(state_dir: Path | None, sessions: list, meta: dict) -> tuple[float, floa
         for n, session in enumerate(sessions):
             frames += encode_session(session, start_time=t0 + n * 0.0005, frame_gap_s=0.00002)
         reads = [frames[i:i + FRAMES_PER_READ] for i in range(0, len(frames), FRAMES_PER_READ)]
-        retention = int(meta.get("retention_days", 3650))
+        retention = retention_days or int(meta.get("retention_days", 3650))
         forecast, context = ForecastSettings(), default_proposal_context()
         history = VehicleHistory(work / "history.sqlite3", retention_days=retention,
                                  synchronous="NORMAL", settings=forecast)
@@ -136,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("state_dir", type=Path)
     parser.add_argument("--sessions", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--retention-days", type=int, default=None,
+                        help="the history's age bound (default: the big history's own, 10 years); "
+                             "the agent's default of 3 years prunes a returning vehicle's oldest "
+                             "visit at most of its readouts")
     args = parser.parse_args(argv)
     logging.disable(logging.CRITICAL)  # stale keys of the replayed fleet: not the point here
     meta = json.loads((args.state_dir / "big_history.json").read_text())
@@ -145,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, rates, cpus = [], {"empty": [], "history": []}, {"empty": [], "history": []}
     for n in range(args.rounds):
         for name, state in (("empty", None), ("history", args.state_dir)):
-            rate, cpu, rejected = run(state, sessions, meta)
+            rate, cpu, rejected = run(state, sessions, meta, args.retention_days)
             rates[name].append(rate)
             cpus[name].append(cpu)
             rows.append((f"{n + 1}", name, f"{rate:,.0f}/s", f"{cpu:.2f} ms", str(rejected)))

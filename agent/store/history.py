@@ -51,7 +51,7 @@ from agent.domain.forecast import (
     extend,
     summarize_history,
 )
-from agent.domain.forecast.trends import build_view
+from agent.domain.forecast.trends import anomaly_after, build_view
 from agent.store.sqlite import (
     Quarantine,
     check_intact,
@@ -486,7 +486,15 @@ class VehicleHistory:
             self._remember_rows(vin, kept)
             count, oldest_us = len(kept), kept[0][0]
             summary = summarize_history([r for _, _, r in kept], vin, self._settings)
-            anomaly = build_view(earlier, reading, self._settings).current_anomaly
+            if (before is not None and before[0] == len(rows) == len(earlier)
+                    and before[2].stands_for(self._settings)
+                    and (before[2].read_until_us or 0) < at_us):
+                # The row summarises the VIN's rows as they were before this readout (the
+                # triggers drop it on any change), all read before it: the walk's next step
+                # is the anomaly, without walking them again (a window-full vehicle's case).
+                anomaly = anomaly_after(before[2], reading, self._settings)
+            else:
+                anomaly = build_view(earlier, reading, self._settings).current_anomaly
         packed = pack_summary(summary)
         conn.execute("INSERT OR REPLACE INTO summaries VALUES (?, ?, ?, ?)",
                      (vin, count, oldest_us, packed))

@@ -9,9 +9,10 @@ from __future__ import annotations
 import random
 import sqlite3
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from forecast_fixtures import VIN, at, visit
 
 from agent.domain.forecast import ForecastSettings, forecast_session, summarize_history
@@ -122,3 +123,35 @@ def test_the_light_check_at_open_reads_the_summary_table(tmp_path: Path,
     monkeypatch.setattr(store_sqlite, "FULL_CHECK_MAX_BYTES", 0)
     with VehicleHistory(path) as history:  # the light check, then a row read back
         assert _summary_row(history, VINS[2]) is not None
+
+
+def test_a_full_window_counts_the_new_readouts_anomaly_from_the_row(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A vehicle with max_per_vehicle readings: each readout takes the oldest out, so its row
+    is summarised again from the readings, and the readout's anomaly comes from the old row's
+    walk, not from walking the readings a second time: the same anomalies, counted once."""
+    from agent.store import history as history_module
+
+    with VehicleHistory(tmp_path / "h.sqlite3", retention_days=36_500,
+                        max_per_vehicle=HISTORY_WINDOW) as history:
+        for n in range(HISTORY_WINDOW):
+            s = visit(n * 20, 10_000 + n * 800)
+            history.record(s, at(s.vehicle.data_date), f"r{n}")
+        walks = []
+        real_build_view = history_module.build_view
+        monkeypatch.setattr(history_module, "build_view",
+                            lambda *args: walks.append(args) or real_build_view(*args))
+        newest = HISTORY_WINDOW * 20
+        stale = visit(newest - 200, 10_000 + (HISTORY_WINDOW - 10) * 800)  # a spare key's data
+        history.record(stale, at(date_of(newest + 1)), "stale")
+        rollback = visit(newest + 30, 5_000)  # fewer km, later date
+        history.record(rollback, at(date_of(newest + 30)), "rollback")
+        assert (history.counters["stale_keys"], history.counters["odometer_rollbacks"]) == (1, 1)
+        assert walks == []
+        kept = list(history.readings(VIN))
+        assert len(kept) == HISTORY_WINDOW
+        assert _summary_row(history, VIN) == summarize_history(kept, VIN, SETTINGS)
+
+
+def date_of(days: int) -> date:
+    return date(2024, 1, 1) + timedelta(days=days)

@@ -171,7 +171,7 @@ def forecast_session(session: KeySession, read_at: datetime,
             raise ValueError("the history summary has readouts read after this one")
         view = view_of(history, current, settings)
     elif isinstance(history, SummarizedReadings) and (
-            kept := history.summary_until(read_at)) is not None:
+            kept := history.summary_until(read_at)) is not None and kept.stands_for(settings):
         view = view_of(kept, current, settings)  # the readings are not read at all
     else:
         view = build_view(history, current, settings)

@@ -28,11 +28,10 @@ visit a wide one. Pure functions, no I/O.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agent.domain.forecast.settings import ForecastSettings
-from agent.domain.forecast.trends import HistoryView, Segment, TrendFit
+from agent.domain.forecast.trends import HistoryView, TrendFit
 from protocols.values import fast_init
 
 __all__ = ["Z90", "DistanceSpread", "distance_spread", "trend_fit_var"]
@@ -62,10 +61,6 @@ class DistanceSpread:
         return self.estimate_var + self.drift_var_per_day * span / 3.0 + self.day_var / span
 
 
-def _segment_rates(segments: Sequence[Segment]) -> list[tuple[float, float]]:
-    return [(s.km / s.days, float(s.days)) for s in segments if s.days > 0]
-
-
 def distance_spread(view: HistoryView, basis: str, *, vehicle_age_days: int | None,
                     settings: ForecastSettings) -> DistanceSpread:
     """The spread of the daily distance the forecast uses, by its basis (history, vehicle age,
@@ -73,23 +68,20 @@ def distance_spread(view: HistoryView, basis: str, *, vehicle_age_days: int | No
     drift = settings.km_per_day_drift_sd_per_year ** 2 / _DAYS_PER_YEAR
     prior_day_var = settings.km_per_day_day_sd ** 2
     fleet_var = settings.km_per_day_fleet_sd ** 2
-    rates = _segment_rates(view.segments)
     day_var = prior_day_var
-    if basis == "history" and rates:
-        total_days = sum(d for _, d in rates)
-        mean = sum(r * d for r, d in rates) / total_days
-        if mean > 0 and len(rates) > 1:
+    # The segments with days > 0, as sums (agent/domain/forecast/trends.py, _SPAN_SUMS).
+    count, total_days, total_km, km_squares, _, weighted_days, weighted_middles, newest = view.spans
+    if basis == "history" and count:
+        mean = total_km / total_days
+        if mean > 0 and count > 1:
             # d * (r / mean - 1)^2 estimates the daily variance, segment by segment (a segment
-            # of d days averages d days of scatter), shrunk toward the prior.
-            observed = sum(d * (r / mean - 1.0) ** 2 for r, d in rates)
+            # of d days at r km a day averages d days of scatter), shrunk toward the prior;
+            # expanded: sum(km^2 / d) / mean^2 - 2 * sum(km) / mean + sum(d).
+            observed = max(0.0, km_squares / mean ** 2 - 2.0 * total_km / mean + total_days)
             weight = settings.km_per_day_spread_prior_segments
-            day_var = (weight * prior_day_var + observed) / (weight + len(rates) - 1)
-        timed = [s for s in view.segments if s.days > 0]
-        weighted_days = sum(s.weight * s.days for s in timed)
-        newest = max(s.end_day for s in timed)
+            day_var = (weight * prior_day_var + observed) / (weight + count - 1)
         # How far the data lie behind the data date: the weighted age of the segments' middles.
-        lag = sum(s.weight * s.days * ((newest - s.start_day) - s.days / 2.0)
-                  for s in timed) / weighted_days
+        lag = (newest - view.ref_day) - weighted_middles / weighted_days if weighted_days > 0 else 0.0
         estimate = min(fleet_var, day_var / max(total_days, 1.0) + drift * max(lag, 0.0))
     elif basis == "vehicle_age" and vehicle_age_days:
         # The lifetime mean stands for today's level: the level has wandered since the build.
