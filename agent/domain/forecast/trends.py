@@ -310,21 +310,9 @@ class _Walk:
                 v[2] += km
             if step >= 0:
                 if km > 0:
-                    v[3] += u * step
-                    v[4] += u * km
-                    v[5] += km
-                    v[6] += step
-                    v[7] += 1
-                    v[8] += step * step / km
-                    v[9] += 1.0 / km
+                    _add_trend(v, _PER_KM, u, step, km)
                 if days > 0:
-                    v[10] += u * step
-                    v[11] += u * days
-                    v[12] += days
-                    v[13] += step
-                    v[14] += 1
-                    v[15] += step * step / days
-                    v[16] += 1.0 / days
+                    _add_trend(v, _PER_DAY, u, step, days)
 
     def rebase(self, ref: float) -> None:
         """Move the reference day to ``ref``: every weighted sum times 2^(-(ref - old) / half-life)."""
@@ -349,6 +337,17 @@ class _Walk:
         return HistorySummary(read_until_us, self.points, self.stale, self.rollbacks,
                               self.implausible, None if self.ref is None else self.half_life,
                               self.ref, self.spans, self.items, self.last)
+
+
+def _add_trend(sums: list[float], at: int, u: float, step: int, length: int) -> None:
+    """One segment of an availability trend into ``sums[at:at + 7]`` (see ITEM_SUMS)."""
+    sums[at] += u * step
+    sums[at + 1] += u * length
+    sums[at + 2] += length
+    sums[at + 3] += step
+    sums[at + 4] += 1
+    sums[at + 5] += step * step / length
+    sums[at + 6] += 1.0 / length
 
 
 def summarize(history: Iterable[PastReading], vin: str, settings: ForecastSettings, *,
