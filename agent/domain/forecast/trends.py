@@ -18,6 +18,7 @@ Every other pair of neighbours is a segment, weighted by recency: a segment
 
 from __future__ import annotations
 
+import math
 import sys
 from abc import abstractmethod
 from array import array
@@ -194,7 +195,7 @@ class HistorySummary:
             last = (day, km, figures)
         half_life, ref = f[0], f[1]
         return cls(None if v[2] == _NONE else v[2], v[3], v[4], v[5], v[6],
-                   None if half_life != half_life else half_life, None if ref != ref else ref,
+                   None if math.isnan(half_life) else half_life, None if math.isnan(ref) else ref,
                    f[2:2 + _SPAN_SUMS], items, last)
 
 
@@ -398,7 +399,7 @@ def view_of(summary: HistorySummary, current: PastReading, settings: ForecastSet
         if (newest - walk.ref) / walk.half_life > _REBASE_AT:
             walk.rebase(float(newest))
         scale = 2.0 ** (-(newest - walk.ref) / walk.half_life)
-    return HistoryView(walk.spans, walk.items, scale, walk.ref or 0.0,
+    return HistoryView(walk.spans, walk.items, scale, 0.0 if walk.ref is None else walk.ref,
                        HistoryAnomalies(walk.stale, walk.rollbacks, walk.implausible),
                        current_anomaly)
 
