@@ -20,7 +20,11 @@ How it stays fast (about a minute for 100,000 vehicles and 2 million visits on t
 * earlier visits go back up to ``--years`` years, one to three a year (a few vehicles every
   month: fleet cars), with the mileage of the vehicle's yearly distance and each item's
   remaining distance and availability walked back with it; rows are written with
-  ``executemany`` in one transaction per store, indexes built once at the end;
+  ``executemany`` in one transaction per store, in the order the agent writes them (the
+  visits by time), into the stores' indexes as they stand. Not indexes built once at the
+  end: a built index has its pages full to the brim, where the agent's inserts, in the order
+  visits come, leave them about two thirds full, and a readout on full ones split a leaf of each
+  (docs/performance.md, "Years at a busy site": 2c measured an index no appliance has);
 * each vehicle's summary row (what the forecast reads, ``summaries`` in agent/store/history.py)
   is the domain's own ``summarize_history`` of its visits, as the agent writes it when it
   records a readout;
@@ -244,21 +248,22 @@ def build_state(state_dir: Path, *, vehicles: int = 100_000, years: int = 10, se
     say(f"{vehicles:,} vehicles, {len(history_rows):,} visits generated")
 
     # Create the files with the stores' own classes (schema, WAL, private modes), then write
-    # the rows directly: one transaction, no fsync, indexes built once at the end.
+    # the rows directly: one transaction, no fsync, the visits in time order as they came.
     history_path = state_dir / "history.sqlite3"
     reminders_path = state_dir / "reminders.sqlite3"
     VehicleHistory(history_path, retention_days=retention_days,
                    max_per_vehicle=max_per_vehicle).close()
     ReminderService(reminders_path, site=site, reader=reader, topic="t",
                     retention_days=retention_days).close()
-    _bulk(history_path, "readings", ["readings_by_vin", "readings_by_time"], history_rows,
+    history_rows.sort(key=lambda row: (row[2], row[0]))  # read_at_us, readout_id
+    _bulk(history_path, "readings", history_rows,
           "INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)")
-    _bulk(history_path, "summaries", [], summary_rows,  # after the readings: their triggers
-          "INSERT OR REPLACE INTO summaries VALUES (?, ?, ?, ?)")  # forget summaries
+    _bulk(history_path, "summaries", summary_rows,  # after the readings: their triggers
+          "INSERT OR REPLACE INTO summaries VALUES (?, ?, ?, ?)")  # stale summaries
     say(f"history written ({history_path.stat().st_size / 1e6:,.0f} MB)")
-    _bulk(reminders_path, "vehicles", ["vehicles_due", "vehicles_by_time"], vehicle_rows,
+    _bulk(reminders_path, "vehicles", vehicle_rows,
           "INSERT OR REPLACE INTO vehicles (vin, read_at_us, readout, due) VALUES (?, ?, ?, ?)")
-    _bulk(reminders_path, "sent", ["sent_by_vin", "sent_by_time"], ledger_rows,
+    _bulk(reminders_path, "sent", ledger_rows,
           "INSERT OR IGNORE INTO sent VALUES (?, ?, ?, ?)")
     say(f"reminder store written ({reminders_path.stat().st_size / 1e6:,.0f} MB)")
 
@@ -320,22 +325,15 @@ def _due_column(services: list[dict[str, Any]], vin: str) -> str:
     return json.dumps(items, separators=(",", ":"))
 
 
-def _bulk(path: Path, table: str, indexes: list[str], rows: list[tuple[Any, ...]],
-          sql: str) -> None:
-    """Rows into ``table`` in one transaction without fsync; the named indexes are dropped
-    first and built again once (the store's schema is the one its class created)."""
+def _bulk(path: Path, table: str, rows: list[tuple[Any, ...]], sql: str) -> None:
+    """Rows into ``table`` in one transaction without fsync, through its indexes (the
+    store's schema is the one its class created)."""
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("PRAGMA synchronous=OFF")
         conn.execute("PRAGMA cache_size=-262144")
-        definitions = [conn.execute("SELECT sql FROM sqlite_master WHERE name = ?",
-                                    (name,)).fetchone()[0] for name in indexes]
         conn.execute("BEGIN")
-        for name in indexes:
-            conn.execute(f"DROP INDEX {name}")
         conn.executemany(sql, rows)
-        for definition in definitions:
-            conn.execute(definition)
         conn.execute("COMMIT")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:

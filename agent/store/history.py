@@ -70,7 +70,20 @@ __all__ = ["HistoryError", "VehicleHistory", "VehicleReadings", "pack_summary", 
 
 log = logging.getLogger(__name__)
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
+# Schema 1 kept the summaries WITHOUT ROWID, with triggers that deleted them: its rows are
+# copied into schema 2's table once (derived data, but copying is cheaper than summarising
+# every vehicle again at its next visit).
+_FROM_SCHEMA_1 = """
+DROP TRIGGER IF EXISTS readings_insert_forgets_summary;
+DROP TRIGGER IF EXISTS readings_delete_forgets_summary;
+DROP TRIGGER IF EXISTS readings_update_forgets_summary;
+ALTER TABLE summaries RENAME TO summaries_schema_1;
+"""
+_FROM_SCHEMA_1_AFTER = """
+INSERT INTO summaries SELECT vin, readings, oldest_us, summary FROM summaries_schema_1;
+DROP TABLE summaries_schema_1;
+"""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
     readout_id TEXT PRIMARY KEY,
@@ -86,20 +99,27 @@ CREATE INDEX IF NOT EXISTS readings_by_vin ON readings (vin, read_at_us);
 CREATE INDEX IF NOT EXISTS readings_by_time ON readings (read_at_us);
 -- Per VIN, what the forecast reads of its readings (agent.domain.forecast.HistorySummary),
 -- written by the transaction that records a readout. Any change to a VIN's readings, by
--- whoever makes it (another process, an older agent, a salvage), deletes its row through
--- the triggers below; a VIN without a row is summarised from its readings.
+-- whoever makes it (another process, an older agent, a salvage), marks its row stale
+-- (readings = -1) or deletes it through the triggers below; a VIN without a row that
+-- stands is summarised from its readings.
+--
+-- A rowid table, not WITHOUT ROWID: a row is ~0.5 kB, and a WITHOUT ROWID table keeps whole
+-- rows in its interior pages too (six or seven to a page: seven levels over a large
+-- dealer's 100,000 vehicles, each a page to read and, at a split, to write). Here the VIN's
+-- index is small and shallow, the rows' own tree has rowids alone inside, and a readout's
+-- write changes its row in place (the upsert keeps its rowid): one leaf.
 CREATE TABLE IF NOT EXISTS summaries (
     vin       TEXT PRIMARY KEY,
-    readings  INTEGER NOT NULL,  -- the VIN's rows in readings
+    readings  INTEGER NOT NULL,  -- the VIN's rows in readings; -1: stale, summarise again
     oldest_us INTEGER NOT NULL,  -- their oldest read_at_us
     summary   BLOB NOT NULL      -- pack_summary(): zlib of HistorySummary.to_packed()
-) WITHOUT ROWID;  -- the row is in the key's B-tree: one page to read, not two
-CREATE TRIGGER IF NOT EXISTS readings_insert_forgets_summary AFTER INSERT ON readings
-BEGIN DELETE FROM summaries WHERE vin = NEW.vin; END;
+);
+CREATE TRIGGER IF NOT EXISTS readings_insert_stales_summary AFTER INSERT ON readings
+BEGIN UPDATE summaries SET readings = -1 WHERE vin = NEW.vin; END;
 CREATE TRIGGER IF NOT EXISTS readings_delete_forgets_summary AFTER DELETE ON readings
 BEGIN DELETE FROM summaries WHERE vin = OLD.vin; END;
-CREATE TRIGGER IF NOT EXISTS readings_update_forgets_summary AFTER UPDATE ON readings
-BEGIN DELETE FROM summaries WHERE vin IN (OLD.vin, NEW.vin); END;
+CREATE TRIGGER IF NOT EXISTS readings_update_stales_summary AFTER UPDATE ON readings
+BEGIN UPDATE summaries SET readings = -1 WHERE vin IN (OLD.vin, NEW.vin); END;
 """
 _COLUMNS = ("readout_id", "vin", "read_at_us", "key_id", "data_date", "mileage_km", "items")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -271,7 +291,8 @@ class VehicleHistory:
                 raise HistoryError(f"{self.path}: schema version {version} is newer than this agent's "
                                    f"({_SCHEMA_VERSION})")
             check_intact(conn, self.path)
-            conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA
+            before, after = (_FROM_SCHEMA_1, _FROM_SCHEMA_1_AFTER) if version == 1 else ("", "")
+            conn.executescript("BEGIN IMMEDIATE;" + before + _SCHEMA + after
                                + f"PRAGMA user_version={_SCHEMA_VERSION}; COMMIT;")
         except BaseException:
             conn.close()
@@ -382,8 +403,8 @@ class VehicleHistory:
         ``UNPACKED_SUMMARIES`` unpacked rows are kept with their bytes, and a row whose bytes
         are the same is not unpacked again: equal bytes are the same summary, whoever wrote
         them and whatever happened in between."""
-        row = conn.execute("SELECT readings, oldest_us, summary FROM summaries WHERE vin = ?",
-                           (vin,)).fetchone()
+        row = conn.execute("SELECT readings, oldest_us, summary FROM summaries "
+                           "WHERE vin = ? AND readings >= 0", (vin,)).fetchone()
         if row is None:
             return None
         blob = row[2]
@@ -496,8 +517,9 @@ class VehicleHistory:
             else:
                 anomaly = build_view(earlier, reading, self._settings).current_anomaly
         packed = pack_summary(summary)
-        conn.execute("INSERT OR REPLACE INTO summaries VALUES (?, ?, ?, ?)",
-                     (vin, count, oldest_us, packed))
+        conn.execute("INSERT INTO summaries VALUES (?, ?, ?, ?) ON CONFLICT (vin) DO UPDATE SET "
+                     "readings = excluded.readings, oldest_us = excluded.oldest_us, "
+                     "summary = excluded.summary", (vin, count, oldest_us, packed))
         self._keep_unpacked(vin, packed, summary)  # by its bytes: stands even if rolled back
         self.counters["recorded"] += 1
         self.counters["pruned"] += max(0, pruned)

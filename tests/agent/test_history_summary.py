@@ -87,6 +87,89 @@ def test_other_writers_make_the_row_be_rebuilt(tmp_path: Path) -> None:
         second.close()
 
 
+def test_an_insert_by_plain_sql_makes_the_row_stale(tmp_path: Path) -> None:
+    """An insert or an update marks the row stale (readings -1) instead of deleting it: the
+    agent's next write changes the row where it is."""
+    path = tmp_path / "h.sqlite3"
+    with VehicleHistory(path) as history:
+        for n in range(2):
+            s = visit(n * 40, 20_000 + n * 1500)
+            history.record(s, at(s.vehicle.data_date), f"a{n}")
+        conn = sqlite3.connect(path)
+        conn.execute("INSERT INTO readings SELECT 'x', vin, read_at_us + 1, key_id, data_date, "
+                     "mileage_km, items FROM readings WHERE readout_id = 'a1'")
+        conn.commit()
+        assert conn.execute("SELECT readings FROM summaries").fetchall() == [(-1,)]
+        conn.execute("UPDATE summaries SET readings = 3")  # as if the row stood again ...
+        conn.execute("UPDATE readings SET mileage_km = mileage_km + 1 WHERE readout_id = 'x'")
+        conn.commit()
+        assert conn.execute("SELECT readings FROM summaries").fetchall() == [(-1,)]  # ... no
+        conn.close()
+        assert _summary_row(history, VIN) is None
+        later = visit(200, 26_000)
+        history.record(later, at(later.vehicle.data_date), "b")
+        assert _summary_row(history, VIN) == summarize_history(list(history.readings(VIN)), VIN,
+                                                               SETTINGS)
+
+
+def test_a_readout_changes_its_summary_row_in_place(tmp_path: Path) -> None:
+    """The upsert keeps the row's rowid (one leaf written, not a delete here and an insert at
+    the table's end with its index entry moved)."""
+    path = tmp_path / "h.sqlite3"
+    with VehicleHistory(path) as history:
+        for n in range(4):
+            s = visit(n * 40, 20_000 + n * 1500)
+            history.record(s, at(s.vehicle.data_date), f"a{n}")
+            rowids = history._conn.execute("SELECT rowid, readings FROM summaries").fetchall()
+            assert rowids == [(1, n + 1)]
+
+
+def test_a_schema_1_file_keeps_its_summaries(tmp_path: Path) -> None:
+    """Schema 1 kept the rows WITHOUT ROWID with triggers that deleted them; opening such a
+    file copies its rows into schema 2's table and swaps the triggers, once."""
+    path = tmp_path / "h.sqlite3"
+    with VehicleHistory(path) as history:
+        for n in range(3):
+            s = visit(n * 40, 20_000 + n * 1500, vin=VINS[n])
+            history.record(s, at(s.vehicle.data_date), f"a{n}")
+        rows = history._conn.execute("SELECT * FROM summaries ORDER BY vin").fetchall()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript("""
+        BEGIN;
+        DROP TRIGGER readings_insert_stales_summary;
+        DROP TRIGGER readings_delete_forgets_summary;
+        DROP TRIGGER readings_update_stales_summary;
+        DROP TABLE summaries;
+        CREATE TABLE summaries (vin TEXT PRIMARY KEY, readings INTEGER NOT NULL,
+            oldest_us INTEGER NOT NULL, summary BLOB NOT NULL) WITHOUT ROWID;
+        CREATE TRIGGER readings_insert_forgets_summary AFTER INSERT ON readings
+        BEGIN DELETE FROM summaries WHERE vin = NEW.vin; END;
+        CREATE TRIGGER readings_delete_forgets_summary AFTER DELETE ON readings
+        BEGIN DELETE FROM summaries WHERE vin = OLD.vin; END;
+        CREATE TRIGGER readings_update_forgets_summary AFTER UPDATE ON readings
+        BEGIN DELETE FROM summaries WHERE vin IN (OLD.vin, NEW.vin); END;
+        PRAGMA user_version = 1;
+        COMMIT;""")
+    conn.executemany("INSERT INTO summaries VALUES (?, ?, ?, ?)", rows)
+    conn.close()
+    with VehicleHistory(path) as history:
+        conn = history._conn
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("SELECT * FROM summaries ORDER BY vin").fetchall() == rows
+        assert "WITHOUT ROWID" not in conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'summaries'").fetchone()[0]
+        assert sorted(name for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger'")) == [
+            "readings_delete_forgets_summary", "readings_insert_stales_summary",
+            "readings_update_stales_summary"]
+        assert _summary_row(history, VINS[1]) == summarize_history(
+            list(history.readings(VINS[1])), VINS[1], SETTINGS)
+        later = visit(200, 26_000, vin=VINS[1])
+        history.record(later, at(later.vehicle.data_date), "b")
+        assert _summary_row(history, VINS[1]) == summarize_history(
+            list(history.readings(VINS[1])), VINS[1], SETTINGS)
+
+
 def test_a_readout_older_than_the_row_reads_the_readings(tmp_path: Path) -> None:
     with VehicleHistory(tmp_path / "h.sqlite3") as history:
         visits = [visit(n * 60, 20_000 + n * 2000, vin=VIN) for n in range(4)]
@@ -113,7 +196,7 @@ def test_the_big_history_generator_writes_the_agents_rows(tmp_path: Path) -> Non
 def test_the_light_check_at_open_reads_the_summary_table(tmp_path: Path,
                                                           monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """A large file closed cleanly gets only its tables' first and last rows read at open
-    (agent/store/sqlite.py, check_intact); the summaries table has no rowid."""
+    (agent/store/sqlite.py, check_intact), the summaries table's by rowid."""
     import agent.store.sqlite as store_sqlite
     path = tmp_path / "h.sqlite3"
     with VehicleHistory(path) as history:
