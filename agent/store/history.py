@@ -53,6 +53,7 @@ from agent.domain.forecast import (
 )
 from agent.domain.forecast.trends import anomaly_after, build_view
 from agent.store.sqlite import (
+    COMMIT_CHECKPOINT_PAGES,
     Quarantine,
     check_intact,
     create_private_file,
@@ -286,6 +287,7 @@ class VehicleHistory:
                 log.warning("vehicle history %s: journal mode is %s, not WAL", self.path, mode)
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute(f"PRAGMA cache_size=-{_PAGE_CACHE_KIB}")  # readings are cached anyway
+            conn.execute(f"PRAGMA wal_autocheckpoint={COMMIT_CHECKPOINT_PAGES}")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > _SCHEMA_VERSION:
                 raise HistoryError(f"{self.path}: schema version {version} is newer than this agent's "

@@ -79,6 +79,7 @@ from typing import Protocol, Self
 
 from agent.errors import OutboxError
 from agent.store.sqlite import (
+    COMMIT_CHECKPOINT_PAGES,
     Quarantine,
     check_intact,
     create_private_file,
@@ -96,9 +97,6 @@ SCHEMA_VERSION = 1
 DEFAULT_MAX_MESSAGES = 100_000
 DEFAULT_MAX_AGE_S = 30 * 86400.0
 CACHE_KIB = 1024  # SQLite page cache (the default is 2 MiB)
-# A commit checkpoints by itself only when the log holds this many pages (SQLite's default is
-# 1000): the publisher's checkpoints keep it below that; this is the bound without them.
-COMMIT_CHECKPOINT_PAGES = 10_000
 CHECKPOINT_INTERVAL_S = 0.25
 
 _SCHEMA = """

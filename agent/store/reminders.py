@@ -40,6 +40,7 @@ from agent.domain.reminders import (
     reminder_id,
 )
 from agent.store.sqlite import (
+    COMMIT_CHECKPOINT_PAGES,
     Quarantine,
     check_intact,
     create_private_file,
@@ -203,6 +204,7 @@ class ReminderService:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA cache_size=-1024")  # 1 MiB, as the other stores: memory flat
+            conn.execute(f"PRAGMA wal_autocheckpoint={COMMIT_CHECKPOINT_PAGES}")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > _SCHEMA_VERSION:
                 raise ReminderError(f"reminder store {self.path}: written by a newer agent "

@@ -335,6 +335,14 @@ def restore_rows(conn: sqlite3.Connection, table: str, columns: Sequence[str],
 
 CHECKPOINT_INTERVAL_S = 0.5
 CHECKPOINT_MIN_WAL_BYTES = 64 * 1024
+#: A store's commit checkpoints by itself only when the log holds this many pages (SQLite's
+#: default is 1000, about 4 MB): the stores' own checkpointers (the BackgroundCheckpointer,
+#: the publisher's for the outbox) keep the logs below it, and it bounds them (about 40 MB)
+#: where none runs. At 1000, a backlog on years of history (3 pages a readout in each of the
+#: two large files) passed it between two background checkpoints, and the loop's commit then
+#: copied the log into the file itself: 12 commits of 3,000 readouts held the loop 600 ms,
+#: the longest 400 ms (docs/performance.md, "Years at a busy site", 2c).
+COMMIT_CHECKPOINT_PAGES = 10_000
 
 
 class BackgroundCheckpointer:
@@ -347,8 +355,9 @@ class BackgroundCheckpointer:
     ``PASSIVE`` checkpoint on its own connection whenever a log has grown past
     ``min_wal_bytes``, every ``interval_s``: it never waits for, nor blocks, the stores'
     writers, SQLite releases the GIL while it copies and fsyncs, and the log starts over
-    small, so the commits' own checkpoints do not come due. A failure is logged once per
-    store and tried again next time; the stores' own checkpoints remain the safety net."""
+    small, so the commits' own checkpoints (past :data:`COMMIT_CHECKPOINT_PAGES`) do not come
+    due. A failure is logged once per store and tried again next time; the stores' own
+    checkpoints remain the safety net."""
 
     def __init__(self, paths: Sequence[Path], *, interval_s: float = CHECKPOINT_INTERVAL_S,
                  min_wal_bytes: int = CHECKPOINT_MIN_WAL_BYTES) -> None:
