@@ -261,8 +261,10 @@ def build_state(state_dir: Path, *, vehicles: int = 100_000, years: int = 10, se
     _bulk(history_path, "summaries", summary_rows,  # after the readings: their triggers
           "INSERT OR REPLACE INTO summaries VALUES (?, ?, ?, ?)")  # stale summaries
     say(f"history written ({history_path.stat().st_size / 1e6:,.0f} MB)")
-    _bulk(reminders_path, "vehicles", vehicle_rows,
-          "INSERT OR REPLACE INTO vehicles (vin, read_at_us, readout, due) VALUES (?, ?, ?, ?)")
+    _bulk(reminders_path, "vehicles", [row[:3] for row in vehicle_rows],
+          "INSERT OR REPLACE INTO vehicles (vin, read_at_us, readout) VALUES (?, ?, ?)")
+    _bulk(reminders_path, "vehicle_due", [(vin, due) for vin, _, _, due in vehicle_rows],
+          "INSERT OR REPLACE INTO vehicle_due (vin, due) VALUES (?, ?)")
     _bulk(reminders_path, "sent", ledger_rows,
           "INSERT OR IGNORE INTO sent VALUES (?, ?, ?, ?)")
     say(f"reminder store written ({reminders_path.stat().st_size / 1e6:,.0f} MB)")
@@ -300,7 +302,11 @@ def build_state(state_dir: Path, *, vehicles: int = 100_000, years: int = 10, se
         for vin, _, _, due in (vehicle_rows[0], vehicle_rows[-1]):
             kept = store.latest(vin)
             if kept is None or due_summary(kept) != due:
-                raise RuntimeError(f"kept readout of {vin} unreadable or its due column wrong")
+                raise RuntimeError(f"kept readout of {vin} unreadable or its due dates wrong")
+            row = store._conn.execute("SELECT due FROM vehicle_due WHERE vin = ?",  # noqa: SLF001
+                                      (vin,)).fetchone()
+            if row is None or row[0] != due:
+                raise RuntimeError(f"due dates of {vin} not kept")
     # What a benchmark needs to read the same fleet: cbs-sim --seed S --base-date D.
     (state_dir / "big_history.json").write_text(json.dumps(
         {"seed": seed, "base_date": today.isoformat(), "vehicles": vehicles,

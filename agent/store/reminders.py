@@ -7,7 +7,7 @@ The pass runs on the service loop's thread, so it is cut into slices, one per lo
 :data:`SLICE_PARSED` readouts parsed per turn, about a millisecond, so a key read in the
 middle of a pass waits for one slice at most. Looking at a vehicle is cheap: next to its
 readout the store keeps each item's early and due dates, its margin at the desk and its
-reminder id (the ``due`` column, in a covering index), which say whether the plan could
+reminder id (its row in ``vehicle_due``), which say whether the plan could
 remind of anything today that the ledger does not hold yet; only those vehicles' readouts
 are parsed and planned. A site with 100,000 vehicles has a few hundred of them on a given
 day (docs/performance.md, "Years at a busy site").
@@ -68,16 +68,28 @@ VEHICLE_BATCH = 200  # readouts parsed at a time in a reminder pass (see iter_ve
 SLICE_VEHICLES = 100  # vehicles looked at per loop turn in the daily pass (~0.4 ms)...
 SLICE_PARSED = 4  # ...and readouts parsed and planned (about 0.3 ms each) at most
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_SCHEMA_VERSION = 2  # 2: vehicles.due and the indexes of the sliced pass and of pruning
+_SCHEMA_VERSION = 3  # 2: the due dates and the indexes of the sliced pass and of pruning;
+                     # 3: the due dates in a table of their own, not in a covering index
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS vehicles (
     vin        TEXT PRIMARY KEY,
     read_at_us INTEGER NOT NULL,   -- microseconds since the epoch, UTC
-    readout    TEXT NOT NULL,      -- the latest readout (cbs.readout/1 JSON, without proposal)
-    due        TEXT                -- JSON [[due_date_early, due_date, days at the desk,
-                                   --   reminder_id], ...] of its items with a forecast;
-                                   -- NULL: not known (a row of schema 1)
+    readout    TEXT NOT NULL       -- the latest readout (cbs.readout/1 JSON, without proposal)
+    -- a file of schema 2 has a column due here, no longer read or written
 );
+-- Per vehicle, JSON [[due_date_early, due_date, days at the desk, reminder_id], ...] of its
+-- kept readout's items with a forecast; a vehicle without a row: not known, planned.
+-- A table of its own, not a covering index on vehicles (vin, due) as in schema 2: an index
+-- keeps whole entries in its interior pages too, and at ~0.5 kB an entry that was six to a
+-- page, seven levels over 100,000 vehicles, and each readout moved its entry (a delete and
+-- an insert, often a split). Here the VIN's index is small and a readout changes its row in
+-- place.
+CREATE TABLE IF NOT EXISTS vehicle_due (
+    vin TEXT PRIMARY KEY,
+    due TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS vehicle_delete_forgets_due AFTER DELETE ON vehicles
+BEGIN DELETE FROM vehicle_due WHERE vin = OLD.vin; END;
 CREATE TABLE IF NOT EXISTS sent (
     reminder_id TEXT PRIMARY KEY,  -- {vin}-{index}-{code}-{service_count}
     vin         TEXT NOT NULL,
@@ -87,9 +99,14 @@ CREATE TABLE IF NOT EXISTS sent (
 CREATE INDEX IF NOT EXISTS sent_by_vin ON sent (vin);
 """
 _INDEXES = """
-CREATE INDEX IF NOT EXISTS vehicles_due ON vehicles (vin, due);
 CREATE INDEX IF NOT EXISTS vehicles_by_time ON vehicles (read_at_us);
 CREATE INDEX IF NOT EXISTS sent_by_time ON sent (sent_at_us);
+"""
+# Schema 2's due dates, read from its covering index (not the 4 kB rows), once.
+_FROM_SCHEMA_2 = """
+INSERT OR IGNORE INTO vehicle_due SELECT vin, due FROM vehicles INDEXED BY vehicles_due
+    WHERE due IS NOT NULL;
+DROP INDEX vehicles_due;
 """
 _TABLES = {"vehicles": ("vin", "read_at_us", "readout"),  # due: recomputed later
            "sent": ("reminder_id", "vin", "due_date", "sent_at_us")}
@@ -210,10 +227,8 @@ class ReminderService:
                 raise ReminderError(f"reminder store {self.path}: written by a newer agent "
                                     f"(schema {version}, this agent knows {_SCHEMA_VERSION})")
             check_intact(conn, self.path)
-            columns = {row[1] for row in conn.execute("PRAGMA table_info(vehicles)")}
-            # Schema 1 had no due column: each vehicle's is known at its next readout.
-            upgrade = "ALTER TABLE vehicles ADD COLUMN due TEXT;" if columns and \
-                "due" not in columns else ""
+            # Schema 1 had no due dates: each vehicle's is known at its next readout.
+            upgrade = _FROM_SCHEMA_2 if version == 2 else ""
             conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + upgrade + _INDEXES
                                + f"PRAGMA user_version={_SCHEMA_VERSION}; COMMIT;")
         except BaseException:
@@ -275,16 +290,22 @@ class ReminderService:
         readouts = list(readouts)
         if wire_json is None:
             wire_json = [to_json(readout) for readout in readouts]
-        rows = [(readout.vehicle.vin, _to_us(readout.read_at), without_proposal(wire),
-                 due_summary(readout))
+        rows = [(readout.vehicle.vin, _to_us(readout.read_at), without_proposal(wire))
                 for readout, wire in zip(readouts, wire_json, strict=True)]
         if not rows:
             return
+        dues = [(vin, due_summary(readout), at_us)
+                for (vin, at_us, _), readout in zip(rows, readouts, strict=True)]
         with self._transaction("cannot keep readout", durable=False) as conn:
-            conn.executemany("INSERT INTO vehicles (vin, read_at_us, readout, due) "
-                             "VALUES (?, ?, ?, ?) ON CONFLICT (vin) DO UPDATE SET "
-                             "read_at_us = excluded.read_at_us, readout = excluded.readout, "
-                             "due = excluded.due WHERE excluded.read_at_us >= read_at_us", rows)
+            conn.executemany("INSERT INTO vehicles (vin, read_at_us, readout) VALUES (?, ?, ?) "
+                             "ON CONFLICT (vin) DO UPDATE SET read_at_us = excluded.read_at_us, "
+                             "readout = excluded.readout "
+                             "WHERE excluded.read_at_us >= read_at_us", rows)
+            # The due dates of the readout the vehicle's row now holds (an older one than
+            # kept changed nothing; of two at the same moment the later in order is kept).
+            conn.executemany("INSERT INTO vehicle_due (vin, due) SELECT ?1, ?2 WHERE "
+                             "(SELECT read_at_us FROM vehicles WHERE vin = ?1) = ?3 "
+                             "ON CONFLICT (vin) DO UPDATE SET due = excluded.due", dues)
 
     def vehicles(self) -> list[Readout]:
         """The latest readout of every known vehicle, by VIN. Raises ReminderError."""
@@ -385,8 +406,9 @@ class ReminderService:
         latest_early = (state.today + timedelta(days=window)).isoformat()
         earliest_due = (state.today - timedelta(days=self.settings.max_overdue_days)).isoformat()
         with self._reading("cannot read vehicles") as conn:
-            rows = conn.execute("SELECT vin, due FROM vehicles INDEXED BY vehicles_due "
-                                "WHERE vin > ? ORDER BY vin LIMIT ?",
+            rows = conn.execute("SELECT vehicles.vin, due FROM vehicles LEFT JOIN vehicle_due "
+                                "ON vehicle_due.vin = vehicles.vin WHERE vehicles.vin > ? "
+                                "ORDER BY vehicles.vin LIMIT ?",
                                 (state.after, SLICE_VEHICLES)).fetchall()
         done = len(rows) < SLICE_VEHICLES
         state.slices += 1

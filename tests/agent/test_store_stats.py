@@ -60,6 +60,6 @@ def test_the_generated_stores_read_back_through_their_classes(state: Path) -> No
             readings = history.readings(readout.vehicle.vin)
             assert 1 <= len(readings) <= meta["max_per_vehicle"]
             assert readings[-1].readout_id == readout.readout_id  # the latest visit, both stores
-            due = reminders._conn.execute("SELECT due FROM vehicles WHERE vin = ?",  # noqa: SLF001
+            due = reminders._conn.execute("SELECT due FROM vehicle_due WHERE vin = ?",  # noqa: SLF001
                                           (readout.vehicle.vin,)).fetchone()[0]
             assert due == due_summary(readout)
