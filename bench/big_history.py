@@ -7,7 +7,7 @@ Writes ``history.sqlite3`` (agent/store/history.py: one row per visit), ``remind
 (agent/store/reminders.py: each vehicle's latest readout, a ledger of reminders already sent)
 and, with ``--outbox N``, ``outbox.sqlite3`` holding N queued messages (a broker outage).
 
-How it stays fast (about a minute for 100,000 vehicles and 2 million visits on the shared
+How it stays fast (207–218 s for 100,000 vehicles and 2 million visits on the shared
 2-core VM) and still realistic:
 
 * the vehicles are a seeded simulator fleet (simulators/fleet.py), so the VINs are the ones
@@ -23,7 +23,7 @@ How it stays fast (about a minute for 100,000 vehicles and 2 million visits on t
   ``executemany`` in one transaction per store, in the order the agent writes them (the
   visits by time), into the stores' indexes as they stand. Not indexes built once at the
   end: a built index has its pages full to the brim, where the agent's inserts, in the order
-  visits come, leave them about two thirds full, and a readout on full ones split a leaf of each
+  visits come, leave them 89 % full, and a readout on full ones split a leaf of each
   (docs/performance.md, "Years at a busy site": 2c measured an index no appliance has);
 * each vehicle's summary row (what the forecast reads, ``summaries`` in agent/store/history.py)
   is the domain's own ``summarize_history`` of its visits, as the agent writes it when it
@@ -256,16 +256,16 @@ def build_state(state_dir: Path, *, vehicles: int = 100_000, years: int = 10, se
     ReminderService(reminders_path, site=site, reader=reader, topic="t",
                     retention_days=retention_days).close()
     history_rows.sort(key=lambda row: (row[2], row[0]))  # read_at_us, readout_id
-    _bulk(history_path, "readings", history_rows,
+    _bulk(history_path, history_rows,
           "INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)")
-    _bulk(history_path, "summaries", summary_rows,  # after the readings: their triggers
+    _bulk(history_path, summary_rows,  # after the readings: their triggers
           "INSERT OR REPLACE INTO summaries VALUES (?, ?, ?, ?)")  # stale summaries
     say(f"history written ({history_path.stat().st_size / 1e6:,.0f} MB)")
-    _bulk(reminders_path, "vehicles", [row[:3] for row in vehicle_rows],
+    _bulk(reminders_path, [row[:3] for row in vehicle_rows],
           "INSERT OR REPLACE INTO vehicles (vin, read_at_us, readout) VALUES (?, ?, ?)")
-    _bulk(reminders_path, "vehicle_due", [(vin, due) for vin, _, _, due in vehicle_rows],
+    _bulk(reminders_path, [(vin, due) for vin, _, _, due in vehicle_rows],
           "INSERT OR REPLACE INTO vehicle_due (vin, due) VALUES (?, ?)")
-    _bulk(reminders_path, "sent", ledger_rows,
+    _bulk(reminders_path, ledger_rows,
           "INSERT OR IGNORE INTO sent VALUES (?, ?, ?, ?)")
     say(f"reminder store written ({reminders_path.stat().st_size / 1e6:,.0f} MB)")
 
@@ -331,8 +331,8 @@ def _due_column(services: list[dict[str, Any]], vin: str) -> str:
     return json.dumps(items, separators=(",", ":"))
 
 
-def _bulk(path: Path, table: str, rows: list[tuple[Any, ...]], sql: str) -> None:
-    """Rows into ``table`` in one transaction without fsync, through its indexes (the
+def _bulk(path: Path, rows: list[tuple[Any, ...]], sql: str) -> None:
+    """``rows`` by ``sql`` in one transaction without fsync, through its indexes (the
     store's schema is the one its class created)."""
     conn = sqlite3.connect(path, isolation_level=None)
     try:

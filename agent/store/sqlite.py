@@ -340,8 +340,8 @@ CHECKPOINT_MIN_WAL_BYTES = 64 * 1024
 #: the publisher's for the outbox) keep the logs below it, and it bounds them (about 40 MB)
 #: where none runs. At 1000, a backlog on years of history (3 pages a readout in each of the
 #: two large files) passed it between two background checkpoints, and the loop's commit then
-#: copied the log into the file itself: 12 commits of 3,000 readouts held the loop 600 ms,
-#: the longest 400 ms (docs/performance.md, "Years at a busy site", 2c).
+#: copied the log into the file itself: the commits of 3,000 readouts held the loop 706 ms,
+#: the longest 288 ms (docs/performance.md, "Years at a busy site", 2c).
 COMMIT_CHECKPOINT_PAGES = 10_000
 
 
