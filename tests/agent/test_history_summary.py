@@ -238,3 +238,39 @@ def test_a_full_window_counts_the_new_readouts_anomaly_from_the_row(
 
 def date_of(days: int) -> date:
     return date(2024, 1, 1) + timedelta(days=days)
+
+
+@pytest.mark.parametrize("max_per_vehicle", [HISTORY_WINDOW, HISTORY_WINDOW + 7])
+def test_a_full_window_is_summarised_from_the_rows_as_stored(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, max_per_vehicle: int) -> None:
+    """A vehicle at its window or its count bound, not in memory: its summary is walked from
+    the rows as stored, without building readouts of them, and is the summary of its
+    readings; several readouts read at the same moment (a replayed capture) sort as
+    summarize sorts them, by data date and km before the id."""
+    from agent.store import history as history_module
+
+    rng = random.Random(max_per_vehicle)
+    loads: list[str] = []
+    real_select = history_module._select_keyed
+    with VehicleHistory(tmp_path / "h.sqlite3", retention_days=36_500,
+                        max_per_vehicle=max_per_vehicle, cache_readings=0) as history:
+        monkeypatch.setattr(history_module, "_select_keyed",
+                            lambda conn, vin, **kw: loads.append(vin) or real_select(conn, vin, **kw))
+        days, km, rid = 0, 10_000, 0
+        for n in range(max_per_vehicle + 40):
+            days += rng.choice([0, 0, 15, 40, 90])  # some visits on the same data date
+            km += rng.choice([0, 300, 2_500]) if rng.random() > 0.05 else -rng.randint(1, 3_000)
+            s = visit(days, max(0, km), serviced=3 + days // 700)
+            read = at(date_of(n * 10)) if rng.random() > 0.2 else at(date_of((n - 1) * 10))
+            for _ in range(rng.choice([1, 1, 2])):  # two readouts of one read moment
+                rid += 1
+                history.record(s, read, f"z{rng.randint(0, 10**9):09d}-{rid}")
+            readings = list(history.readings(VIN))
+            assert len(readings) <= max_per_vehicle
+            assert _summary_row(history, VIN) == summarize_history(readings, VIN, SETTINGS), n
+        loads.clear()
+        s = visit(days + 30, max(0, km) + 1_000)
+        history.record(s, at(date_of(10_000)), "newest")
+        assert loads == []  # walked from the stored rows, not from readouts of them
+        readings = list(history.readings(VIN))
+        assert _summary_row(history, VIN) == summarize_history(readings, VIN, SETTINGS)

@@ -33,7 +33,7 @@ from protocols.values import fast_init
 __all__ = ["HISTORY_WINDOW", "ITEM_SUMS", "HistoryAnomalies", "HistorySummary", "HistoryView", "SummarizedReadings",
            "TrendFit",
            "anomaly_after", "availability_trend", "availability_trend_fit", "build_view", "extend", "history_km_per_day",
-           "item_fall_rates", "point_of", "read_at_us", "summarize", "view_of"]
+           "item_fall_rates", "point_of", "read_at_us", "summarize", "summarize_points", "view_of"]
 
 ItemKey = tuple[int, int]
 
@@ -359,10 +359,23 @@ def summarize(history: Iterable[PastReading], vin: str, settings: ForecastSettin
     if not earlier:
         return HistorySummary()
     earlier.sort(key=lambda r: (r.read_at, r.data_date, r.mileage_km, r.readout_id))
+    return summarize_points([point_of(r) for r in earlier[-HISTORY_WINDOW:]],
+                            read_at_us(earlier[-1]), settings)
+
+
+def summarize_points(points: Sequence[Point], read_until_us: int,
+                     settings: ForecastSettings) -> HistorySummary:
+    """The summary of readouts given as the walk's points (:func:`point_of`), in the order
+    :func:`summarize` puts them, the newest read at ``read_until_us``: the newest
+    :data:`HISTORY_WINDOW` are walked.
+
+    Why: the vehicle history summarises a window-full vehicle from its rows as stored (a day,
+    the km and the items' figures), and building readouts from them first cost three times
+    the walk itself (agent/store/history.py, ``_summary_from_rows``)."""
     walk = _Walk(HistorySummary(), settings)
-    for reading in earlier[-HISTORY_WINDOW:]:
-        walk.step(point_of(reading))
-    return walk.summary(read_at_us(earlier[-1]))
+    for point in points[-HISTORY_WINDOW:]:
+        walk.step(point)
+    return walk.summary(read_until_us)
 
 
 def extend(summary: HistorySummary, reading: PastReading,
