@@ -551,10 +551,10 @@ class VehicleHistory:
         rows beyond ``max_per_vehicle`` went, read as the walk's points straight from the rows.
 
         Why: a vehicle at its window takes its oldest reading out at every readout, so its
-        summary is walked again from its rows (3 % of a large dealer's readouts). Building
-        readouts of its 50 rows first (dates, items, objects) took 1.2 ms of the 1.8 ms
-        (docs/performance.md, 2c); the walk reads only a day, the km and the items' figures,
-        which the rows hold as they are. The order and the window are :func:`summarize`'s,
+        summary is walked again from its rows (3-4 % of a large dealer's readouts). Building
+        readouts of its 50 rows first (dates, items, objects) was a quarter of that walk's
+        1.9 ms (docs/performance.md, 2c); the walk reads only a day, the km and the items'
+        figures, which the rows hold as they are. The order and the window are :func:`summarize`'s,
         so the summary is the one it gives on the readings (tests/agent/test_history_summary.py)."""
         rows = conn.execute("SELECT read_at_us, readout_id, data_date, mileage_km, items "
                             "FROM readings WHERE vin = ? ORDER BY read_at_us, readout_id",
