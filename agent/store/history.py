@@ -567,10 +567,8 @@ class VehicleHistory:
         # summarize's order: read_at, then data date (ISO text sorts as the dates), km, id
         window = sorted(rows, key=lambda row: (row[0], row[2], row[3], row[1]))[-HISTORY_WINDOW:]
         items_of = json.loads("[" + ",".join([row[4] for row in window]) + "]")
-        points: list[Point] = [
-            (date.fromisoformat(row[2]).toordinal(), row[3],
-             [figures if len(figures) == 6 else [*figures, None] for figures in items])
-            for row, items in zip(window, items_of, strict=True)]
+        points: list[Point] = [(date.fromisoformat(row[2]).toordinal(), row[3], items)
+                               for row, items in zip(window, items_of, strict=True)]
         summary = summarize_points(points, window[-1][0], self._settings)
         return len(rows), rows[0][0], summary, excess
 

@@ -370,8 +370,9 @@ def summarize_points(points: Sequence[Point], read_until_us: int,
     :data:`HISTORY_WINDOW` are walked.
 
     Why: the vehicle history summarises a window-full vehicle from its rows as stored (a day,
-    the km and the items' figures), and building readouts from them first cost three times
-    the walk itself (agent/store/history.py, ``_summary_from_rows``)."""
+    the km and the items' figures, the six fields its ``items`` column has always held);
+    building readouts of them first was a quarter of that walk's time
+    (agent/store/history.py, ``_summary_from_rows``)."""
     walk = _Walk(HistorySummary(), settings)
     for point in points[-HISTORY_WINDOW:]:
         walk.step(point)
